@@ -1,0 +1,159 @@
+//! Typed errors. `JobError`s become CodePipeline failure results; `HandlerError`s are returned
+//! to Lambda (only when no result could be recorded), with stable `errorType` names.
+
+use aws_sdk_codepipeline::operation::put_job_failure_result::PutJobFailureResultError;
+use aws_sdk_codepipeline::operation::put_job_success_result::PutJobSuccessResultError;
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_sfn::operation::describe_execution::DescribeExecutionError;
+use aws_sdk_sfn::operation::start_execution::StartExecutionError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::outcome::FailureKind;
+use crate::params::ConfigError;
+use crate::token::TokenError;
+
+type S3Error<E> = aws_sdk_s3::error::SdkError<E>;
+type SfnError<E> = aws_sdk_sfn::error::SdkError<E>;
+type PipelineError<E> = aws_sdk_codepipeline::error::SdkError<E>;
+
+/// Why a job failed; each maps to a CodePipeline failure type.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("the job data is malformed: {0}")]
+    MalformedJobData(String),
+    #[error(
+        "access denied reading input file s3://{bucket}/{key} (S3 also answers 403 for a missing key \
+         when the function may not list the bucket)"
+    )]
+    InputAccessDenied {
+        bucket: String,
+        key: String,
+        #[source]
+        source: S3Error<GetObjectError>,
+    },
+    #[error("input bucket {bucket} does not exist")]
+    InputBucketMissing {
+        bucket: String,
+        #[source]
+        source: S3Error<GetObjectError>,
+    },
+    #[error("could not read input file s3://{bucket}/{key}")]
+    InputRead {
+        bucket: String,
+        key: String,
+        #[source]
+        source: S3Error<GetObjectError>,
+    },
+    #[error("could not read the body of input file s3://{bucket}/{key}")]
+    InputBody {
+        bucket: String,
+        key: String,
+        #[source]
+        source: aws_smithy_types::byte_stream::error::Error,
+    },
+    #[error("access denied starting an execution of {state_machine}")]
+    StartAccessDenied {
+        state_machine: String,
+        #[source]
+        source: SfnError<StartExecutionError>,
+    },
+    #[error("state machine {state_machine} cannot be started")]
+    StartRejected {
+        state_machine: String,
+        #[source]
+        source: SfnError<StartExecutionError>,
+    },
+    #[error("could not start an execution of {state_machine}")]
+    Start {
+        state_machine: String,
+        #[source]
+        source: SfnError<StartExecutionError>,
+    },
+    #[error("access denied describing execution {execution_arn}")]
+    DescribeAccessDenied {
+        execution_arn: String,
+        #[source]
+        source: SfnError<DescribeExecutionError>,
+    },
+    #[error("could not describe execution {execution_arn}")]
+    Describe {
+        execution_arn: String,
+        #[source]
+        source: SfnError<DescribeExecutionError>,
+    },
+}
+
+impl JobError {
+    pub fn failure_kind(&self) -> FailureKind {
+        match self {
+            Self::Config(_) | Self::MalformedJobData(_) | Self::InputBucketMissing { .. } | Self::StartRejected { .. } => {
+                FailureKind::ConfigurationError
+            }
+            Self::InputAccessDenied { .. } | Self::StartAccessDenied { .. } | Self::DescribeAccessDenied { .. } => {
+                FailureKind::PermissionError
+            }
+            Self::Token(_)
+            | Self::InputRead { .. }
+            | Self::InputBody { .. }
+            | Self::Start { .. }
+            | Self::Describe { .. } => FailureKind::JobFailed,
+        }
+    }
+
+    /// The execution this failure concerns, when known.
+    pub fn external_execution_id(&self) -> Option<&str> {
+        match self {
+            Self::DescribeAccessDenied { execution_arn, .. } | Self::Describe { execution_arn, .. } => {
+                Some(execution_arn)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// True for 403s and the access-denied codes of S3 and Step Functions (every SDK crate shares one
+/// `SdkError` type).
+pub fn is_access_denied<E: ProvideErrorMetadata>(err: &aws_sdk_s3::error::SdkError<E>) -> bool {
+    matches!(err.code(), Some("AccessDenied" | "AccessDeniedException" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"))
+        || err.raw_response().is_some_and(|r| r.status().as_u16() == 403)
+}
+
+/// Errors returned to Lambda: there was no job to answer, or the answer could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("the event is not a CodePipeline job event: \"CodePipeline.job\".\"id\" is missing")]
+    NotAJobEvent,
+    #[error("could not record the success result of job {job_id}")]
+    RecordSuccess {
+        job_id: String,
+        #[source]
+        source: PipelineError<PutJobSuccessResultError>,
+    },
+    #[error("could not record the failure result of job {job_id}")]
+    RecordFailure {
+        job_id: String,
+        #[source]
+        source: PipelineError<PutJobFailureResultError>,
+    },
+    #[error("could not build the failure result of job {job_id}")]
+    BuildResult {
+        job_id: String,
+        #[source]
+        source: aws_sdk_codepipeline::error::BuildError,
+    },
+}
+
+impl lambda_common::ErrorType for HandlerError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::NotAJobEvent => "NotACodePipelineJob",
+            Self::RecordSuccess { .. } | Self::RecordFailure { .. } | Self::BuildResult { .. } => {
+                "JobResultNotRecorded"
+            }
+        }
+    }
+}

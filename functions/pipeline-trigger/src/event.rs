@@ -1,0 +1,180 @@
+//! The parts of a CodePipeline job event that this function reads.
+//!
+//! Parsing is deliberately lenient: as long as the job id can be found, the function can answer
+//! the job, so every other problem becomes a `ConfigurationError` result instead of a hung job.
+//! `artifactCredentials` is not modelled at all: it is never deserialised, so it can never be
+//! logged, formatted or returned.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// `CodePipeline.job.id`, the id every result must be recorded against.
+pub fn job_id(payload: &Value) -> Option<&str> {
+    payload
+        .get("CodePipeline.job")?
+        .get("id")?
+        .as_str()
+        .filter(|id| !id.trim().is_empty())
+}
+
+/// `CodePipeline.job.accountId`, when present.
+pub fn account_id(payload: &Value) -> Option<&str> {
+    payload.get("CodePipeline.job")?.get("accountId")?.as_str()
+}
+
+/// Reads `CodePipeline.job.data` without copying it (the credentials stay where they are).
+pub fn job_data(payload: &Value) -> Result<JobData, serde_json::Error> {
+    match payload.get("CodePipeline.job").and_then(|j| j.get("data")) {
+        Some(data) => JobData::deserialize(data),
+        None => Ok(JobData::default()),
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobData {
+    #[serde(default)]
+    pub action_configuration: Option<ActionConfiguration>,
+    #[serde(default)]
+    pub input_artifacts: Vec<Artifact>,
+    #[serde(default)]
+    pub continuation_token: Option<String>,
+}
+
+impl JobData {
+    /// The action's `UserParameters` string, if configured.
+    pub fn user_parameters(&self) -> Option<&str> {
+        self.action_configuration
+            .as_ref()?
+            .configuration
+            .as_ref()?
+            .user_parameters
+            .as_deref()
+    }
+
+    /// The S3 location of the first input artifact, the revision the pipeline is working on.
+    pub fn first_input_revision(&self) -> Option<Revision<'_>> {
+        let artifact = self.input_artifacts.first()?;
+        let s3 = artifact.location.as_ref()?.s3_location.as_ref()?;
+        Some(Revision {
+            bucket: &s3.bucket_name,
+            key: &s3.object_key,
+            revision: artifact.revision.as_deref(),
+            artifact_name: artifact.name.as_deref(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revision<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub revision: Option<&'a str>,
+    pub artifact_name: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct ActionConfiguration {
+    #[serde(default)]
+    pub configuration: Option<ActionConfigurationValues>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct ActionConfigurationValues {
+    #[serde(rename = "FunctionName", default)]
+    pub function_name: Option<String>,
+    #[serde(rename = "UserParameters", default)]
+    pub user_parameters: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifact {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub revision: Option<String>,
+    #[serde(default)]
+    pub location: Option<ArtifactLocation>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactLocation {
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub s3_location: Option<S3Location>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Location {
+    pub bucket_name: String,
+    pub object_key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture() -> Value {
+        serde_json::from_str(include_str!("../tests/fixtures/job-first.json")).unwrap()
+    }
+
+    #[test]
+    fn reads_the_sample_event() {
+        let event = fixture();
+        assert_eq!(job_id(&event), Some("11111111-abcd-1111-abcd-111111abcdef"));
+        assert_eq!(account_id(&event), Some("111111111111"));
+        let data = job_data(&event).unwrap();
+        assert_eq!(
+            data.user_parameters(),
+            Some(r#"{"s3Bucket": "pipeline-inputs", "stateMachineFile": "deploy/prod.json"}"#)
+        );
+        assert_eq!(data.continuation_token, None);
+        let rev = data.first_input_revision().unwrap();
+        assert_eq!(rev.bucket, "codepipeline-artifacts");
+        assert_eq!(rev.key, "MyPipeline/SourceArti/abcdEFG");
+        assert_eq!(rev.revision, Some("3b9a7c1e"));
+    }
+
+    #[test]
+    fn continuation_event_has_token() {
+        let event: Value =
+            serde_json::from_str(include_str!("../tests/fixtures/job-continuation.json")).unwrap();
+        let data = job_data(&event).unwrap();
+        assert!(data.continuation_token.unwrap().contains("executionArn"));
+    }
+
+    #[test]
+    fn missing_pieces_are_not_fatal() {
+        let event = json!({"CodePipeline.job": {"id": "j1"}});
+        assert_eq!(job_id(&event), Some("j1"));
+        let data = job_data(&event).unwrap();
+        assert_eq!(data.user_parameters(), None);
+        assert_eq!(data.first_input_revision(), None);
+    }
+
+    #[test]
+    fn no_job_id() {
+        assert_eq!(job_id(&json!({})), None);
+        assert_eq!(job_id(&json!({"CodePipeline.job": {"id": ""}})), None);
+        assert_eq!(job_id(&json!({"CodePipeline.job": {"id": 7}})), None);
+    }
+
+    #[test]
+    fn wrong_types_are_reported() {
+        let event = json!({"CodePipeline.job": {"id": "j", "data": {"inputArtifacts": "nope"}}});
+        assert!(job_data(&event).is_err());
+    }
+
+    #[test]
+    fn credentials_are_not_part_of_the_model() {
+        let data = job_data(&fixture()).unwrap();
+        let debug = format!("{data:?}");
+        assert!(!debug.contains("AKIAEXAMPLECREDENTIAL"));
+        assert!(!debug.contains("secretExampleValue"));
+    }
+}

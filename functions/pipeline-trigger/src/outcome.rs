@@ -1,0 +1,417 @@
+//! What the job result should be, decided from plain data: no I/O here.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::token::ContinuationToken;
+
+/// CodePipeline limits (PutJobSuccessResult / PutJobFailureResult).
+pub const MAX_SUMMARY_CHARS: usize = 2048;
+pub const MAX_FAILURE_MESSAGE_CHARS: usize = 5000;
+pub const MAX_EXTERNAL_EXECUTION_ID_CHARS: usize = 1500;
+pub const MAX_OUTPUT_VARIABLES_BYTES: usize = 122_880;
+
+/// `FailureDetails.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    JobFailed,
+    ConfigurationError,
+    PermissionError,
+    RevisionOutOfSync,
+    RevisionUnavailable,
+    SystemUnavailable,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::JobFailed => "JobFailed",
+            Self::ConfigurationError => "ConfigurationError",
+            Self::PermissionError => "PermissionError",
+            Self::RevisionOutOfSync => "RevisionOutOfSync",
+            Self::RevisionUnavailable => "RevisionUnavailable",
+            Self::SystemUnavailable => "SystemUnavailable",
+        }
+    }
+}
+
+/// The one result every invocation records for its job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    /// Success with a continuation token: CodePipeline invokes again with a new job.
+    Continue {
+        token: String,
+        summary: String,
+        external_execution_id: String,
+    },
+    /// Final success.
+    Succeeded {
+        summary: String,
+        external_execution_id: String,
+        output_variables: BTreeMap<String, String>,
+    },
+    Failed {
+        kind: FailureKind,
+        message: String,
+        external_execution_id: Option<String>,
+    },
+}
+
+impl JobResult {
+    pub fn failed(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self::Failed {
+            kind,
+            message: truncate_chars(&message.into(), MAX_FAILURE_MESSAGE_CHARS),
+            external_execution_id: None,
+        }
+    }
+
+    pub fn status(&self) -> &'static str {
+        match self {
+            Self::Continue { .. } => "InProgress",
+            Self::Succeeded { .. } => "Succeeded",
+            Self::Failed { .. } => "Failed",
+        }
+    }
+}
+
+/// DescribeExecution's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecutionStatus {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+    PendingRedrive,
+    Other(String),
+}
+
+impl ExecutionStatus {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "RUNNING" => Self::Running,
+            "SUCCEEDED" => Self::Succeeded,
+            "FAILED" => Self::Failed,
+            "TIMED_OUT" => Self::TimedOut,
+            "ABORTED" => Self::Aborted,
+            "PENDING_REDRIVE" => Self::PendingRedrive,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Aborted => "ABORTED",
+            Self::PendingRedrive => "PENDING_REDRIVE",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+/// The facts of an execution the decision needs (from DescribeExecution).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionView {
+    pub arn: String,
+    pub name: String,
+    pub status: ExecutionStatus,
+    pub started: Option<String>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub output: Option<String>,
+}
+
+/// Truncates to at most `max` characters (not bytes), marking the cut.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    const MARK: &str = "... [truncated]";
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mark_len = MARK.chars().count();
+    if max <= mark_len {
+        return s.chars().take(max).collect();
+    }
+    let mut out: String = s.chars().take(max - mark_len).collect();
+    out.push_str(MARK);
+    out
+}
+
+/// The first invocation's answer: continue polling the execution just started.
+pub fn started(execution_arn: &str, execution_name: &str, state_machine_name: &str) -> Result<JobResult, crate::token::TokenError> {
+    let token = ContinuationToken {
+        execution_arn: execution_arn.to_owned(),
+        polls: 0,
+    }
+    .encode()?;
+    Ok(JobResult::Continue {
+        token,
+        summary: truncate_chars(
+            &format!("Started Step Functions execution {execution_name} of state machine {state_machine_name}"),
+            MAX_SUMMARY_CHARS,
+        ),
+        external_execution_id: truncate_chars(execution_arn, MAX_EXTERNAL_EXECUTION_ID_CHARS),
+    })
+}
+
+/// A continuation's answer, from the execution's current state. `polls` counts this poll.
+pub fn decide(view: &ExecutionView, polls: u32) -> Result<JobResult, crate::token::TokenError> {
+    let external_execution_id = truncate_chars(&view.arn, MAX_EXTERNAL_EXECUTION_ID_CHARS);
+    Ok(match &view.status {
+        ExecutionStatus::Running => {
+            let since = view
+                .started
+                .as_deref()
+                .map(|s| format!(", started {s}"))
+                .unwrap_or_default();
+            JobResult::Continue {
+                token: ContinuationToken {
+                    execution_arn: view.arn.clone(),
+                    polls,
+                }
+                .encode()?,
+                summary: truncate_chars(
+                    &format!("Execution {} is RUNNING{since} (check {polls})", view.name),
+                    MAX_SUMMARY_CHARS,
+                ),
+                external_execution_id,
+            }
+        }
+        ExecutionStatus::Succeeded => {
+            let vars = output_variables(view.output.as_deref());
+            let mut summary = format!(
+                "Execution {} SUCCEEDED; {} output variable(s) exported",
+                view.name,
+                vars.exported.len()
+            );
+            if !vars.skipped.is_empty() {
+                summary.push_str(&format!("; not exported: {}", vars.skipped.join(", ")));
+            }
+            JobResult::Succeeded {
+                summary: truncate_chars(&summary, MAX_SUMMARY_CHARS),
+                external_execution_id,
+                output_variables: vars.exported,
+            }
+        }
+        other => JobResult::Failed {
+            kind: FailureKind::JobFailed,
+            message: failure_message(view, other.as_str()),
+            external_execution_id: Some(external_execution_id),
+        },
+    })
+}
+
+/// `Execution <arn> ended with status <S>. Error: <e>. Cause: <c>`: the ARN and status always
+/// survive; the cause is what gets truncated to fit the 5,000 characters.
+fn failure_message(view: &ExecutionView, status: &str) -> String {
+    let mut head = format!("Execution {} ended with status {status}", view.arn);
+    if let Some(error) = view.error.as_deref().filter(|e| !e.is_empty()) {
+        head.push_str(&format!(". Error: {}", truncate_chars(error, 500)));
+    }
+    let Some(cause) = view.cause.as_deref().filter(|c| !c.is_empty()) else {
+        return truncate_chars(&head, MAX_FAILURE_MESSAGE_CHARS);
+    };
+    let prefix = ". Cause: ";
+    let room = MAX_FAILURE_MESSAGE_CHARS.saturating_sub(head.chars().count() + prefix.len());
+    if room < 20 {
+        return truncate_chars(&head, MAX_FAILURE_MESSAGE_CHARS);
+    }
+    format!("{head}{prefix}{}", truncate_chars(cause, room))
+}
+
+/// CodePipeline output variable names: `[A-Za-z0-9@\-_]+`.
+pub fn valid_variable_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'@' || b == b'-' || b == b'_')
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct OutputVariables {
+    pub exported: BTreeMap<String, String>,
+    /// Top-level keys not exported, each with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// The execution output's top-level scalars (strings, numbers, booleans) as output variables, in
+/// key order, within CodePipeline's 122,880-byte budget (names plus values). Objects, arrays,
+/// nulls, invalid names and what does not fit are listed as skipped.
+pub fn output_variables(output: Option<&str>) -> OutputVariables {
+    let mut vars = OutputVariables::default();
+    let Some(Value::Object(map)) = output.and_then(|o| serde_json::from_str::<Value>(o).ok()) else {
+        return vars;
+    };
+    let mut used = 0usize;
+    let sorted: BTreeMap<_, _> = map.into_iter().collect();
+    for (key, value) in sorted {
+        let text = match value {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null | Value::Array(_) | Value::Object(_) => {
+                vars.skipped.push(format!("{key} (not a scalar)"));
+                continue;
+            }
+        };
+        if !valid_variable_name(&key) {
+            vars.skipped.push(format!("{key} (invalid name)"));
+            continue;
+        }
+        let size = key.len() + text.len();
+        if used + size > MAX_OUTPUT_VARIABLES_BYTES {
+            vars.skipped.push(format!("{key} (over the {MAX_OUTPUT_VARIABLES_BYTES}-byte limit)"));
+            continue;
+        }
+        used += size;
+        vars.exported.insert(key, text);
+    }
+    vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(status: &str) -> ExecutionView {
+        ExecutionView {
+            arn: "arn:aws:states:us-east-1:1:execution:deploy:codepipeline-j1".into(),
+            name: "codepipeline-j1".into(),
+            status: ExecutionStatus::parse(status),
+            started: Some("2026-11-22T00:00:00Z".into()),
+            error: None,
+            cause: None,
+            output: None,
+        }
+    }
+
+    #[test]
+    fn running_continues_with_a_useful_summary() {
+        let r = decide(&view("RUNNING"), 4).unwrap();
+        let JobResult::Continue { token, summary, external_execution_id } = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(ContinuationToken::decode(&token).unwrap().polls, 4);
+        assert_eq!(
+            summary,
+            "Execution codepipeline-j1 is RUNNING, started 2026-11-22T00:00:00Z (check 4)"
+        );
+        assert_eq!(external_execution_id, view("RUNNING").arn);
+    }
+
+    #[test]
+    fn succeeded_exports_scalars() {
+        let mut v = view("SUCCEEDED");
+        v.output = Some(r#"{"stackName": "prod-app", "count": 3, "ok": true, "nested": {"a": 1}, "none": null, "bad key": "x"}"#.into());
+        let JobResult::Succeeded { output_variables, summary, .. } = decide(&v, 2).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            output_variables,
+            BTreeMap::from([
+                ("count".to_string(), "3".to_string()),
+                ("ok".to_string(), "true".to_string()),
+                ("stackName".to_string(), "prod-app".to_string()),
+            ])
+        );
+        assert!(summary.starts_with("Execution codepipeline-j1 SUCCEEDED; 3 output variable(s) exported"), "{summary}");
+        assert!(summary.contains("bad key (invalid name)"));
+        assert!(summary.contains("nested (not a scalar)"));
+    }
+
+    #[test]
+    fn succeeded_with_non_object_output() {
+        for out in [None, Some("\"text\""), Some("[1,2]"), Some("not json")] {
+            let mut v = view("SUCCEEDED");
+            v.output = out.map(str::to_owned);
+            let JobResult::Succeeded { output_variables, .. } = decide(&v, 1).unwrap() else {
+                panic!()
+            };
+            assert!(output_variables.is_empty());
+        }
+    }
+
+    #[test]
+    fn output_variables_stay_within_budget() {
+        let big = "v".repeat(60_000);
+        let out = serde_json::json!({"a": big, "b": big, "c": big, "d": "small"}).to_string();
+        let vars = output_variables(Some(&out));
+        let used: usize = vars.exported.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(used <= MAX_OUTPUT_VARIABLES_BYTES);
+        assert_eq!(vars.exported.keys().collect::<Vec<_>>(), ["a", "b", "d"]);
+        assert_eq!(vars.skipped, ["c (over the 122880-byte limit)"]);
+    }
+
+    #[test]
+    fn every_terminal_failure_status_fails_the_job() {
+        for status in ["FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE", "SOMETHING_NEW"] {
+            let mut v = view(status);
+            v.error = Some("States.TaskFailed".into());
+            v.cause = Some("the stack rolled back".into());
+            let JobResult::Failed { kind, message, external_execution_id } = decide(&v, 1).unwrap() else {
+                panic!("{status}")
+            };
+            assert_eq!(kind, FailureKind::JobFailed);
+            assert_eq!(
+                message,
+                format!("Execution {} ended with status {status}. Error: States.TaskFailed. Cause: the stack rolled back", v.arn)
+            );
+            assert_eq!(external_execution_id.as_deref(), Some(v.arn.as_str()));
+        }
+    }
+
+    #[test]
+    fn failure_without_error_or_cause() {
+        let JobResult::Failed { message, .. } = decide(&view("ABORTED"), 1).unwrap() else {
+            panic!()
+        };
+        assert_eq!(message, format!("Execution {} ended with status ABORTED", view("x").arn));
+    }
+
+    #[test]
+    fn long_causes_are_truncated_keeping_arn_and_status() {
+        let mut v = view("FAILED");
+        v.error = Some("E".repeat(2_000));
+        v.cause = Some("ü".repeat(20_000));
+        let JobResult::Failed { message, .. } = decide(&v, 1).unwrap() else {
+            panic!()
+        };
+        assert!(message.chars().count() <= MAX_FAILURE_MESSAGE_CHARS);
+        assert!(message.starts_with(&format!("Execution {} ended with status FAILED. Error: EEE", v.arn)));
+        assert!(message.contains("Cause: üüü"));
+        assert!(message.ends_with("... [truncated]"));
+    }
+
+    #[test]
+    fn truncation_counts_characters() {
+        assert_eq!(truncate_chars("abc", 3), "abc");
+        assert_eq!(truncate_chars("ééééé", 5), "ééééé");
+        let t = truncate_chars(&"é".repeat(100), 20);
+        assert_eq!(t.chars().count(), 20);
+        assert!(t.ends_with("... [truncated]"));
+        assert_eq!(truncate_chars("abcdef", 3), "abc");
+    }
+
+    #[test]
+    fn started_result() {
+        let JobResult::Continue { token, summary, .. } =
+            started("arn:aws:states:r:1:execution:m:e", "e", "m").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(summary, "Started Step Functions execution e of state machine m");
+        assert_eq!(ContinuationToken::decode(&token).unwrap().polls, 0);
+    }
+
+    #[test]
+    fn variable_names() {
+        assert!(valid_variable_name("Stack_Name-1@x"));
+        assert!(!valid_variable_name(""));
+        assert!(!valid_variable_name("a.b"));
+        assert!(!valid_variable_name("ä"));
+    }
+}

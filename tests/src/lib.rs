@@ -1,0 +1,14 @@
+//! The local AWS stack and the end-to-end test support.
+//!
+//! One loopback gateway fronts: moto (S3, CloudFormation, Step Functions executing real ASL),
+//! a Lambda Runtime API host running the workspace's real function binaries, and emulators for
+//! the APIs moto lacks (CodePipeline job results). See README.md, "Local AWS stack".
+
+pub mod codepipeline;
+pub mod gateway;
+pub mod moto;
+pub mod pipeline;
+pub mod runtime_host;
+pub mod stack;
+
+pub use stack::{FunctionOptions, LocalStack};

@@ -1,0 +1,307 @@
+//! A Lambda Runtime API host: runs the real function binaries as Lambda would and turns Lambda
+//! Invoke calls into invocations of them.
+//!
+//! Each function gets its own Runtime API endpoint (`AWS_LAMBDA_RUNTIME_API`) on a loopback port.
+//! Its instances (processes) share one queue of invocations: an instance takes the next one with
+//! `GET /2018-06-01/runtime/invocation/next` and answers with `.../response` or `.../error`, as on
+//! Lambda. When an invocation arrives and no instance is idle, another instance is started, up
+//! to the function's concurrency. Instances' stdout and stderr go to one log file per function.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot};
+
+/// How a function is run.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    pub name: String,
+    pub binary: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub max_instances: usize,
+}
+
+/// What an invocation produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler's response payload.
+    Response(Bytes),
+    /// The handler's error (`{"errorType", "errorMessage"}`), reported as `Unhandled`.
+    Error(Bytes),
+}
+
+struct Pending {
+    request_id: String,
+    payload: Bytes,
+    deadline_ms: u64,
+    reply: oneshot::Sender<Outcome>,
+}
+
+struct FunctionState {
+    spec: FunctionSpec,
+    runtime_api: String,
+    arn: String,
+    log_path: PathBuf,
+    queue_tx: mpsc::UnboundedSender<Pending>,
+    queue_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>,
+    in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    idle: AtomicUsize,
+    instances: Mutex<Vec<Instance>>,
+    timings: Mutex<Vec<InstanceTiming>>,
+}
+
+struct Instance {
+    child: Child,
+}
+
+/// When an instance (process) was started.
+#[derive(Debug, Clone, Copy)]
+pub struct InstanceTiming {
+    pub pid: u32,
+    pub started: Instant,
+}
+
+/// A running function: its Runtime API endpoint and instances.
+pub struct HostedFunction {
+    state: Arc<FunctionState>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl HostedFunction {
+    /// Starts the function's Runtime API endpoint; instances start on demand.
+    pub async fn start(
+        spec: FunctionSpec,
+        region: &str,
+        account: &str,
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        if !spec.binary.is_file() {
+            bail!("function binary {} does not exist", spec.binary.display());
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let runtime_api = listener.local_addr()?.to_string();
+        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+        let state = Arc::new(FunctionState {
+            arn: format!("arn:aws:lambda:{region}:{account}:function:{}", spec.name),
+            log_path: log_dir.join(format!("{}.log", spec.name)),
+            spec,
+            runtime_api,
+            queue_tx,
+            queue_rx: tokio::sync::Mutex::new(queue_rx),
+            in_flight: Mutex::new(HashMap::new()),
+            idle: AtomicUsize::new(0),
+            instances: Mutex::new(Vec::new()),
+            timings: Mutex::new(Vec::new()),
+        });
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(invocation_error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(state.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { state, server })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.state.spec.name
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.state.log_path
+    }
+
+    /// The pids of the running instances.
+    pub fn pids(&self) -> Vec<u32> {
+        self.state
+            .instances
+            .lock()
+            .map(|i| i.iter().filter_map(|x| x.child.id()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn timings(&self) -> Vec<InstanceTiming> {
+        self.state.timings.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Invokes the function and waits for its outcome (or its timeout).
+    pub async fn invoke(&self, payload: Bytes) -> anyhow::Result<Outcome> {
+        let state = &self.state;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let deadline_ms = epoch_ms() + state.spec.timeout.as_millis() as u64;
+        let (reply, answer) = oneshot::channel();
+        if state.idle.load(Ordering::SeqCst) == 0 {
+            self.spawn_instance_if_allowed()?;
+        }
+        state
+            .queue_tx
+            .send(Pending {
+                request_id: request_id.clone(),
+                payload,
+                deadline_ms,
+                reply,
+            })
+            .map_err(|_| anyhow::anyhow!("function {} is stopped", state.spec.name))?;
+        match tokio::time::timeout(state.spec.timeout, answer).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(_)) => Ok(Outcome::Error(error_body(
+                "Runtime.ExitError",
+                "the function's runtime exited before answering",
+            ))),
+            Err(_) => {
+                if let Ok(mut in_flight) = state.in_flight.lock() {
+                    in_flight.remove(&request_id);
+                }
+                Ok(Outcome::Error(error_body(
+                    "Sandbox.Timedout",
+                    &format!("Task timed out after {:.2} seconds", state.spec.timeout.as_secs_f64()),
+                )))
+            }
+        }
+    }
+
+    fn spawn_instance_if_allowed(&self) -> anyhow::Result<()> {
+        let state = &self.state;
+        let mut instances = state
+            .instances
+            .lock()
+            .map_err(|_| anyhow::anyhow!("instance list poisoned"))?;
+        // Forget instances that exited (crashed, or the runtime gave up).
+        instances.retain_mut(|i| matches!(i.child.try_wait(), Ok(None)));
+        if instances.len() >= state.spec.max_instances.max(1) {
+            return Ok(());
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&state.log_path)
+            .with_context(|| format!("opening {}", state.log_path.display()))?;
+        let mut cmd = Command::new(&state.spec.binary);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_LAMBDA_RUNTIME_API", &state.runtime_api)
+            .env("AWS_LAMBDA_FUNCTION_NAME", &state.spec.name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", state.spec.name))
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("local/{}", instances.len()))
+            .env("AWS_LAMBDA_FUNCTION_TIMEOUT", state.spec.timeout.as_secs().to_string())
+            .envs(state.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", state.spec.binary.display()))?;
+        let started = Instant::now();
+        if let Some(pid) = child.id()
+            && let Ok(mut t) = state.timings.lock()
+        {
+            t.push(InstanceTiming { pid, started });
+        }
+        instances.push(Instance { child });
+        Ok(())
+    }
+
+    /// Stops every instance and the endpoint.
+    pub async fn stop(&self) {
+        let children: Vec<Instance> = self
+            .state
+            .instances
+            .lock()
+            .map(|mut i| i.drain(..).collect())
+            .unwrap_or_default();
+        for mut instance in children {
+            let _ = instance.child.start_kill();
+            let _ = instance.child.wait().await;
+        }
+        self.server.abort();
+    }
+}
+
+fn error_body(error_type: &str, message: &str) -> Bytes {
+    Bytes::from(serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string())
+}
+
+async fn next(State(state): State<Arc<FunctionState>>) -> Response {
+    state.idle.fetch_add(1, Ordering::SeqCst);
+    let pending = {
+        let mut rx = state.queue_rx.lock().await;
+        rx.recv().await
+    };
+    state.idle.fetch_sub(1, Ordering::SeqCst);
+    let Some(pending) = pending else {
+        return StatusCode::GONE.into_response();
+    };
+    let mut headers = HeaderMap::new();
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    put("lambda-runtime-aws-request-id", &pending.request_id);
+    put("lambda-runtime-deadline-ms", &pending.deadline_ms.to_string());
+    put("lambda-runtime-invoked-function-arn", &state.arn);
+    put(
+        "lambda-runtime-trace-id",
+        &format!("Root=1-{:08x}-{}", epoch_ms() / 1000, &pending.request_id.replace('-', "")[..24]),
+    );
+    put("content-type", "application/json");
+    if let Ok(mut in_flight) = state.in_flight.lock() {
+        in_flight.insert(pending.request_id, pending.reply);
+    }
+    (StatusCode::OK, headers, pending.payload).into_response()
+}
+
+fn complete(state: &FunctionState, id: &str, outcome: Outcome) -> StatusCode {
+    let reply = state.in_flight.lock().ok().and_then(|mut m| m.remove(id));
+    match reply {
+        Some(tx) => {
+            let _ = tx.send(outcome);
+            StatusCode::ACCEPTED
+        }
+        None => StatusCode::BAD_REQUEST,
+    }
+}
+
+async fn response(State(state): State<Arc<FunctionState>>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
+    complete(&state, &id, Outcome::Response(body))
+}
+
+async fn invocation_error(State(state): State<Arc<FunctionState>>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
+    complete(&state, &id, Outcome::Error(body))
+}
+
+async fn init_error(State(state): State<Arc<FunctionState>>, body: Bytes) -> StatusCode {
+    // The instance could not initialise: the queued invocations fail with its error, as Lambda
+    // reports init errors. (If another instance is waiting for work it holds the queue and will
+    // serve them instead.)
+    if let Ok(mut rx) = state.queue_rx.try_lock() {
+        while let Ok(pending) = rx.try_recv() {
+            let _ = pending.reply.send(Outcome::Error(body.clone()));
+        }
+    }
+    StatusCode::ACCEPTED
+}

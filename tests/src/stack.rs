@@ -1,0 +1,212 @@
+//! The whole local AWS stack behind one loopback gateway, started and stopped by one call.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::codepipeline::{CodePipelineEmulator, RecordedCall};
+use crate::gateway::{self, Gateway};
+use crate::moto::Moto;
+use crate::runtime_host::{FunctionSpec, HostedFunction};
+
+pub const REGION: &str = "us-east-1";
+/// moto's default account.
+pub const ACCOUNT: &str = "123456789012";
+
+/// The repository root (this crate lives in `<root>/tests`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Where the workspace's binaries are: `$FUNCTION_BIN_DIR`, else next to the running executable
+/// (`target/<profile>/`, also for test executables in `target/<profile>/deps/`).
+pub fn binary_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FUNCTION_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// Options for one function served by the stack.
+#[derive(Debug, Clone)]
+pub struct FunctionOptions {
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub max_instances: usize,
+    pub rust_log: String,
+}
+
+impl Default for FunctionOptions {
+    fn default() -> Self {
+        Self {
+            env: Vec::new(),
+            timeout: Duration::from_secs(30),
+            max_instances: 4,
+            rust_log: "info".into(),
+        }
+    }
+}
+
+pub struct LocalStack {
+    pub endpoint: String,
+    pub sdk: aws_config::SdkConfig,
+    gateway: Arc<Gateway>,
+    server: tokio::task::JoinHandle<()>,
+    moto: Moto,
+    log_dir: PathBuf,
+}
+
+impl LocalStack {
+    /// Starts the gateway and moto (with Step Functions execution on). Logs go to a fresh
+    /// directory under `target/local-stack/`.
+    pub async fn start() -> anyhow::Result<Self> {
+        let root = repo_root();
+        let log_dir = binary_dir()
+            .parent()
+            .map_or_else(|| root.join("target"), Path::to_path_buf)
+            .join("local-stack")
+            .join(uuid::Uuid::new_v4().to_string());
+        std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let gateway = Arc::new(Gateway {
+            functions: RwLock::new(HashMap::new()),
+            codepipeline: CodePipelineEmulator::default(),
+            moto_url: RwLock::new(String::new()),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+            region: REGION.into(),
+            account: ACCOUNT.into(),
+        });
+        let app = gateway::router(gateway.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let moto = Moto::start(&root, port, &log_dir.join("moto.log")).await?;
+        if let Ok(mut url) = gateway.moto_url.write() {
+            url.clone_from(&moto.url);
+        }
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .endpoint_url(&endpoint)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "local-stack"))
+            .load()
+            .await;
+        Ok(Self {
+            endpoint,
+            sdk,
+            gateway,
+            server,
+            moto,
+            log_dir,
+        })
+    }
+
+    /// The environment a function (or any SDK client) needs to use this stack.
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_REGION", REGION),
+            ("AWS_DEFAULT_REGION", REGION),
+            ("AWS_ENDPOINT_URL", &self.endpoint),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    /// Serves the workspace binary `name` as the Lambda function `name`.
+    pub async fn add_function(&self, name: &str, options: FunctionOptions) -> anyhow::Result<()> {
+        let binary = binary_dir().join(name);
+        anyhow::ensure!(
+            binary.is_file(),
+            "{} is not built: run `cargo build --workspace --bins` (make test does)",
+            binary.display()
+        );
+        let mut env = self.client_env();
+        env.push(("RUST_LOG".into(), options.rust_log.clone()));
+        env.extend(options.env);
+        let spec = FunctionSpec {
+            name: name.to_owned(),
+            binary,
+            env,
+            timeout: options.timeout,
+            max_instances: options.max_instances,
+        };
+        let hosted = HostedFunction::start(spec, REGION, ACCOUNT, &self.log_dir).await?;
+        self.gateway
+            .functions
+            .write()
+            .map_err(|_| anyhow::anyhow!("function table poisoned"))?
+            .insert(name.to_owned(), Arc::new(hosted));
+        Ok(())
+    }
+
+    pub fn function(&self, name: &str) -> Option<Arc<HostedFunction>> {
+        self.gateway.functions.read().ok()?.get(name).cloned()
+    }
+
+    /// Everything the function has logged so far (all instances).
+    pub fn function_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.log_dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&self.sdk)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    pub fn sfn(&self) -> aws_sdk_sfn::Client {
+        aws_sdk_sfn::Client::new(&self.sdk)
+    }
+
+    pub fn lambda(&self) -> aws_sdk_lambda::Client {
+        aws_sdk_lambda::Client::new(&self.sdk)
+    }
+
+    /// Every call the CodePipeline emulator received, in order.
+    pub fn codepipeline_calls(&self) -> Vec<RecordedCall> {
+        self.gateway.codepipeline.calls()
+    }
+
+    /// The ARN of a role for state machines (moto does not check it).
+    pub fn role_arn(&self) -> String {
+        format!("arn:aws:iam::{ACCOUNT}:role/local-stack-states")
+    }
+
+    /// Stops the functions, moto and the gateway. (Dropping the stack also kills the processes.)
+    pub async fn stop(mut self) {
+        let functions: Vec<_> = self
+            .gateway
+            .functions
+            .write()
+            .map(|mut f| f.drain().map(|(_, v)| v).collect())
+            .unwrap_or_default();
+        for f in functions {
+            f.stop().await;
+        }
+        self.moto.stop().await;
+        self.server.abort();
+    }
+}

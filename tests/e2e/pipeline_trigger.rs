@@ -1,1 +1,320 @@
+//! End to end: the real `pipeline-trigger` binary, invoked through the Lambda Invoke API with
+//! CodePipeline job events, drives real state machines executed by moto; the job results are
+//! read back from the local CodePipeline emulator.
 
+mod support;
+
+use e2e::pipeline::{ActionStatus, invoke_job, job_event, run_action};
+use serde_json::Value;
+use support::{SAMPLE_PARAMETERS, World};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successful_execution_completes_the_job_with_output_variables() {
+    let world = World::start().await;
+    let spec = world.action(Some(SAMPLE_PARAMETERS));
+    let outcome = run_action(&world.stack, &spec).await.expect("action");
+
+    assert_eq!(outcome.status, ActionStatus::Succeeded, "{outcome:#?}");
+    // First invocation started the execution; at least one continuation saw it RUNNING.
+    assert!(outcome.invocations.len() >= 3, "{outcome:#?}");
+    assert!(outcome.summaries[0].starts_with("Started Step Functions execution codepipeline-"));
+    assert!(
+        outcome.summaries.iter().any(|s| s.contains("is RUNNING")),
+        "{:?}",
+        outcome.summaries
+    );
+    assert!(
+        outcome
+            .summaries
+            .last()
+            .unwrap()
+            .contains("SUCCEEDED; 4 output variable(s) exported")
+    );
+    let vars: Vec<(&str, &str)> = outcome
+        .output_variables
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        vars,
+        [
+            ("changedResources", "3"),
+            ("revisionId", "0f1e2d3c4b5a"),
+            ("safe", "true"),
+            ("stackName", "prod-sample-lambda-app")
+        ]
+    );
+    // Every job got exactly one result, and no invocation errored.
+    for inv in &outcome.invocations {
+        assert_eq!(inv.function_error, None, "{inv:?}");
+        assert_eq!(inv.calls.len(), 1, "{inv:?}");
+    }
+
+    // The execution is real, unique, and got the sample's input plus the revision.
+    let sfn = world.stack.sfn();
+    let executions = sfn
+        .list_executions()
+        .state_machine_arn(&world.succeed_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(executions.executions().len(), 1);
+    let exec_arn = &executions.executions()[0].execution_arn;
+    assert_eq!(outcome.external_execution_id.as_deref(), Some(exec_arn.as_str()));
+    let described = sfn
+        .describe_execution()
+        .execution_arn(exec_arn)
+        .send()
+        .await
+        .unwrap();
+    let input: Value = serde_json::from_str(described.input().unwrap()).unwrap();
+    assert_eq!(input["environmentName"], "prod");
+    assert_eq!(input["revisionS3Bucket"], "codepipeline-artifacts");
+    assert_eq!(input["revisionS3Key"], "MyPipeline/SourceArti/abc123");
+    assert_eq!(input["codePipelineJobId"], outcome.invocations[0].job_id.as_str());
+
+    world.assert_no_credentials(&spec.credentials);
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_execution_fails_the_job_with_status_error_and_cause() {
+    let world = World::start().await;
+    let params = format!(
+        r#"{{"s3Bucket": "pipeline-inputs", "stateMachineFile": "deploy/prod.json", "stateMachineArn": "{}"}}"#,
+        world.fail_arn
+    );
+    let spec = world.action(Some(&params));
+    let outcome = run_action(&world.stack, &spec).await.expect("action");
+
+    let ActionStatus::Failed {
+        failure_type,
+        message,
+    } = &outcome.status
+    else {
+        panic!("{outcome:#?}")
+    };
+    assert_eq!(failure_type, "JobFailed");
+    let exec_arn = outcome
+        .external_execution_id
+        .clone()
+        .expect("external execution id");
+    assert!(
+        exec_arn.contains(":execution:wait-then-fail:codepipeline-"),
+        "{exec_arn}"
+    );
+    assert_eq!(
+        message,
+        &format!(
+            "Execution {exec_arn} ended with status FAILED. Error: StackRolledBack. Cause: Stack \
+             prod-sample-lambda-app is UPDATE_ROLLBACK_COMPLETE: resource MyQueue failed to update \
+             (Resource handler returned message: queue name already exists)"
+        )
+    );
+    // The default state machine was not touched.
+    let default_runs = world
+        .stack
+        .sfn()
+        .list_executions()
+        .state_machine_arn(&world.succeed_arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(default_runs.executions().is_empty());
+
+    world.assert_no_credentials(&spec.credentials);
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_first_invocation_starts_only_one_execution() {
+    let world = World::start().await;
+    let spec = world.action(Some(SAMPLE_PARAMETERS));
+    let job_id = uuid::Uuid::new_v4().to_string();
+    let event = job_event(&job_id, &spec, None);
+
+    // Lambda retries an invocation with the same event (same job id).
+    let first = invoke_job(&world.stack, "pipeline-trigger", &job_id, &event)
+        .await
+        .unwrap();
+    let second = invoke_job(&world.stack, "pipeline-trigger", &job_id, &event)
+        .await
+        .unwrap();
+
+    assert_eq!(first.function_error, None);
+    assert_eq!(
+        second.function_error, None,
+        "an answered job is not an error: {second:?}"
+    );
+    let executions = world
+        .stack
+        .sfn()
+        .list_executions()
+        .state_machine_arn(&world.succeed_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        executions.executions().len(),
+        1,
+        "a retried invocation started another execution"
+    );
+
+    // The job was answered once; the retry's answer was refused as the job was no longer in progress.
+    let calls = &second.calls;
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert_eq!(calls[0].operation, "PutJobSuccessResult");
+    assert_eq!(calls[0].error, None);
+    assert_eq!(calls[1].error.as_deref(), Some("InvalidJobStateException"));
+    // Both answers pointed at the same execution.
+    assert_eq!(
+        calls[0].request["continuationToken"], calls[1].request["continuationToken"],
+        "{calls:#?}"
+    );
+
+    // Wait for the execution after a retry that came when it had already finished: the name is
+    // taken, so the trigger adopts the job's own execution instead of starting another.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let late_job = uuid::Uuid::new_v4().to_string();
+    let late_event = job_event(&late_job, &spec, None);
+    let late_event = serde_json::to_string(&late_event)
+        .unwrap()
+        .replace(&late_job, &job_id);
+    let late_event: Value = serde_json::from_str(&late_event).unwrap();
+    let third = invoke_job(&world.stack, "pipeline-trigger", &job_id, &late_event)
+        .await
+        .unwrap();
+    assert_eq!(third.function_error, None);
+    let executions = world
+        .stack
+        .sfn()
+        .list_executions()
+        .state_machine_arn(&world.succeed_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(executions.executions().len(), 1);
+
+    world.assert_no_credentials(&spec.credentials);
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_faults_end_the_job_with_a_configuration_error() {
+    let world = World::start().await;
+    support::put_object(&world.stack, "pipeline-inputs", "deploy/array.json", "[1, 2]").await;
+    let missing_machine = "arn:aws:states:us-east-1:123456789012:stateMachine:does-not-exist";
+    let cases: Vec<(Option<String>, &str)> = vec![
+        (None, "the action has no UserParameters"),
+        (Some("stackName=prod".into()), "UserParameters is not valid"),
+        (
+            Some(r#"{"s3Bucket": "pipeline-inputs"}"#.into()),
+            "needs \"stateMachineFile\"",
+        ),
+        (
+            Some(r#"{"s3Bucket": "pipeline-inputs", "stateMachineFile": "deploy/missing.json"}"#.into()),
+            "input file s3://pipeline-inputs/deploy/missing.json does not exist",
+        ),
+        (
+            Some(r#"{"s3Bucket": "no-such-bucket", "stateMachineFile": "deploy/prod.json"}"#.into()),
+            "input bucket no-such-bucket does not exist: NoSuchBucket: The specified bucket does not exist",
+        ),
+        (
+            Some(r#"{"s3Bucket": "pipeline-inputs", "stateMachineFile": "deploy/array.json"}"#.into()),
+            "must hold a JSON object, found an array",
+        ),
+        (
+            Some(format!(
+                r#"{{"input": {{"a": 1}}, "stateMachineArn": "{missing_machine}"}}"#
+            )),
+            "state machine arn:aws:states:us-east-1:123456789012:stateMachine:does-not-exist cannot be \
+             started: StateMachineDoesNotExist: State Machine Does Not Exist",
+        ),
+        (
+            Some(r#"{"input": {"a": 1}, "stateMachineArn": "deploy"}"#.into()),
+            "\"deploy\" is not a Step Functions state machine ARN",
+        ),
+    ];
+    let mut all_credentials = Vec::new();
+    for (params, expected) in cases {
+        let spec = world.action(params.as_deref());
+        let outcome = run_action(&world.stack, &spec).await.expect("action");
+        let ActionStatus::Failed {
+            failure_type,
+            message,
+        } = &outcome.status
+        else {
+            panic!("{params:?}: {outcome:#?}")
+        };
+        assert_eq!(failure_type, "ConfigurationError", "{params:?}: {message}");
+        assert!(message.contains(expected), "{params:?}: {message}");
+        assert_eq!(outcome.invocations.len(), 1);
+        assert_eq!(outcome.invocations[0].function_error, None);
+        all_credentials.push(spec.credentials);
+    }
+    for creds in &all_credentials {
+        world.assert_no_credentials(creds);
+    }
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_without_a_job_id_is_a_typed_lambda_error() {
+    let world = World::start().await;
+    let inv = invoke_job(
+        &world.stack,
+        "pipeline-trigger",
+        "none",
+        &serde_json::json!({"hello": "world"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(inv.function_error.as_deref(), Some("Unhandled"));
+    let payload: Value = serde_json::from_str(&inv.payload).unwrap();
+    assert_eq!(payload["errorType"], "NotACodePipelineJob");
+    assert!(world.stack.codepipeline_calls().is_empty());
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_state_invokes_the_rust_handler_and_catches_its_error_type() {
+    let world = World::start().await;
+    let arn =
+        support::create_state_machine(&world.stack, "invoke-rust-task", "invoke-rust-task.asl.json").await;
+    let sfn = world.stack.sfn();
+    let exec = sfn
+        .start_execution()
+        .state_machine_arn(&arn)
+        .name("task-reaches-rust")
+        .input(r#"{"hello": "from step functions"}"#)
+        .send()
+        .await
+        .unwrap();
+    let mut status = String::new();
+    let mut output = None;
+    for _ in 0..100 {
+        let d = sfn
+            .describe_execution()
+            .execution_arn(&exec.execution_arn)
+            .send()
+            .await
+            .unwrap();
+        status = d.status().as_str().to_owned();
+        output = d.output().map(str::to_owned);
+        if status != "RUNNING" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "SUCCEEDED", "output: {output:?}");
+    let output: Value = serde_json::from_str(&output.unwrap()).unwrap();
+    assert_eq!(output["caught"]["Error"], "NotACodePipelineJob", "{output}");
+    // The handler really ran: it logged the refusal.
+    assert!(
+        world
+            .stack
+            .function_log("pipeline-trigger")
+            .contains("event has no CodePipeline job id")
+    );
+    world.stop().await;
+}

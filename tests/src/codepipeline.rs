@@ -72,13 +72,18 @@ fn is_job_id(id: &str) -> bool {
     // JobId pattern: [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
     let groups: Vec<&str> = id.split('-').collect();
     groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| {
+            g.len() == n
+                && g.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
 }
 
-fn string_field<'a>(obj: &'a Map<String, Value>, name: &str, path: &str) -> Result<Option<&'a str>, ApiError> {
+fn string_field<'a>(
+    obj: &'a Map<String, Value>,
+    name: &str,
+    path: &str,
+) -> Result<Option<&'a str>, ApiError> {
     match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -127,19 +132,25 @@ fn validate_success(req: &Map<String, Value>) -> Result<(), ApiError> {
     check_len(token, "continuationToken", 1, 2048)?;
     if let Some(details) = req.get("executionDetails").filter(|v| !v.is_null()) {
         let d = object(details, "executionDetails")?;
-        check_len(string_field(d, "summary", "executionDetails.")?, "executionDetails.summary", 1, 2048)?;
+        check_len(
+            string_field(d, "summary", "executionDetails.")?,
+            "executionDetails.summary",
+            1,
+            2048,
+        )?;
         check_len(
             string_field(d, "externalExecutionId", "executionDetails.")?,
             "executionDetails.externalExecutionId",
             1,
             1500,
         )?;
-        if let Some(p) = d.get("percentComplete").filter(|v| !v.is_null()) {
-            if !p.as_i64().is_some_and(|p| (0..=100).contains(&p)) {
-                return Err(ApiError::validation(
-                    "1 validation error detected: Value at 'executionDetails.percentComplete' failed to satisfy constraint: Member must have value between 0 and 100",
-                ));
-            }
+        if let Some(p) = d.get("percentComplete").filter(|v| !v.is_null())
+            && !p.as_i64().is_some_and(|p| (0..=100).contains(&p))
+        {
+            return Err(ApiError::validation(
+                "1 validation error detected: Value at 'executionDetails.percentComplete' failed to \
+                 satisfy constraint: Member must have value between 0 and 100",
+            ));
         }
     }
     if let Some(rev) = req.get("currentRevision").filter(|v| !v.is_null()) {
@@ -299,7 +310,11 @@ mod tests {
     fn a_job_is_answered_once() {
         let e = CodePipelineEmulator::default();
         assert!(call(&e, SUCCESS, json!({"jobId": JOB, "continuationToken": "t"})).is_ok());
-        let again = call(&e, FAILURE, json!({"jobId": JOB, "failureDetails": {"type": "JobFailed", "message": "m"}}));
+        let again = call(
+            &e,
+            FAILURE,
+            json!({"jobId": JOB, "failureDetails": {"type": "JobFailed", "message": "m"}}),
+        );
         assert_eq!(again.unwrap_err().code, "InvalidJobStateException");
         let calls = e.calls();
         assert_eq!(calls.len(), 2);
@@ -313,29 +328,96 @@ mod tests {
         let cases = [
             (SUCCESS, json!({}), "ValidationException"),
             (SUCCESS, json!({"jobId": "not-a-job"}), "ValidationException"),
-            (SUCCESS, json!({"jobId": JOB, "continuationToken": ""}), "ValidationException"),
-            (SUCCESS, json!({"jobId": JOB, "continuationToken": "x".repeat(2049)}), "ValidationException"),
-            (SUCCESS, json!({"jobId": JOB, "executionDetails": {"summary": ""}}), "ValidationException"),
-            (SUCCESS, json!({"jobId": JOB, "executionDetails": {"summary": "s".repeat(2049)}}), "ValidationException"),
-            (SUCCESS, json!({"jobId": JOB, "executionDetails": {"externalExecutionId": "e".repeat(1501)}}), "ValidationException"),
-            (SUCCESS, json!({"jobId": JOB, "executionDetails": {"percentComplete": 101}}), "ValidationException"),
-            (SUCCESS, json!({"jobId": JOB, "continuationToken": "t", "outputVariables": {"a": "b"}}), "ValidationException"),
-            (SUCCESS, json!({"jobId": JOB, "outputVariables": {"a.b": "c"}}), "ValidationException"),
-            (SUCCESS, json!({"jobId": JOB, "outputVariables": {"a": "v".repeat(122_880)}}), "OutputVariablesSizeExceededException"),
-            (SUCCESS, json!({"jobId": JOB, "continuationToken": 5}), "SerializationException"),
+            (
+                SUCCESS,
+                json!({"jobId": JOB, "continuationToken": ""}),
+                "ValidationException",
+            ),
+            (
+                SUCCESS,
+                json!({"jobId": JOB, "continuationToken": "x".repeat(2049)}),
+                "ValidationException",
+            ),
+            (
+                SUCCESS,
+                json!({"jobId": JOB, "executionDetails": {"summary": ""}}),
+                "ValidationException",
+            ),
+            (
+                SUCCESS,
+                json!({"jobId": JOB, "executionDetails": {"summary": "s".repeat(2049)}}),
+                "ValidationException",
+            ),
+            (
+                SUCCESS,
+                json!({"jobId": JOB, "executionDetails": {"externalExecutionId": "e".repeat(1501)}}),
+                "ValidationException",
+            ),
+            (
+                SUCCESS,
+                json!({"jobId": JOB, "executionDetails": {"percentComplete": 101}}),
+                "ValidationException",
+            ),
+            (
+                SUCCESS,
+                json!({"jobId": JOB, "continuationToken": "t", "outputVariables": {"a": "b"}}),
+                "ValidationException",
+            ),
+            (
+                SUCCESS,
+                json!({"jobId": JOB, "outputVariables": {"a.b": "c"}}),
+                "ValidationException",
+            ),
+            (
+                SUCCESS,
+                json!({"jobId": JOB, "outputVariables": {"a": "v".repeat(122_880)}}),
+                "OutputVariablesSizeExceededException",
+            ),
+            (
+                SUCCESS,
+                json!({"jobId": JOB, "continuationToken": 5}),
+                "SerializationException",
+            ),
             (FAILURE, json!({"jobId": JOB}), "ValidationException"),
-            (FAILURE, json!({"jobId": JOB, "failureDetails": {"type": "Oops", "message": "m"}}), "ValidationException"),
-            (FAILURE, json!({"jobId": JOB, "failureDetails": {"type": "JobFailed"}}), "ValidationException"),
-            (FAILURE, json!({"jobId": JOB, "failureDetails": {"type": "JobFailed", "message": ""}}), "ValidationException"),
-            (FAILURE, json!({"jobId": JOB, "failureDetails": {"type": "JobFailed", "message": "m".repeat(5001)}}), "ValidationException"),
-            ("CodePipeline_20150709.GetPipeline", json!({}), "UnknownOperationException"),
+            (
+                FAILURE,
+                json!({"jobId": JOB, "failureDetails": {"type": "Oops", "message": "m"}}),
+                "ValidationException",
+            ),
+            (
+                FAILURE,
+                json!({"jobId": JOB, "failureDetails": {"type": "JobFailed"}}),
+                "ValidationException",
+            ),
+            (
+                FAILURE,
+                json!({"jobId": JOB, "failureDetails": {"type": "JobFailed", "message": ""}}),
+                "ValidationException",
+            ),
+            (
+                FAILURE,
+                json!({"jobId": JOB, "failureDetails": {"type": "JobFailed", "message": "m".repeat(5001)}}),
+                "ValidationException",
+            ),
+            (
+                "CodePipeline_20150709.GetPipeline",
+                json!({}),
+                "UnknownOperationException",
+            ),
         ];
         for (target, body, code) in cases {
             let err = call(&e, target, body.clone()).expect_err(&body.to_string());
             assert_eq!(err.code, code, "{body}");
         }
         // None of the refused calls answered the job.
-        assert!(call(&e, FAILURE, json!({"jobId": JOB, "failureDetails": {"type": "JobFailed", "message": "m".repeat(5000)}})).is_ok());
+        assert!(
+            call(
+                &e,
+                FAILURE,
+                json!({"jobId": JOB, "failureDetails": {"type": "JobFailed", "message": "m".repeat(5000)}})
+            )
+            .is_ok()
+        );
         assert!(call(&e, SUCCESS, json!({"jobId": "11111111-2222-3333-4444-555555555555", "outputVariables": {"a": "v".repeat(122_879)}})).is_ok());
     }
 }

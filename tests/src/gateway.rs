@@ -64,7 +64,13 @@ pub fn function_name(raw: &str) -> String {
     after.split(':').next().unwrap_or(after).to_owned()
 }
 
-async fn route(State(gw): State<Arc<Gateway>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn route(
+    State(gw): State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path();
     if method == Method::POST
         && let Some(name) = path
@@ -118,8 +124,10 @@ async fn invoke(gw: &Gateway, name: &str, headers: &HeaderMap, payload: Bytes) -
             serde_json::json!({"Type": "User", "Message": message}).to_string(),
             "application/json",
         );
-        r.headers_mut()
-            .insert("x-amzn-errortype", HeaderValue::from_static("ResourceNotFoundException"));
+        r.headers_mut().insert(
+            "x-amzn-errortype",
+            HeaderValue::from_static("ResourceNotFoundException"),
+        );
         return r;
     };
     let invocation_type = headers
@@ -137,7 +145,10 @@ async fn invoke(gw: &Gateway, name: &str, headers: &HeaderMap, payload: Bytes) -
         _ => match function.invoke(payload).await {
             Ok(Outcome::Response(body)) => (
                 StatusCode::OK,
-                [("x-amz-executed-version", "$LATEST"), ("content-type", "application/json")],
+                [
+                    ("x-amz-executed-version", "$LATEST"),
+                    ("content-type", "application/json"),
+                ],
                 body,
             )
                 .into_response(),
@@ -176,10 +187,7 @@ const HOP_BY_HOP: [&str; 6] = [
 
 async fn proxy(gw: &Gateway, method: Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> Response {
     let base = gw.moto_url.read().map(|u| u.clone()).unwrap_or_default();
-    let url = format!(
-        "{base}{}",
-        uri.path_and_query().map_or("/", |p| p.as_str())
-    );
+    let url = format!("{base}{}", uri.path_and_query().map_or("/", |p| p.as_str()));
     let mut request = gw.http.request(method, url).body(body);
     for (name, value) in headers {
         if !HOP_BY_HOP.contains(&name.as_str()) {

@@ -74,7 +74,10 @@ impl Moto {
             if let Some(status) = self.child.try_wait()? {
                 bail!("moto_server exited with {status}");
             }
-            if let Ok(r) = client.get(format!("{}/moto-api/data.json", self.url)).send().await
+            if let Ok(r) = client
+                .get(format!("{}/moto-api/data.json", self.url))
+                .send()
+                .await
                 && r.status().is_success()
             {
                 return Ok(());

@@ -56,7 +56,11 @@ pub struct ActionSpec {
 }
 
 impl ActionSpec {
-    pub fn new(function: &str, user_parameters: Option<String>, input_artifact: Option<InputArtifact>) -> Self {
+    pub fn new(
+        function: &str,
+        user_parameters: Option<String>,
+        input_artifact: Option<InputArtifact>,
+    ) -> Self {
         Self {
             function: function.to_owned(),
             user_parameters,
@@ -108,7 +112,12 @@ pub struct Invocation {
 }
 
 /// Invokes the function once with `event` (RequestResponse) and collects the job's results.
-pub async fn invoke_job(stack: &LocalStack, function: &str, job_id: &str, event: &Value) -> anyhow::Result<Invocation> {
+pub async fn invoke_job(
+    stack: &LocalStack,
+    function: &str,
+    job_id: &str,
+    event: &Value,
+) -> anyhow::Result<Invocation> {
     let out = stack
         .lambda()
         .invoke()
@@ -140,9 +149,16 @@ pub async fn invoke_job(stack: &LocalStack, function: &str, job_id: &str, event:
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionStatus {
     Succeeded,
-    Failed { failure_type: String, message: String },
+    Failed {
+        failure_type: String,
+        message: String,
+    },
     /// An invocation left its job without a result: in CodePipeline the action would hang.
-    NoResult { job_id: String, function_error: Option<String>, payload: String },
+    NoResult {
+        job_id: String,
+        function_error: Option<String>,
+        payload: String,
+    },
     /// Still in progress after `max_invocations`.
     StillRunning,
 }
@@ -212,8 +228,12 @@ pub async fn run_action(stack: &LocalStack, spec: &ActionSpec) -> anyhow::Result
             },
             "PutJobFailureResult" => {
                 outcome.status = ActionStatus::Failed {
-                    failure_type: str_at(req, &["failureDetails", "type"]).unwrap_or_default().to_owned(),
-                    message: str_at(req, &["failureDetails", "message"]).unwrap_or_default().to_owned(),
+                    failure_type: str_at(req, &["failureDetails", "type"])
+                        .unwrap_or_default()
+                        .to_owned(),
+                    message: str_at(req, &["failureDetails", "message"])
+                        .unwrap_or_default()
+                        .to_owned(),
                 };
                 return Ok(outcome);
             }

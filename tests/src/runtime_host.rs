@@ -115,7 +115,10 @@ impl HostedFunction {
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
             .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
-            .route("/2018-06-01/runtime/invocation/{id}/error", post(invocation_error))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/error",
+                post(invocation_error),
+            )
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(state.clone());
         let server = tokio::spawn(async move {
@@ -175,7 +178,10 @@ impl HostedFunction {
                 }
                 Ok(Outcome::Error(error_body(
                     "Sandbox.Timedout",
-                    &format!("Task timed out after {:.2} seconds", state.spec.timeout.as_secs_f64()),
+                    &format!(
+                        "Task timed out after {:.2} seconds",
+                        state.spec.timeout.as_secs_f64()
+                    ),
                 )))
             }
         }
@@ -204,9 +210,15 @@ impl HostedFunction {
             .env("AWS_LAMBDA_FUNCTION_NAME", &state.spec.name)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", state.spec.name))
+            .env(
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", state.spec.name),
+            )
             .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("local/{}", instances.len()))
-            .env("AWS_LAMBDA_FUNCTION_TIMEOUT", state.spec.timeout.as_secs().to_string())
+            .env(
+                "AWS_LAMBDA_FUNCTION_TIMEOUT",
+                state.spec.timeout.as_secs().to_string(),
+            )
             .envs(state.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -266,7 +278,11 @@ async fn next(State(state): State<Arc<FunctionState>>) -> Response {
     put("lambda-runtime-invoked-function-arn", &state.arn);
     put(
         "lambda-runtime-trace-id",
-        &format!("Root=1-{:08x}-{}", epoch_ms() / 1000, &pending.request_id.replace('-', "")[..24]),
+        &format!(
+            "Root=1-{:08x}-{}",
+            epoch_ms() / 1000,
+            &pending.request_id.replace('-', "")[..24]
+        ),
     );
     put("content-type", "application/json");
     if let Ok(mut in_flight) = state.in_flight.lock() {
@@ -286,11 +302,19 @@ fn complete(state: &FunctionState, id: &str, outcome: Outcome) -> StatusCode {
     }
 }
 
-async fn response(State(state): State<Arc<FunctionState>>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
+async fn response(
+    State(state): State<Arc<FunctionState>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> StatusCode {
     complete(&state, &id, Outcome::Response(body))
 }
 
-async fn invocation_error(State(state): State<Arc<FunctionState>>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
+async fn invocation_error(
+    State(state): State<Arc<FunctionState>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> StatusCode {
     complete(&state, &id, Outcome::Error(body))
 }
 

@@ -64,6 +64,8 @@ pub struct LocalStack {
     server: tokio::task::JoinHandle<()>,
     moto: Moto,
     log_dir: PathBuf,
+    /// The secret key handed to functions: random, so a test can prove it is never logged.
+    function_secret: String,
 }
 
 impl LocalStack {
@@ -102,7 +104,13 @@ impl LocalStack {
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(REGION))
             .endpoint_url(&endpoint)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "local-stack"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test",
+                "test",
+                None,
+                None,
+                "local-stack",
+            ))
             .load()
             .await;
         Ok(Self {
@@ -112,7 +120,13 @@ impl LocalStack {
             server,
             moto,
             log_dir,
+            function_secret: uuid::Uuid::new_v4().simple().to_string(),
         })
+    }
+
+    /// The secret access key the functions run with.
+    pub fn function_secret(&self) -> &str {
+        &self.function_secret
     }
 
     /// The environment a function (or any SDK client) needs to use this stack.
@@ -121,8 +135,8 @@ impl LocalStack {
             ("AWS_REGION", REGION),
             ("AWS_DEFAULT_REGION", REGION),
             ("AWS_ENDPOINT_URL", &self.endpoint),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_ACCESS_KEY_ID", "AKIALOCALSTACKTEST"),
+            ("AWS_SECRET_ACCESS_KEY", &self.function_secret),
             ("AWS_EC2_METADATA_DISABLED", "true"),
         ]
         .into_iter()

@@ -161,8 +161,16 @@ mod tests {
     #[test]
     fn path_style_rules() {
         assert!(s3_path_style(None, None, Some("http://127.0.0.1:1")));
-        assert!(s3_path_style(None, Some("http://localhost:1"), Some("https://x.amazonaws.com")));
-        assert!(!s3_path_style(None, Some("https://s3.amazonaws.com"), Some("http://127.0.0.1:1")));
+        assert!(s3_path_style(
+            None,
+            Some("http://localhost:1"),
+            Some("https://x.amazonaws.com")
+        ));
+        assert!(!s3_path_style(
+            None,
+            Some("https://s3.amazonaws.com"),
+            Some("http://127.0.0.1:1")
+        ));
         assert!(!s3_path_style(None, None, None));
         assert!(s3_path_style(Some("true"), None, None));
         assert!(!s3_path_style(Some("false"), None, Some("http://127.0.0.1:1")));
@@ -177,5 +185,4 @@ mod tests {
         let f = log_filter(Some("not a [valid filter"), None).to_string();
         assert!(f.contains("info"), "{f}");
     }
-
 }

@@ -87,15 +87,50 @@ pub enum JobError {
     },
 }
 
+/// `Code: message` of an SDK error, the part an operator can act on; the whole chain when the
+/// service sent no code (timeouts, connection failures).
+pub fn sdk_error_summary<E>(err: &aws_sdk_s3::error::SdkError<E>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => lambda_common::error_chain(err),
+    }
+}
+
 impl JobError {
+    /// The failure message for CodePipeline: what failed, then the service's code and message.
+    pub fn operator_message(&self) -> String {
+        let detail = match self {
+            Self::InputAccessDenied { source, .. }
+            | Self::InputBucketMissing { source, .. }
+            | Self::InputRead { source, .. } => Some(sdk_error_summary(source)),
+            Self::StartAccessDenied { source, .. }
+            | Self::StartRejected { source, .. }
+            | Self::Start { source, .. } => Some(sdk_error_summary(source)),
+            Self::DescribeAccessDenied { source, .. } | Self::Describe { source, .. } => {
+                Some(sdk_error_summary(source))
+            }
+            Self::InputBody { source, .. } => Some(lambda_common::error_chain(source)),
+            Self::Config(_) | Self::Token(_) | Self::MalformedJobData(_) => None,
+        };
+        match detail {
+            Some(d) => format!("{self}: {d}"),
+            None => self.to_string(),
+        }
+    }
+
     pub fn failure_kind(&self) -> FailureKind {
         match self {
-            Self::Config(_) | Self::MalformedJobData(_) | Self::InputBucketMissing { .. } | Self::StartRejected { .. } => {
-                FailureKind::ConfigurationError
-            }
-            Self::InputAccessDenied { .. } | Self::StartAccessDenied { .. } | Self::DescribeAccessDenied { .. } => {
-                FailureKind::PermissionError
-            }
+            Self::Config(_)
+            | Self::MalformedJobData(_)
+            | Self::InputBucketMissing { .. }
+            | Self::StartRejected { .. } => FailureKind::ConfigurationError,
+            Self::InputAccessDenied { .. }
+            | Self::StartAccessDenied { .. }
+            | Self::DescribeAccessDenied { .. } => FailureKind::PermissionError,
             Self::Token(_)
             | Self::InputRead { .. }
             | Self::InputBody { .. }
@@ -118,8 +153,16 @@ impl JobError {
 /// True for 403s and the access-denied codes of S3 and Step Functions (every SDK crate shares one
 /// `SdkError` type).
 pub fn is_access_denied<E: ProvideErrorMetadata>(err: &aws_sdk_s3::error::SdkError<E>) -> bool {
-    matches!(err.code(), Some("AccessDenied" | "AccessDeniedException" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"))
-        || err.raw_response().is_some_and(|r| r.status().as_u16() == 403)
+    matches!(
+        err.code(),
+        Some(
+            "AccessDenied"
+                | "AccessDeniedException"
+                | "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "ExpiredToken"
+        )
+    ) || err.raw_response().is_some_and(|r| r.status().as_u16() == 403)
 }
 
 /// Errors returned to Lambda: there was no job to answer, or the answer could not be recorded.

@@ -98,7 +98,9 @@ impl Trigger {
                     error!(panic = %text, "job logic panicked; failing the job");
                     JobResult::failed(
                         FailureKind::JobFailed,
-                        format!("internal error in the pipeline trigger (panic: {text}); see the function's logs"),
+                        format!(
+                            "internal error in the pipeline trigger (panic: {text}); see the function's logs"
+                        ),
                     )
                 }
                 None => {
@@ -126,9 +128,8 @@ impl Trigger {
             Err(e) => Err(JobError::MalformedJobData(e.to_string())),
         };
         decided.unwrap_or_else(|err| {
-            let message = error_chain(&err);
-            warn!(failure_type = err.failure_kind().as_str(), error = %message, "job failed");
-            match JobResult::failed(err.failure_kind(), message) {
+            warn!(failure_type = err.failure_kind().as_str(), error = %error_chain(&err), "job failed");
+            match JobResult::failed(err.failure_kind(), err.operator_message()) {
                 JobResult::Failed { kind, message, .. } => JobResult::Failed {
                     kind,
                     message,
@@ -140,7 +141,12 @@ impl Trigger {
     }
 
     /// First invocation: build the input, start the execution (idempotently), continue.
-    async fn start(&self, job_id: &str, account_id: Option<&str>, data: &JobData) -> Result<JobResult, JobError> {
+    async fn start(
+        &self,
+        job_id: &str,
+        account_id: Option<&str>,
+        data: &JobData,
+    ) -> Result<JobResult, JobError> {
         let params = params::parse_user_parameters(data.user_parameters())?;
         let arn = params
             .state_machine_arn
@@ -235,13 +241,22 @@ impl Trigger {
             Err(source) => {
                 let state_machine = state_machine.as_str().to_owned();
                 if is_access_denied(&source) {
-                    Err(JobError::StartAccessDenied { state_machine, source })
+                    Err(JobError::StartAccessDenied {
+                        state_machine,
+                        source,
+                    })
                 } else if source.as_service_error().is_some_and(|e| {
                     e.is_state_machine_does_not_exist() || e.is_invalid_arn() || e.is_state_machine_deleting()
                 }) {
-                    Err(JobError::StartRejected { state_machine, source })
+                    Err(JobError::StartRejected {
+                        state_machine,
+                        source,
+                    })
                 } else {
-                    Err(JobError::Start { state_machine, source })
+                    Err(JobError::Start {
+                        state_machine,
+                        source,
+                    })
                 }
             }
         }
@@ -259,9 +274,15 @@ impl Trigger {
             .map_err(|source| {
                 let execution_arn = token.execution_arn.clone();
                 if is_access_denied(&source) {
-                    JobError::DescribeAccessDenied { execution_arn, source }
+                    JobError::DescribeAccessDenied {
+                        execution_arn,
+                        source,
+                    }
                 } else {
-                    JobError::Describe { execution_arn, source }
+                    JobError::Describe {
+                        execution_arn,
+                        source,
+                    }
                 }
             })?;
         let view = execution_view(out);
@@ -288,7 +309,10 @@ impl Trigger {
                 .put_success(job_id, Some(token), summary, external_execution_id.clone(), None)
                 .await?
             {
-                None => return Ok(log_recorded(status)),
+                None => {
+                    log_recorded(status);
+                    return Ok(());
+                }
                 Some(rejection) => (FailureKind::JobFailed, rejection, Some(external_execution_id)),
             },
             JobResult::Succeeded {
@@ -301,7 +325,10 @@ impl Trigger {
                     .put_success(job_id, None, summary, external_execution_id.clone(), vars)
                     .await?
                 {
-                    None => return Ok(log_recorded(status)),
+                    None => {
+                        log_recorded(status);
+                        return Ok(());
+                    }
                     Some(rejection) => (FailureKind::JobFailed, rejection, Some(external_execution_id)),
                 }
             }
@@ -328,7 +355,11 @@ impl Trigger {
                 log_recorded("Failed");
                 Ok(())
             }
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_invalid_job_state_exception()) => {
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_invalid_job_state_exception()) =>
+            {
                 warn!(error = %error_chain(&err), "job already has a result; leaving it as it is");
                 Ok(())
             }
@@ -363,14 +394,24 @@ impl Trigger {
             .await;
         match sent {
             Ok(_) => Ok(None),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_invalid_job_state_exception()) => {
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_invalid_job_state_exception()) =>
+            {
                 warn!(error = %error_chain(&err), "job already has a result; leaving it as it is");
                 Ok(None)
             }
-            Err(err) if err.code() == Some("ValidationException") || err.as_service_error().is_some_and(|e| e.is_output_variables_size_exceeded_exception()) => {
+            Err(err)
+                if err.as_service_error().is_some_and(|e| {
+                    e.is_validation_exception() || e.is_output_variables_size_exceeded_exception()
+                }) =>
+            {
                 let reason = error_chain(&err);
                 error!(error = %reason, "CodePipeline rejected the success result; recording a failure instead");
-                Ok(Some(format!("CodePipeline rejected the trigger's success result: {reason}")))
+                Ok(Some(format!(
+                    "CodePipeline rejected the trigger's success result: {reason}"
+                )))
             }
             Err(source) => Err(HandlerError::RecordSuccess {
                 job_id: job_id.to_owned(),
@@ -397,7 +438,11 @@ fn failure_type(kind: FailureKind) -> FailureType {
 
 fn classify_get_object(file: &InputFile, source: aws_sdk_s3::error::SdkError<GetObjectError>) -> JobError {
     let (bucket, key) = (file.bucket.clone(), file.key.clone());
-    if source.as_service_error().is_some_and(GetObjectError::is_no_such_key) || source.code() == Some("NoSuchKey") {
+    if source
+        .as_service_error()
+        .is_some_and(GetObjectError::is_no_such_key)
+        || source.code() == Some("NoSuchKey")
+    {
         ConfigError::InputFileMissing { bucket, key }.into()
     } else if source.code() == Some("NoSuchBucket") {
         JobError::InputBucketMissing { bucket, source }

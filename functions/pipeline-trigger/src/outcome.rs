@@ -142,7 +142,11 @@ pub fn truncate_chars(s: &str, max: usize) -> String {
 }
 
 /// The first invocation's answer: continue polling the execution just started.
-pub fn started(execution_arn: &str, execution_name: &str, state_machine_name: &str) -> Result<JobResult, crate::token::TokenError> {
+pub fn started(
+    execution_arn: &str,
+    execution_name: &str,
+    state_machine_name: &str,
+) -> Result<JobResult, crate::token::TokenError> {
     let token = ContinuationToken {
         execution_arn: execution_arn.to_owned(),
         polls: 0,
@@ -151,7 +155,9 @@ pub fn started(execution_arn: &str, execution_name: &str, state_machine_name: &s
     Ok(JobResult::Continue {
         token,
         summary: truncate_chars(
-            &format!("Started Step Functions execution {execution_name} of state machine {state_machine_name}"),
+            &format!(
+                "Started Step Functions execution {execution_name} of state machine {state_machine_name}"
+            ),
             MAX_SUMMARY_CHARS,
         ),
         external_execution_id: truncate_chars(execution_arn, MAX_EXTERNAL_EXECUTION_ID_CHARS),
@@ -264,7 +270,9 @@ pub fn output_variables(output: Option<&str>) -> OutputVariables {
         }
         let size = key.len() + text.len();
         if used + size > MAX_OUTPUT_VARIABLES_BYTES {
-            vars.skipped.push(format!("{key} (over the {MAX_OUTPUT_VARIABLES_BYTES}-byte limit)"));
+            vars.skipped.push(format!(
+                "{key} (over the {MAX_OUTPUT_VARIABLES_BYTES}-byte limit)"
+            ));
             continue;
         }
         used += size;
@@ -292,7 +300,12 @@ mod tests {
     #[test]
     fn running_continues_with_a_useful_summary() {
         let r = decide(&view("RUNNING"), 4).unwrap();
-        let JobResult::Continue { token, summary, external_execution_id } = r else {
+        let JobResult::Continue {
+            token,
+            summary,
+            external_execution_id,
+        } = r
+        else {
             panic!("{r:?}")
         };
         assert_eq!(ContinuationToken::decode(&token).unwrap().polls, 4);
@@ -307,7 +320,12 @@ mod tests {
     fn succeeded_exports_scalars() {
         let mut v = view("SUCCEEDED");
         v.output = Some(r#"{"stackName": "prod-app", "count": 3, "ok": true, "nested": {"a": 1}, "none": null, "bad key": "x"}"#.into());
-        let JobResult::Succeeded { output_variables, summary, .. } = decide(&v, 2).unwrap() else {
+        let JobResult::Succeeded {
+            output_variables,
+            summary,
+            ..
+        } = decide(&v, 2).unwrap()
+        else {
             panic!()
         };
         assert_eq!(
@@ -318,7 +336,10 @@ mod tests {
                 ("stackName".to_string(), "prod-app".to_string()),
             ])
         );
-        assert!(summary.starts_with("Execution codepipeline-j1 SUCCEEDED; 3 output variable(s) exported"), "{summary}");
+        assert!(
+            summary.starts_with("Execution codepipeline-j1 SUCCEEDED; 3 output variable(s) exported"),
+            "{summary}"
+        );
         assert!(summary.contains("bad key (invalid name)"));
         assert!(summary.contains("nested (not a scalar)"));
     }
@@ -348,17 +369,31 @@ mod tests {
 
     #[test]
     fn every_terminal_failure_status_fails_the_job() {
-        for status in ["FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE", "SOMETHING_NEW"] {
+        for status in [
+            "FAILED",
+            "TIMED_OUT",
+            "ABORTED",
+            "PENDING_REDRIVE",
+            "SOMETHING_NEW",
+        ] {
             let mut v = view(status);
             v.error = Some("States.TaskFailed".into());
             v.cause = Some("the stack rolled back".into());
-            let JobResult::Failed { kind, message, external_execution_id } = decide(&v, 1).unwrap() else {
+            let JobResult::Failed {
+                kind,
+                message,
+                external_execution_id,
+            } = decide(&v, 1).unwrap()
+            else {
                 panic!("{status}")
             };
             assert_eq!(kind, FailureKind::JobFailed);
             assert_eq!(
                 message,
-                format!("Execution {} ended with status {status}. Error: States.TaskFailed. Cause: the stack rolled back", v.arn)
+                format!(
+                    "Execution {} ended with status {status}. Error: States.TaskFailed. Cause: the stack rolled back",
+                    v.arn
+                )
             );
             assert_eq!(external_execution_id.as_deref(), Some(v.arn.as_str()));
         }
@@ -369,7 +404,10 @@ mod tests {
         let JobResult::Failed { message, .. } = decide(&view("ABORTED"), 1).unwrap() else {
             panic!()
         };
-        assert_eq!(message, format!("Execution {} ended with status ABORTED", view("x").arn));
+        assert_eq!(
+            message,
+            format!("Execution {} ended with status ABORTED", view("x").arn)
+        );
     }
 
     #[test]
@@ -381,7 +419,10 @@ mod tests {
             panic!()
         };
         assert!(message.chars().count() <= MAX_FAILURE_MESSAGE_CHARS);
-        assert!(message.starts_with(&format!("Execution {} ended with status FAILED. Error: EEE", v.arn)));
+        assert!(message.starts_with(&format!(
+            "Execution {} ended with status FAILED. Error: EEE",
+            v.arn
+        )));
         assert!(message.contains("Cause: üüü"));
         assert!(message.ends_with("... [truncated]"));
     }

@@ -29,7 +29,9 @@ pub enum ConfigError {
          in the function's environment"
     )]
     NoStateMachine,
-    #[error("\"{0}\" is not a Step Functions state machine ARN (arn:<partition>:states:<region>:<account>:stateMachine:<name>)")]
+    #[error(
+        "\"{0}\" is not a Step Functions state machine ARN (arn:<partition>:states:<region>:<account>:stateMachine:<name>)"
+    )]
     InvalidStateMachineArn(String),
     #[error("input file s3://{bucket}/{key} does not exist")]
     InputFileMissing { bucket: String, key: String },
@@ -47,7 +49,9 @@ pub enum ConfigError {
     },
     #[error("input file s3://{bucket}/{key} is larger than {max} bytes")]
     InputFileTooLarge { bucket: String, key: String, max: usize },
-    #[error("the execution input is {bytes} bytes; Step Functions accepts at most {MAX_EXECUTION_INPUT_BYTES}")]
+    #[error(
+        "the execution input is {bytes} bytes; Step Functions accepts at most {MAX_EXECUTION_INPUT_BYTES}"
+    )]
     InputTooLarge { bytes: usize },
 }
 
@@ -88,8 +92,8 @@ pub fn parse_user_parameters(raw: Option<&str>) -> Result<ActionParams, ConfigEr
     let raw = raw
         .filter(|r| !r.trim().is_empty())
         .ok_or(ConfigError::MissingUserParameters)?;
-    let parsed: RawUserParameters = serde_json::from_str(raw)
-        .map_err(|e| ConfigError::InvalidUserParameters(e.to_string()))?;
+    let parsed: RawUserParameters =
+        serde_json::from_str(raw).map_err(|e| ConfigError::InvalidUserParameters(e.to_string()))?;
     let bucket = non_empty(parsed.s3_bucket, "s3Bucket")?;
     let file = non_empty(parsed.state_machine_file, "stateMachineFile")?;
     let state_machine_arn = non_empty(parsed.state_machine_arn, "stateMachineArn")?;
@@ -263,13 +267,22 @@ mod tests {
         .unwrap();
         assert_eq!(p.input_file, None);
         assert_eq!(p.inline_input.unwrap()["stackName"], "x");
-        assert_eq!(p.state_machine_arn.as_deref(), Some("arn:aws:states:eu-west-1:1:stateMachine:m"));
+        assert_eq!(
+            p.state_machine_arn.as_deref(),
+            Some("arn:aws:states:eu-west-1:1:stateMachine:m")
+        );
     }
 
     #[test]
     fn configuration_errors_name_the_problem() {
-        assert_eq!(parse_user_parameters(None), Err(ConfigError::MissingUserParameters));
-        assert_eq!(parse_user_parameters(Some("  ")), Err(ConfigError::MissingUserParameters));
+        assert_eq!(
+            parse_user_parameters(None),
+            Err(ConfigError::MissingUserParameters)
+        );
+        assert_eq!(
+            parse_user_parameters(Some("  ")),
+            Err(ConfigError::MissingUserParameters)
+        );
         assert_eq!(parse_user_parameters(Some("{}")), Err(ConfigError::NoInput));
         assert_eq!(
             parse_user_parameters(Some(r#"{"stateMachineFile": "a"}"#)),
@@ -291,14 +304,18 @@ mod tests {
 
     #[test]
     fn state_machine_arns() {
-        let arn = StateMachineArn::parse("arn:aws:states:us-east-1:123456789012:stateMachine:deploy").unwrap();
+        let arn =
+            StateMachineArn::parse("arn:aws:states:us-east-1:123456789012:stateMachine:deploy").unwrap();
         assert_eq!(arn.name(), "deploy");
         assert_eq!(
             arn.execution_arn("codepipeline-x"),
             "arn:aws:states:us-east-1:123456789012:execution:deploy:codepipeline-x"
         );
         let cn = StateMachineArn::parse("arn:aws-cn:states:cn-north-1:1:stateMachine:m").unwrap();
-        assert_eq!(cn.execution_arn("e"), "arn:aws-cn:states:cn-north-1:1:execution:m:e");
+        assert_eq!(
+            cn.execution_arn("e"),
+            "arn:aws-cn:states:cn-north-1:1:execution:m:e"
+        );
         for bad in [
             "",
             "deploy",
@@ -354,7 +371,10 @@ mod tests {
     #[test]
     fn execution_input_limit() {
         let mut big = Map::new();
-        big.insert("blob".into(), Value::String("x".repeat(MAX_EXECUTION_INPUT_BYTES)));
+        big.insert(
+            "blob".into(),
+            Value::String("x".repeat(MAX_EXECUTION_INPUT_BYTES)),
+        );
         let err = build_execution_input(
             Some(big),
             None,

@@ -1,0 +1,702 @@
+//! Handler tests: the real handler and real SDK clients, with every AWS call answered by
+//! aws-smithy-mocks. Each fault case checks that the job got exactly one result.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_codepipeline::operation::put_job_failure_result::PutJobFailureResultOutput;
+use aws_sdk_codepipeline::operation::put_job_success_result::{
+    PutJobSuccessResultError, PutJobSuccessResultOutput,
+};
+use aws_sdk_codepipeline::types::FailureType;
+use aws_sdk_codepipeline::types::error::{InvalidJobStateException, ValidationException};
+use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::error::NoSuchKey;
+use aws_sdk_sfn::operation::describe_execution::{DescribeExecutionError, DescribeExecutionOutput};
+use aws_sdk_sfn::operation::start_execution::{StartExecutionError, StartExecutionOutput};
+use aws_sdk_sfn::types::ExecutionStatus;
+use aws_sdk_sfn::types::error::{ExecutionAlreadyExists, ExecutionDoesNotExist, StateMachineDoesNotExist};
+use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use aws_smithy_types::error::ErrorMetadata;
+use lambda_runtime::{Context, LambdaEvent};
+use pipeline_trigger::{Config, Trigger};
+use serde_json::{Value, json};
+
+const JOB: &str = "11111111-abcd-1111-abcd-111111abcdef";
+const SM: &str = "arn:aws:states:us-east-1:111111111111:stateMachine:deploy";
+const EXEC: &str = "arn:aws:states:us-east-1:111111111111:execution:deploy:codepipeline-11111111-abcd-1111-abcd-111111abcdef";
+const INPUT_FILE: &str =
+    r#"{"environmentName": "prod", "stackName": "sample-lambda-app", "templatePath": "infra/t.yaml"}"#;
+
+fn first_event() -> Value {
+    serde_json::from_str(include_str!("fixtures/job-first.json")).unwrap()
+}
+
+fn continuation_event(token: &str) -> Value {
+    let mut e: Value = serde_json::from_str(include_str!("fixtures/job-continuation.json")).unwrap();
+    e["CodePipeline.job"]["data"]["continuationToken"] = json!(token);
+    e
+}
+
+fn with_user_parameters(mut event: Value, params: Option<&str>) -> Value {
+    let conf = &mut event["CodePipeline.job"]["data"]["actionConfiguration"]["configuration"];
+    match params {
+        Some(p) => conf["UserParameters"] = json!(p),
+        None => {
+            conf.as_object_mut().unwrap().remove("UserParameters");
+        }
+    }
+    event
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+fn lambda_event(payload: Value, deadline_in: Duration) -> LambdaEvent<Value> {
+    let mut context = Context::default();
+    context.request_id = "req-1".into();
+    context.deadline = now_ms() + deadline_in.as_millis() as u64;
+    LambdaEvent::new(payload, context)
+}
+
+struct Mocks {
+    s3: Vec<Rule>,
+    sfn: Vec<Rule>,
+    codepipeline: Vec<Rule>,
+}
+
+fn trigger(m: &Mocks) -> Trigger {
+    let fast_retries = aws_sdk_sfn::config::retry::RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(1));
+    let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, m.s3.iter());
+    let sfn = mock_client!(aws_sdk_sfn, RuleMode::Sequential, m.sfn.iter(), |b| b
+        .retry_config(fast_retries.clone()));
+    let codepipeline = mock_client!(
+        aws_sdk_codepipeline,
+        RuleMode::Sequential,
+        m.codepipeline.iter(),
+        |b| b.retry_config(fast_retries.clone())
+    );
+    Trigger {
+        s3,
+        sfn,
+        codepipeline,
+        config: Config {
+            default_state_machine_arn: Some(SM.into()),
+        },
+    }
+}
+
+fn input_file_ok() -> Rule {
+    mock!(aws_sdk_s3::Client::get_object)
+        .match_requests(|r| r.bucket() == Some("pipeline-inputs") && r.key() == Some("deploy/prod.json"))
+        .then_output(|| {
+            GetObjectOutput::builder()
+                .content_length(INPUT_FILE.len() as i64)
+                .body(ByteStream::from_static(INPUT_FILE.as_bytes()))
+                .build()
+        })
+}
+
+fn success_recorded(
+    check: impl Fn(&aws_sdk_codepipeline::operation::put_job_success_result::PutJobSuccessResultInput) -> bool
+    + Send
+    + Sync
+    + 'static,
+) -> Rule {
+    mock!(aws_sdk_codepipeline::Client::put_job_success_result)
+        .match_requests(move |r| {
+            r.job_id() == Some(JOB) || r.job_id() == Some("22222222-abcd-2222-abcd-222222abcdef")
+        })
+        .match_requests(check)
+        .then_output(|| PutJobSuccessResultOutput::builder().build())
+}
+
+/// A failure-result rule that captures the request for assertions.
+fn failure_recorded(expected: FailureType, message_contains: &'static str) -> Rule {
+    mock!(aws_sdk_codepipeline::Client::put_job_failure_result)
+        .match_requests(move |r| {
+            let d = r.failure_details().unwrap();
+            let ok = d.r#type() == &expected && d.message().contains(message_contains);
+            if !ok {
+                eprintln!("unexpected failure result: {:?} {}", d.r#type(), d.message());
+            }
+            ok
+        })
+        .then_output(|| PutJobFailureResultOutput::builder().build())
+}
+
+async fn run(m: &Mocks, payload: Value) -> Result<(), lambda_runtime::Diagnostic> {
+    trigger(m)
+        .handle(lambda_event(payload, Duration::from_secs(30)))
+        .await
+        .map_err(|e| lambda_common::diagnostic(&e))
+}
+
+// ---- first invocation ----
+
+#[tokio::test]
+async fn first_invocation_starts_the_execution_and_continues() {
+    let start = mock!(aws_sdk_sfn::Client::start_execution)
+        .match_requests(|r| {
+            let input: Value = serde_json::from_str(r.input().unwrap()).unwrap();
+            r.state_machine_arn() == Some(SM)
+                && r.name() == Some("codepipeline-11111111-abcd-1111-abcd-111111abcdef")
+                && input["stackName"] == "sample-lambda-app"
+                && input["revisionS3Bucket"] == "codepipeline-artifacts"
+                && input["revisionS3Key"] == "MyPipeline/SourceArti/abcdEFG"
+                && input["revisionId"] == "3b9a7c1e"
+                && input["codePipelineJobId"] == JOB
+                && !r.input().unwrap().contains("secretExampleValue")
+        })
+        .then_output(|| {
+            StartExecutionOutput::builder()
+                .execution_arn(EXEC)
+                .start_date(aws_smithy_types::DateTime::from_secs(0))
+                .build()
+                .unwrap()
+        });
+    let put = success_recorded(|r| {
+        let token: Value = serde_json::from_str(r.continuation_token().unwrap()).unwrap();
+        let d = r.execution_details().unwrap();
+        token["executionArn"] == EXEC
+            && d.external_execution_id() == Some(EXEC)
+            && d.summary()
+                .unwrap()
+                .starts_with("Started Step Functions execution codepipeline-")
+            && r.output_variables().is_none()
+    });
+    let m = Mocks {
+        s3: vec![input_file_ok()],
+        sfn: vec![start],
+        codepipeline: vec![put],
+    };
+    run(&m, first_event()).await.unwrap();
+    assert_eq!(m.sfn[0].num_calls(), 1);
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_retried_start_adopts_the_jobs_own_execution() {
+    let start = mock!(aws_sdk_sfn::Client::start_execution).then_error(|| {
+        StartExecutionError::ExecutionAlreadyExists(
+            ExecutionAlreadyExists::builder().message("exists").build(),
+        )
+    });
+    let put = success_recorded(|r| r.continuation_token().unwrap().contains(EXEC));
+    let m = Mocks {
+        s3: vec![input_file_ok()],
+        sfn: vec![start],
+        codepipeline: vec![put],
+    };
+    run(&m, first_event()).await.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn inline_input_needs_no_file_and_the_action_may_name_its_state_machine() {
+    let other = "arn:aws:states:us-east-1:111111111111:stateMachine:other";
+    let start = mock!(aws_sdk_sfn::Client::start_execution)
+        .match_requests(move |r| {
+            let input: Value = serde_json::from_str(r.input().unwrap()).unwrap();
+            r.state_machine_arn() == Some(other) && input["stackName"] == "inline"
+        })
+        .then_output(|| {
+            StartExecutionOutput::builder()
+                .execution_arn("arn:aws:states:us-east-1:111111111111:execution:other:x")
+                .start_date(aws_smithy_types::DateTime::from_secs(0))
+                .build()
+                .unwrap()
+        });
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![start],
+        codepipeline: vec![success_recorded(|r| r.continuation_token().is_some())],
+    };
+    let params = format!(r#"{{"input": {{"stackName": "inline"}}, "stateMachineArn": "{other}"}}"#);
+    run(&m, with_user_parameters(first_event(), Some(&params)))
+        .await
+        .unwrap();
+    assert_eq!(m.sfn[0].num_calls(), 1);
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+async fn assert_first_call_fails(
+    s3: Vec<Rule>,
+    sfn: Vec<Rule>,
+    params: Option<&str>,
+    kind: FailureType,
+    message: &'static str,
+) {
+    let m = Mocks {
+        s3,
+        sfn,
+        codepipeline: vec![failure_recorded(kind, message)],
+    };
+    let result = run(&m, with_user_parameters(first_event(), params)).await;
+    assert!(
+        result.is_ok(),
+        "a recorded failure is not a Lambda error: {result:?}"
+    );
+    assert_eq!(
+        m.codepipeline[0].num_calls(),
+        1,
+        "the job got no failure result ({message})"
+    );
+}
+
+const SAMPLE: Option<&str> =
+    Some(r#"{"s3Bucket": "pipeline-inputs", "stateMachineFile": "deploy/prod.json"}"#);
+
+#[tokio::test]
+async fn missing_user_parameters_is_a_configuration_error() {
+    assert_first_call_fails(
+        vec![],
+        vec![],
+        None,
+        FailureType::ConfigurationError,
+        "no UserParameters",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_user_parameters_is_a_configuration_error() {
+    assert_first_call_fails(
+        vec![],
+        vec![],
+        Some("{\"s3Bucket\": "),
+        FailureType::ConfigurationError,
+        "UserParameters is not valid",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_input_file_is_a_configuration_error() {
+    let missing = mock!(aws_sdk_s3::Client::get_object)
+        .then_error(|| GetObjectError::NoSuchKey(NoSuchKey::builder().build()));
+    assert_first_call_fails(
+        vec![missing],
+        vec![],
+        SAMPLE,
+        FailureType::ConfigurationError,
+        "input file s3://pipeline-inputs/deploy/prod.json does not exist",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn access_denied_on_the_input_file_is_a_permission_error() {
+    let denied = mock!(aws_sdk_s3::Client::get_object).then_error(|| {
+        GetObjectError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDenied")
+                .message("Access Denied")
+                .build(),
+        )
+    });
+    assert_first_call_fails(
+        vec![denied],
+        vec![],
+        SAMPLE,
+        FailureType::PermissionError,
+        "access denied reading input file s3://pipeline-inputs/deploy/prod.json",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn access_denied_starting_the_execution_is_a_permission_error() {
+    let denied = mock!(aws_sdk_sfn::Client::start_execution).then_error(|| {
+        StartExecutionError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .message("not authorized to perform: states:StartExecution")
+                .build(),
+        )
+    });
+    assert_first_call_fails(
+        vec![input_file_ok()],
+        vec![denied],
+        SAMPLE,
+        FailureType::PermissionError,
+        "AccessDeniedException: not authorized to perform: states:StartExecution",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_state_machine_is_a_configuration_error() {
+    let missing = mock!(aws_sdk_sfn::Client::start_execution).then_error(|| {
+        StartExecutionError::StateMachineDoesNotExist(
+            StateMachineDoesNotExist::builder()
+                .message("State Machine Does Not Exist")
+                .meta(
+                    ErrorMetadata::builder()
+                        .code("StateMachineDoesNotExist")
+                        .message("State Machine Does Not Exist")
+                        .build(),
+                )
+                .build(),
+        )
+    });
+    assert_first_call_fails(
+        vec![input_file_ok()],
+        vec![missing],
+        SAMPLE,
+        FailureType::ConfigurationError,
+        "cannot be started: StateMachineDoesNotExist",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn throttling_after_sdk_retries_fails_the_job() {
+    let throttled = mock!(aws_sdk_sfn::Client::start_execution)
+        .sequence()
+        .error(|| {
+            StartExecutionError::generic(
+                ErrorMetadata::builder()
+                    .code("ThrottlingException")
+                    .message("Rate exceeded")
+                    .build(),
+            )
+        })
+        .times(3)
+        .build();
+    let m = Mocks {
+        s3: vec![input_file_ok()],
+        sfn: vec![throttled],
+        codepipeline: vec![failure_recorded(
+            FailureType::JobFailed,
+            "ThrottlingException: Rate exceeded",
+        )],
+    };
+    run(&m, with_user_parameters(first_event(), SAMPLE))
+        .await
+        .unwrap();
+    assert_eq!(m.sfn[0].num_calls(), 3, "the SDK retried");
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+// ---- continuations ----
+
+fn describe(
+    status: ExecutionStatus,
+    output: Option<&'static str>,
+    error: Option<&'static str>,
+    cause: Option<&'static str>,
+) -> Rule {
+    mock!(aws_sdk_sfn::Client::describe_execution)
+        .match_requests(|r| r.execution_arn() == Some(EXEC))
+        .then_output(move || {
+            DescribeExecutionOutput::builder()
+                .execution_arn(EXEC)
+                .state_machine_arn(SM)
+                .name("codepipeline-11111111-abcd-1111-abcd-111111abcdef")
+                .status(status.clone())
+                .start_date(aws_smithy_types::DateTime::from_secs(1_700_000_000))
+                .set_output(output.map(str::to_owned))
+                .set_error(error.map(str::to_owned))
+                .set_cause(cause.map(str::to_owned))
+                .build()
+                .unwrap()
+        })
+}
+
+fn token(polls: u32) -> String {
+    json!({"executionArn": EXEC, "polls": polls}).to_string()
+}
+
+#[tokio::test]
+async fn running_continues_with_the_next_token() {
+    let put = success_recorded(|r| {
+        let t: Value = serde_json::from_str(r.continuation_token().unwrap()).unwrap();
+        t["polls"] == 3
+            && r.execution_details().unwrap().summary().unwrap()
+                == "Execution codepipeline-11111111-abcd-1111-abcd-111111abcdef is RUNNING, started 2023-11-14T22:13:20Z (check 3)"
+    });
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![describe(ExecutionStatus::Running, None, None, None)],
+        codepipeline: vec![put],
+    };
+    run(&m, continuation_event(&token(2))).await.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn succeeded_completes_with_output_variables() {
+    let put = success_recorded(|r| {
+        let vars = r.output_variables().unwrap();
+        r.continuation_token().is_none()
+            && vars.get("stackName").map(String::as_str) == Some("prod-app")
+            && vars.get("changed").map(String::as_str) == Some("2")
+            && vars.len() == 2
+    });
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![describe(
+            ExecutionStatus::Succeeded,
+            Some(r#"{"stackName": "prod-app", "changed": 2, "list": [1]}"#),
+            None,
+            None,
+        )],
+        codepipeline: vec![put],
+    };
+    run(&m, continuation_event(&token(1))).await.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn the_samples_token_is_still_understood() {
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![describe(ExecutionStatus::Succeeded, Some("{}"), None, None)],
+        codepipeline: vec![success_recorded(|r| r.continuation_token().is_none())],
+    };
+    run(
+        &m,
+        continuation_event(&json!({"stateMachineExecutionArn": EXEC}).to_string()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn every_unsuccessful_end_fails_the_job_with_status_error_and_cause() {
+    for status in [
+        ExecutionStatus::Failed,
+        ExecutionStatus::TimedOut,
+        ExecutionStatus::Aborted,
+        ExecutionStatus::PendingRedrive,
+    ] {
+        let expected: &'static str = match status {
+            ExecutionStatus::Failed => "ended with status FAILED. Error: States.TaskFailed. Cause: rollback",
+            ExecutionStatus::TimedOut => {
+                "ended with status TIMED_OUT. Error: States.TaskFailed. Cause: rollback"
+            }
+            ExecutionStatus::Aborted => {
+                "ended with status ABORTED. Error: States.TaskFailed. Cause: rollback"
+            }
+            _ => "ended with status PENDING_REDRIVE. Error: States.TaskFailed. Cause: rollback",
+        };
+        let put = mock!(aws_sdk_codepipeline::Client::put_job_failure_result)
+            .match_requests(move |r| {
+                let d = r.failure_details().unwrap();
+                d.r#type() == &FailureType::JobFailed
+                    && d.message().starts_with(&format!("Execution {EXEC} "))
+                    && d.message().contains(expected)
+                    && d.external_execution_id() == Some(EXEC)
+            })
+            .then_output(|| PutJobFailureResultOutput::builder().build());
+        let m = Mocks {
+            s3: vec![],
+            sfn: vec![describe(
+                status.clone(),
+                None,
+                Some("States.TaskFailed"),
+                Some("rollback"),
+            )],
+            codepipeline: vec![put],
+        };
+        run(&m, continuation_event(&token(1))).await.unwrap();
+        assert_eq!(m.codepipeline[0].num_calls(), 1, "{status:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_vanished_execution_fails_the_job() {
+    let gone = mock!(aws_sdk_sfn::Client::describe_execution).then_error(|| {
+        DescribeExecutionError::ExecutionDoesNotExist(
+            ExecutionDoesNotExist::builder()
+                .message("Execution Does Not Exist")
+                .build(),
+        )
+    });
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![gone],
+        codepipeline: vec![failure_recorded(
+            FailureType::JobFailed,
+            "could not describe execution",
+        )],
+    };
+    run(&m, continuation_event(&token(1))).await.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_foreign_token_fails_the_job() {
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![],
+        codepipeline: vec![failure_recorded(
+            FailureType::JobFailed,
+            "not one this function issued",
+        )],
+    };
+    run(&m, continuation_event("deployment-1234")).await.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+// ---- faults inside the function ----
+
+#[tokio::test]
+async fn a_panic_in_the_job_logic_still_fails_the_job() {
+    let boom = mock!(aws_sdk_sfn::Client::describe_execution)
+        .then_compute_output(|_| panic!("index out of bounds: the len is 0 but the index is 0"));
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![boom],
+        codepipeline: vec![failure_recorded(
+            FailureType::JobFailed,
+            "internal error in the pipeline trigger (panic: index out of bounds",
+        )],
+    };
+    run(&m, continuation_event(&token(1))).await.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn work_that_outlives_the_deadline_still_fails_the_job_in_time() {
+    // An S3 endpoint that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![],
+        codepipeline: vec![failure_recorded(
+            FailureType::JobFailed,
+            "did not finish before its Lambda deadline",
+        )],
+    };
+    let mut t = trigger(&m);
+    t.s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
+            .endpoint_url(format!("http://{addr}"))
+            .force_path_style(true)
+            .build(),
+    );
+    let started = std::time::Instant::now();
+    t.handle(lambda_event(
+        with_user_parameters(first_event(), SAMPLE),
+        Duration::from_secs(2),
+    ))
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the result was recorded after the deadline"
+    );
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+    hold.abort();
+}
+
+// ---- recording the result ----
+
+#[tokio::test]
+async fn a_job_that_already_has_a_result_is_left_alone() {
+    let refused = mock!(aws_sdk_codepipeline::Client::put_job_success_result).then_error(|| {
+        PutJobSuccessResultError::InvalidJobStateException(
+            InvalidJobStateException::builder()
+                .message("not in progress")
+                .build(),
+        )
+    });
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![describe(ExecutionStatus::Running, None, None, None)],
+        codepipeline: vec![refused],
+    };
+    run(&m, continuation_event(&token(1))).await.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_rejected_success_result_becomes_a_failure_result() {
+    let rejected = mock!(aws_sdk_codepipeline::Client::put_job_success_result).then_error(|| {
+        PutJobSuccessResultError::ValidationException(
+            ValidationException::builder().message("summary too long").build(),
+        )
+    });
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![describe(ExecutionStatus::Succeeded, Some("{}"), None, None)],
+        codepipeline: vec![
+            rejected,
+            failure_recorded(
+                FailureType::JobFailed,
+                "CodePipeline rejected the trigger's success result",
+            ),
+        ],
+    };
+    run(&m, continuation_event(&token(1))).await.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+    assert_eq!(m.codepipeline[1].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn when_no_result_can_be_recorded_the_invocation_errors() {
+    let down = mock!(aws_sdk_codepipeline::Client::put_job_failure_result)
+        .sequence()
+        .http_status(
+            503,
+            Some(r#"{"__type": "ServiceUnavailableException", "message": "down"}"#.into()),
+        )
+        .times(3)
+        .build();
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![],
+        codepipeline: vec![down],
+    };
+    let err = run(&m, continuation_event("garbage")).await.unwrap_err();
+    assert_eq!(err.error_type, "JobResultNotRecorded");
+    assert!(
+        err.error_message.contains(JOB) || err.error_message.contains("22222222"),
+        "{}",
+        err.error_message
+    );
+    assert_eq!(m.codepipeline[0].num_calls(), 3);
+}
+
+#[tokio::test]
+async fn an_event_without_a_job_id_is_a_typed_error_and_records_nothing() {
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![],
+        codepipeline: vec![],
+    };
+    let err = run(&m, json!({"Records": []})).await.unwrap_err();
+    assert_eq!(err.error_type, "NotACodePipelineJob");
+}
+
+#[test]
+fn the_state_machine_comes_from_the_environment() {
+    let c = Config::from_lookup(|k| (k == "stateMachineArn").then(|| SM.to_owned()));
+    assert_eq!(c.default_state_machine_arn.as_deref(), Some(SM));
+    let c = Config::from_lookup(|k| match k {
+        "STATE_MACHINE_ARN" => Some("a".into()),
+        "stateMachineArn" => Some("b".into()),
+        _ => None,
+    });
+    assert_eq!(c.default_state_machine_arn.as_deref(), Some("a"));
+    assert_eq!(
+        Config::from_lookup(|_| Some(" ".into())).default_state_machine_arn,
+        None
+    );
+}

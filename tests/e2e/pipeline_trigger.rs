@@ -202,7 +202,9 @@ async fn a_repeated_first_invocation_starts_only_one_execution() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_faults_end_the_job_with_a_configuration_error() {
     let world = World::start().await;
-    support::put_object(&world.stack, "pipeline-inputs", "deploy/array.json", "[1, 2]").await;
+    support::put_object(&world.stack, "pipeline-inputs", "deploy/array.json", b"[1, 2]")
+        .await
+        .unwrap();
     let missing_machine = "arn:aws:states:us-east-1:123456789012:stateMachine:does-not-exist";
     let cases: Vec<(Option<String>, &str)> = vec![
         (None, "the action has no UserParameters"),

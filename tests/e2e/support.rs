@@ -5,53 +5,31 @@
 use std::time::Duration;
 
 use e2e::pipeline::{ActionSpec, FakeCredentials, InputArtifact};
-use e2e::stack::{ACCOUNT, REGION, repo_root};
+use e2e::seed::{self, fixture_definition, seed_pipeline_inputs};
+use e2e::stack::{ACCOUNT, REGION};
 use e2e::{FunctionOptions, LocalStack};
 
-pub const INPUT_BUCKET: &str = "pipeline-inputs";
-pub const ARTIFACT_BUCKET: &str = "codepipeline-artifacts";
-pub const INPUT_KEY: &str = "deploy/prod.json";
+pub use e2e::seed::put_object;
 
-/// Reads a test state machine definition, with `${PipelineTriggerArn}` substituted.
-pub fn definition(name: &str) -> String {
-    let path = repo_root().join("tests/fixtures/statemachines").join(name);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .replace(
-            "${PipelineTriggerArn}",
-            &format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:pipeline-trigger"),
-        )
+/// A test state machine definition, with `${PipelineTriggerArn}` substituted.
+pub fn definition(file: &str) -> String {
+    fixture_definition(file).expect("state machine fixture").replace(
+        "${PipelineTriggerArn}",
+        &format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:pipeline-trigger"),
+    )
 }
 
 pub async fn create_state_machine(stack: &LocalStack, name: &str, file: &str) -> String {
-    stack
-        .sfn()
-        .create_state_machine()
-        .name(name)
-        .definition(definition(file))
-        .role_arn(stack.role_arn())
-        .send()
+    seed::create_state_machine(stack, name, definition(file))
         .await
         .expect("CreateStateMachine")
-        .state_machine_arn
-}
-
-pub async fn put_object(stack: &LocalStack, bucket: &str, key: &str, body: &str) {
-    stack
-        .s3()
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(body.as_bytes().to_vec().into())
-        .send()
-        .await
-        .expect("PutObject");
 }
 
 /// A stack with the trigger served (its default state machine: `wait-then-succeed`), the input
 /// bucket with the sample's input file, and an artifact bucket.
 pub struct World {
     pub stack: LocalStack,
+    pub artifact: InputArtifact,
     pub succeed_arn: String,
     pub fail_arn: String,
 }
@@ -59,29 +37,7 @@ pub struct World {
 impl World {
     pub async fn start() -> World {
         let stack = LocalStack::start().await.expect("local stack");
-        for bucket in [INPUT_BUCKET, ARTIFACT_BUCKET] {
-            stack
-                .s3()
-                .create_bucket()
-                .bucket(bucket)
-                .send()
-                .await
-                .expect("CreateBucket");
-        }
-        put_object(
-            &stack,
-            INPUT_BUCKET,
-            INPUT_KEY,
-            r#"{"environmentName": "prod", "stackName": "sample-lambda-app", "templatePath": "infra/lambda-template.yaml"}"#,
-        )
-        .await;
-        put_object(
-            &stack,
-            ARTIFACT_BUCKET,
-            "MyPipeline/SourceArti/abc123",
-            "zip bytes",
-        )
-        .await;
+        let artifact = seed_pipeline_inputs(&stack).await.expect("seed");
         let succeed_arn =
             create_state_machine(&stack, "wait-then-succeed", "wait-then-succeed.asl.json").await;
         let fail_arn = create_state_machine(&stack, "wait-then-fail", "wait-then-fail.asl.json").await;
@@ -100,6 +56,7 @@ impl World {
             .expect("serve pipeline-trigger");
         World {
             stack,
+            artifact,
             succeed_arn,
             fail_arn,
         }
@@ -109,11 +66,7 @@ impl World {
         ActionSpec::new(
             "pipeline-trigger",
             user_parameters.map(str::to_owned),
-            Some(InputArtifact {
-                bucket: ARTIFACT_BUCKET.into(),
-                key: "MyPipeline/SourceArti/abc123".into(),
-                revision: "0f1e2d3c4b5a".into(),
-            }),
+            Some(self.artifact.clone()),
         )
     }
 

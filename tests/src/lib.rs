@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod moto;
 pub mod pipeline;
 pub mod runtime_host;
+pub mod seed;
 pub mod stack;
 
 pub use stack::{FunctionOptions, LocalStack};

@@ -61,6 +61,8 @@ struct FunctionState {
     idle: AtomicUsize,
     instances: Mutex<Vec<Instance>>,
     timings: Mutex<Vec<InstanceTiming>>,
+    /// When an instance first asked for work: the end of the first instance's init.
+    first_poll: Mutex<Option<Instant>>,
 }
 
 struct Instance {
@@ -111,6 +113,7 @@ impl HostedFunction {
             idle: AtomicUsize::new(0),
             instances: Mutex::new(Vec::new()),
             timings: Mutex::new(Vec::new()),
+            first_poll: Mutex::new(None),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -142,6 +145,11 @@ impl HostedFunction {
             .lock()
             .map(|i| i.iter().filter_map(|x| x.child.id()).collect())
             .unwrap_or_default()
+    }
+
+    /// When the first instance first asked for work.
+    pub fn first_poll(&self) -> Option<Instant> {
+        self.state.first_poll.lock().ok().and_then(|p| *p)
     }
 
     pub fn timings(&self) -> Vec<InstanceTiming> {
@@ -258,6 +266,9 @@ fn error_body(error_type: &str, message: &str) -> Bytes {
 }
 
 async fn next(State(state): State<Arc<FunctionState>>) -> Response {
+    if let Ok(mut first) = state.first_poll.lock() {
+        first.get_or_insert_with(Instant::now);
+    }
     state.idle.fetch_add(1, Ordering::SeqCst);
     let pending = {
         let mut rx = state.queue_rx.lock().await;

@@ -149,9 +149,19 @@ impl LocalStack {
         let binary = binary_dir().join(name);
         anyhow::ensure!(
             binary.is_file(),
-            "{} is not built: run `cargo build --workspace --bins` (make test does)",
+            "{} is not built: run `cargo test --workspace --no-run` (make test and make demo do)",
             binary.display()
         );
+        self.add_function_binary(name, binary, options).await
+    }
+
+    /// Serves `binary` (a workspace binary or a release `bootstrap`) as the Lambda function `name`.
+    pub async fn add_function_binary(
+        &self,
+        name: &str,
+        binary: PathBuf,
+        options: FunctionOptions,
+    ) -> anyhow::Result<()> {
         let mut env = self.client_env();
         env.push(("RUST_LOG".into(), options.rust_log.clone()));
         env.extend(options.env);
@@ -173,6 +183,19 @@ impl LocalStack {
 
     pub fn function(&self, name: &str) -> Option<Arc<HostedFunction>> {
         self.gateway.functions.read().ok()?.get(name).cloned()
+    }
+
+    /// Stops one function's instances and forgets it.
+    pub async fn remove_function(&self, name: &str) {
+        let removed = self
+            .gateway
+            .functions
+            .write()
+            .ok()
+            .and_then(|mut f| f.remove(name));
+        if let Some(f) = removed {
+            f.stop().await;
+        }
     }
 
     /// Everything the function has logged so far (all instances).

@@ -1,0 +1,97 @@
+# Everything a newcomer needs: `make demo` runs the main job against the local AWS stack,
+# `make test` runs every test (lint, unit, handler, end-to-end). Both install what they need.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+TARGET_DIR  := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+BIN         := $(TARGET_DIR)/debug
+RUST_TARGETS := aarch64-unknown-linux-gnu wasm32-unknown-unknown
+STATE_MACHINES := $(wildcard statemachines/*.asl.json) $(wildcard tests/fixtures/statemachines/*.asl.json)
+
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: help setup rust-toolchain lint test test-build demo stack bench bench-trigger clean
+
+help:
+	@echo "make demo    run a CodePipeline job through the pipeline trigger on the local AWS stack"
+	@echo "make test    lint + unit, handler and end-to-end tests (installs what it needs)"
+	@echo "make stack   run the local AWS stack until Ctrl-C"
+	@echo "make bench   release size, cold start, latency and memory figures -> BENCHMARKS.md"
+	@echo "make lint    rustfmt, clippy, sam validate --lint, cfn-lint, asl-validator"
+
+## Installation -------------------------------------------------------------------------------
+
+setup: $(VENV)/.installed node_modules/.installed rust-toolchain
+
+# moto (local AWS), cargo-lambda, SAM CLI and cfn-lint, pinned, in a repo-local venv.
+$(VENV)/.installed: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# asl-validator, pinned by package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+rust-toolchain:
+	@rustup component add clippy rustfmt >/dev/null 2>&1 || rustup component add clippy rustfmt
+	@rustup target add $(RUST_TARGETS) >/dev/null 2>&1 || rustup target add $(RUST_TARGETS)
+
+## Checks --------------------------------------------------------------------------------------
+
+lint: setup
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+	sam validate --lint --template template.yaml
+	cfn-lint template.yaml
+	@for f in $(STATE_MACHINES); do asl-validator --json-path "$$f" || exit 1; done
+
+# One build serves the tests, the demo and the local stack: the end-to-end tests run the
+# workspace's function binaries, which `cargo test` builds next to the test executables.
+test-build: setup
+	cargo test --workspace --locked --no-run
+
+test: lint test-build
+	cargo test --workspace --locked
+
+## Local AWS stack -----------------------------------------------------------------------------
+
+demo: test-build
+	$(BIN)/demo
+
+stack: test-build
+	$(BIN)/local-stack
+
+## Benchmarks ----------------------------------------------------------------------------------
+
+BENCH_DIR := $(TARGET_DIR)/bench
+
+bench: bench-trigger
+
+# Release bootstraps for both Lambda architectures (cargo lambda cross-links with zig), then
+# cold start, warm latency and peak RSS of the x86_64 bootstrap through the Runtime API host.
+bench-trigger: test-build
+	mkdir -p $(BENCH_DIR)
+	cargo lambda build --release --arm64 --output-format zip -p pipeline-trigger
+	cp $(TARGET_DIR)/lambda/pipeline-trigger/bootstrap.zip $(BENCH_DIR)/pipeline-trigger-arm64.zip
+	cargo lambda build --release --x86-64 --output-format zip -p pipeline-trigger
+	cp $(TARGET_DIR)/lambda/pipeline-trigger/bootstrap.zip $(BENCH_DIR)/pipeline-trigger-x86_64.zip
+	rm -rf $(BENCH_DIR)/pipeline-trigger-x86_64 && mkdir -p $(BENCH_DIR)/pipeline-trigger-x86_64
+	cd $(BENCH_DIR)/pipeline-trigger-x86_64 && python3 -m zipfile -e ../pipeline-trigger-x86_64.zip .
+	chmod +x $(BENCH_DIR)/pipeline-trigger-x86_64/bootstrap
+	$(BIN)/bench-runtime --bootstrap $(BENCH_DIR)/pipeline-trigger-x86_64/bootstrap \
+	  --zip-arm64 $(BENCH_DIR)/pipeline-trigger-arm64.zip \
+	  --zip-x86-64 $(BENCH_DIR)/pipeline-trigger-x86_64.zip \
+	  --out BENCHMARKS.md
+
+clean:
+	cargo clean
+	rm -rf $(VENV) node_modules .aws-sam

@@ -320,3 +320,45 @@ async fn a_task_state_invokes_the_rust_handler_and_catches_its_error_type() {
     );
     world.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_lines_when_lambda_asks_for_json() {
+    let stack = e2e::LocalStack::start().await.expect("local stack");
+    let artifact = e2e::seed::seed_pipeline_inputs(&stack).await.unwrap();
+    let sm = support::create_state_machine(&stack, "wait-then-succeed", "wait-then-succeed.asl.json").await;
+    stack
+        .add_function(
+            "pipeline-trigger",
+            e2e::FunctionOptions {
+                env: vec![
+                    ("STATE_MACHINE_ARN".into(), sm),
+                    ("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()),
+                ],
+                rust_log: "debug".into(),
+                ..e2e::FunctionOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let spec =
+        e2e::pipeline::ActionSpec::new("pipeline-trigger", Some(SAMPLE_PARAMETERS.into()), Some(artifact));
+    let outcome = run_action(&stack, &spec).await.unwrap();
+    assert_eq!(outcome.status, ActionStatus::Succeeded);
+
+    let log = stack.function_log("pipeline-trigger");
+    let mut recorded = 0;
+    for line in log.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+        if v["message"] == "job result recorded" {
+            recorded += 1;
+            let spans = v["spans"].as_array().expect("span list");
+            assert!(spans.iter().any(|s| s["job_id"].is_string()), "{line}");
+        }
+    }
+    assert_eq!(recorded, outcome.invocations.len());
+    for value in spec.credentials.values() {
+        assert!(!log.contains(value));
+    }
+    stack.stop().await;
+}

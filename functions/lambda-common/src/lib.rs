@@ -7,25 +7,56 @@
 use std::fmt::Display;
 
 use lambda_runtime::Diagnostic;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 
-/// Directives appended after the user's filter. `lambda_runtime` logs the raw invocation payload
-/// at TRACE, and a CodePipeline payload carries `artifactCredentials`: whatever `RUST_LOG` says,
-/// those crates never log below INFO.
-const CREDENTIAL_SAFE_DIRECTIVES: [&str; 2] = ["lambda_runtime=info", "lambda_runtime_api_client=info"];
+/// `lambda_runtime` logs the raw invocation payload at TRACE, and a CodePipeline payload carries
+/// `artifactCredentials`: whatever the log level says, targets under these never log below INFO.
+const PAYLOAD_LOGGING_TARGETS: [&str; 2] = ["lambda_runtime", "lambda_runtime_api_client"];
 
-/// Builds the log filter: `RUST_LOG` if set, else `AWS_LAMBDA_LOG_LEVEL`, else `info`, and always
-/// the credential-safe caps above.
-pub fn log_filter(rust_log: Option<&str>, lambda_level: Option<&str>) -> EnvFilter {
-    let base = rust_log
+fn is_payload_logging(target: &str) -> bool {
+    PAYLOAD_LOGGING_TARGETS.iter().any(|p| target.starts_with(p))
+}
+
+/// Builds the log filter from `RUST_LOG` if set, else `AWS_LAMBDA_LOG_LEVEL`, else `info`.
+/// Directives are `level` or `target=level`, comma-separated; a directive that is neither is
+/// ignored (an invalid `RUST_LOG` never silences the function). The payload-logging targets are
+/// capped at INFO.
+pub fn log_filter(rust_log: Option<&str>, lambda_level: Option<&str>) -> Targets {
+    let spec = rust_log
         .filter(|s| !s.trim().is_empty())
-        .map(str::to_owned)
-        .or_else(|| lambda_level.map(|l| l.to_ascii_lowercase()))
-        .unwrap_or_else(|| "info".to_owned());
-    let mut filter = EnvFilter::try_new(&base).unwrap_or_else(|_| EnvFilter::new("info"));
-    for directive in CREDENTIAL_SAFE_DIRECTIVES {
-        if let Ok(d) = directive.parse() {
-            filter = filter.add_directive(d);
+        .or(lambda_level)
+        .unwrap_or("info");
+    let mut default = None;
+    let mut targets: Vec<(String, LevelFilter)> = Vec::new();
+    for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        match directive.split_once('=') {
+            None => {
+                if let Ok(level) = directive.parse::<LevelFilter>() {
+                    default = Some(level);
+                }
+            }
+            Some((target, level)) => {
+                let valid_target = !target.is_empty()
+                    && target.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+                if let (true, Ok(level)) = (valid_target, level.trim().parse::<LevelFilter>()) {
+                    targets.push((target.to_owned(), level));
+                }
+            }
+        }
+    }
+    let default = default.unwrap_or(LevelFilter::INFO);
+    let mut filter = Targets::new().with_default(default);
+    for (target, level) in &targets {
+        let level = if is_payload_logging(target) {
+            (*level).min(LevelFilter::INFO)
+        } else {
+            *level
+        };
+        filter = filter.with_target(target.as_str(), level);
+    }
+    for target in PAYLOAD_LOGGING_TARGETS {
+        if !targets.iter().any(|(t, _)| t == target) {
+            filter = filter.with_target(target, default.min(LevelFilter::INFO));
         }
     }
     filter
@@ -40,20 +71,23 @@ pub fn init_tracing() {
     );
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_target(false)
         .without_time()
         .with_ansi(false)
         .with_writer(std::io::stderr);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let result = if json {
         builder
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(true)
+            .finish()
+            .with(filter)
             .try_init()
     } else {
-        builder.try_init()
+        builder.finish().with(filter).try_init()
     };
     // A second initialisation (tests) is harmless.
     let _ = result;
@@ -176,13 +210,55 @@ mod tests {
         assert!(!s3_path_style(Some("false"), None, Some("http://127.0.0.1:1")));
     }
 
+    fn level_for(f: &Targets, target: &str) -> Option<LevelFilter> {
+        [
+            LevelFilter::TRACE,
+            LevelFilter::DEBUG,
+            LevelFilter::INFO,
+            LevelFilter::WARN,
+            LevelFilter::ERROR,
+        ]
+        .into_iter()
+        .find(|l| l.into_level().is_some_and(|level| f.would_enable(target, &level)))
+    }
+
     #[test]
     fn filter_caps_runtime_payload_logging() {
-        let f = log_filter(Some("trace"), None).to_string();
-        assert!(f.contains("lambda_runtime=info"), "{f}");
-        let f = log_filter(None, Some("DEBUG")).to_string();
-        assert!(f.contains("debug"), "{f}");
-        let f = log_filter(Some("not a [valid filter"), None).to_string();
-        assert!(f.contains("info"), "{f}");
+        let f = log_filter(Some("trace"), None);
+        assert_eq!(
+            level_for(&f, "pipeline_trigger::handler"),
+            Some(LevelFilter::TRACE)
+        );
+        assert_eq!(
+            level_for(&f, "lambda_runtime::layers::api_response"),
+            Some(LevelFilter::INFO)
+        );
+        assert_eq!(
+            level_for(&f, "lambda_runtime_api_client"),
+            Some(LevelFilter::INFO)
+        );
+        let f = log_filter(
+            Some("warn,lambda_runtime::layers=trace,aws_smithy_runtime=debug"),
+            None,
+        );
+        assert_eq!(
+            level_for(&f, "lambda_runtime::layers::api_response"),
+            Some(LevelFilter::INFO)
+        );
+        assert_eq!(level_for(&f, "lambda_runtime::runtime"), Some(LevelFilter::WARN));
+        assert_eq!(
+            level_for(&f, "aws_smithy_runtime::client"),
+            Some(LevelFilter::DEBUG)
+        );
+        assert_eq!(level_for(&f, "pipeline_trigger"), Some(LevelFilter::WARN));
+        let f = log_filter(None, Some("DEBUG"));
+        assert_eq!(level_for(&f, "pipeline_trigger"), Some(LevelFilter::DEBUG));
+        assert_eq!(level_for(&f, "lambda_runtime"), Some(LevelFilter::INFO));
+        let f = log_filter(Some("not a [valid filter"), None);
+        assert_eq!(level_for(&f, "pipeline_trigger"), Some(LevelFilter::INFO));
+        let f = log_filter(Some("debug,[span{x}]=trace,bad=loud"), None);
+        assert_eq!(level_for(&f, "pipeline_trigger"), Some(LevelFilter::DEBUG));
+        let f = log_filter(None, None);
+        assert_eq!(level_for(&f, "anything"), Some(LevelFilter::INFO));
     }
 }

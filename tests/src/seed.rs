@@ -2,11 +2,14 @@
 //! source artifact and two small state machines (one succeeds, one fails like a rolled-back
 //! deployment).
 
+use std::io::Write;
+
 use anyhow::Context;
 
-use crate::LocalStack;
 use crate::pipeline::InputArtifact;
 use crate::stack::repo_root;
+use crate::stack::{ACCOUNT, REGION};
+use crate::{FunctionOptions, LocalStack};
 
 pub const INPUT_BUCKET: &str = "pipeline-inputs";
 pub const INPUT_KEY: &str = "deploy/prod.json";
@@ -82,4 +85,86 @@ pub fn user_parameters(state_machine_arn: Option<&str>) -> String {
         p["stateMachineArn"] = serde_json::json!(arn);
     }
     p.to_string()
+}
+
+/// The deploy workflow's step functions: (binary and function name, ASL substitution).
+pub const DEPLOY_STEPS: [(&str, &str); 9] = [
+    ("deploy-prepare", "PrepareFunctionArn"),
+    ("deploy-check-stack", "CheckStackFunctionArn"),
+    ("deploy-create-stack", "CreateStackFunctionArn"),
+    ("deploy-create-change-set", "CreateChangeSetFunctionArn"),
+    ("deploy-change-set-status", "ChangeSetStatusFunctionArn"),
+    ("deploy-inspect-change-set", "InspectChangeSetFunctionArn"),
+    ("deploy-execute-change-set", "ExecuteChangeSetFunctionArn"),
+    ("deploy-delete-change-set", "DeleteChangeSetFunctionArn"),
+    ("deploy-stack-status", "StackStatusFunctionArn"),
+];
+
+/// Bucket where the prepare step stages templates over 51,200 bytes.
+pub const TEMPLATE_BUCKET: &str = "deploy-templates";
+
+/// `statemachines/deploy.asl.json` with its `DefinitionSubstitutions` applied, as SAM would.
+pub fn deploy_definition() -> anyhow::Result<String> {
+    let path = repo_root().join("statemachines/deploy.asl.json");
+    let mut def = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    for (function, placeholder) in DEPLOY_STEPS {
+        def = def.replace(
+            &format!("${{{placeholder}}}"),
+            &format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}"),
+        );
+    }
+    anyhow::ensure!(
+        !def.contains("${"),
+        "unsubstituted placeholder left in the deploy definition"
+    );
+    Ok(def)
+}
+
+/// Serves the deploy steps (short, bounded polling for local runs), creates the template
+/// staging bucket and the deploy state machine; returns its ARN.
+pub async fn deploy_workflow(stack: &LocalStack, name: &str) -> anyhow::Result<String> {
+    stack
+        .s3()
+        .create_bucket()
+        .bucket(TEMPLATE_BUCKET)
+        .send()
+        .await
+        .context("CreateBucket (template staging)")?;
+    for (function, _) in DEPLOY_STEPS {
+        stack
+            .add_function(
+                function,
+                FunctionOptions {
+                    env: vec![
+                        ("POLL_INITIAL_SECONDS".into(), "1".into()),
+                        ("POLL_MAX_SECONDS".into(), "2".into()),
+                        ("POLL_MAX_ATTEMPTS".into(), "10".into()),
+                        ("TEMPLATE_BUCKET".into(), TEMPLATE_BUCKET.into()),
+                    ],
+                    max_instances: 2,
+                    ..FunctionOptions::default()
+                },
+            )
+            .await?;
+    }
+    create_state_machine(stack, name, deploy_definition()?).await
+}
+
+/// A zip of the given files, as a CodePipeline source artifact.
+pub fn zip_files(files: &[(&str, &[u8])]) -> anyhow::Result<Vec<u8>> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    let mut w = zip::ZipWriter::new(&mut buf);
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (name, body) in files {
+        w.start_file(*name, opts)?;
+        w.write_all(body)?;
+    }
+    w.finish()?;
+    Ok(buf.into_inner())
+}
+
+/// Reads a CloudFormation template from `tests/fixtures/templates/`.
+pub fn fixture_template(file: &str) -> anyhow::Result<String> {
+    let path = repo_root().join("tests/fixtures/templates").join(file);
+    std::fs::read_to_string(&path).with_context(|| path.display().to_string())
 }

@@ -14,6 +14,7 @@ pub const NO_CHANGES: &str = "NO-CHANGES";
 pub struct ChangeSetPage {
     pub change_set_id: Option<String>,
     pub change_set_name: Option<String>,
+    pub stack_id: Option<String>,
     pub stack_name: Option<String>,
     pub status: Option<String>,
     pub status_reason: Option<String>,

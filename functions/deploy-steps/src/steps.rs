@@ -67,9 +67,13 @@ pub struct State {
     #[serde(default)]
     pub stack: Option<StackResult>,
     #[serde(default)]
+    pub created: Option<Created>,
+    #[serde(default)]
     pub change_set: Option<ChangeSetRef>,
     #[serde(default)]
     pub change_set_status: Option<ChangeSetStatus>,
+    #[serde(default)]
+    pub executed: Option<Executed>,
     #[serde(default)]
     pub progress: Option<Progress>,
 }
@@ -79,6 +83,21 @@ impl State {
         self.target
             .as_ref()
             .map_or(&self.plan.stack_name, |t| &t.stack_name)
+    }
+
+    /// The stack the running operation works on: by id when known (names can be reused), the
+    /// blue-green stack once it is the target.
+    fn operation_stack(&self) -> String {
+        let blue_green = self.target.as_ref().is_some_and(|t| t.mode == "blue-green");
+        let id = if blue_green {
+            self.created.as_ref().map(|c| c.stack_id.clone())
+        } else {
+            self.executed
+                .as_ref()
+                .and_then(|e| e.stack_id.clone())
+                .or_else(|| self.created.as_ref().map(|c| c.stack_id.clone()))
+        };
+        id.unwrap_or_else(|| self.target_stack().to_owned())
     }
 
     fn change_set(&self) -> Result<&ChangeSetRef, StepError> {
@@ -113,10 +132,17 @@ pub struct Created {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChangeSetRef {
+    /// Empty when CloudFormation refused to create it because nothing changes.
     pub id: String,
     pub name: String,
     pub stack_name: String,
+    #[serde(default)]
+    pub stack_id: Option<String>,
     pub change_set_type: String,
+    /// CreateChangeSet answered "No updates are to be performed." (as moto and UpdateStack do;
+    /// CloudFormation itself creates a FAILED change set saying so).
+    #[serde(default)]
+    pub no_changes: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +160,7 @@ pub struct ChangeSetStatus {
 pub struct Progress {
     pub state: Completion,
     pub stack_name: String,
+    pub stack_id: String,
     pub status: String,
     pub reason: String,
     pub poll: Poll,
@@ -145,11 +172,20 @@ pub struct Done {
     pub change_set_id: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Executed {
+    pub change_set_id: String,
+    #[serde(default)]
+    pub stack_id: Option<String>,
+}
+
 fn page_from_sdk(out: &DescribeChangeSetOutput) -> ChangeSetPage {
     use changeset::{Change, Detail, Target as DetailTarget};
     ChangeSetPage {
         change_set_id: out.change_set_id().map(str::to_owned),
         change_set_name: out.change_set_name().map(str::to_owned),
+        stack_id: out.stack_id().map(str::to_owned),
         stack_name: out.stack_name().map(str::to_owned),
         status: out.status().map(|s| s.as_str().to_owned()),
         status_reason: out.status_reason().map(str::to_owned),
@@ -346,8 +382,17 @@ impl Steps {
             }
         };
         let previous = state.stack.as_ref().map(|s| s.poll);
+        let mut check = check;
         let poll = if check.next == StackNext::Wait {
-            poll::next(previous, &self.config.poll)
+            let poll = poll::next(previous, &self.config.poll);
+            if poll.exhausted {
+                check.reason = format!(
+                    "stack {name} is still {} after {} checks; giving up waiting",
+                    check.status.as_deref().unwrap_or("busy"),
+                    poll.attempt
+                );
+            }
+            poll
         } else {
             Poll::default()
         };
@@ -410,10 +455,21 @@ impl Steps {
             TemplateSource::Body(b) => req.template_body(b),
             TemplateSource::Url(u) => req.template_url(u),
         };
-        let out = req
-            .send()
-            .await
-            .map_err(|e| aws("CloudFormation CreateChangeSet", e))?;
+        let out = match req.send().await {
+            Ok(out) => out,
+            Err(e) if is_no_updates(&e) => {
+                info!(stack = %plan.stack_name, "nothing to change: no change set created");
+                return Ok(ChangeSetRef {
+                    id: String::new(),
+                    name: plan.change_set_name.clone(),
+                    stack_name: plan.stack_name.clone(),
+                    stack_id: None,
+                    change_set_type: kind.as_str().to_owned(),
+                    no_changes: true,
+                });
+            }
+            Err(e) => return Err(aws("CloudFormation CreateChangeSet", e)),
+        };
         let id = out
             .id()
             .map(str::to_owned)
@@ -423,13 +479,24 @@ impl Steps {
             id,
             name: plan.change_set_name.clone(),
             stack_name: plan.stack_name.clone(),
+            stack_id: out.stack_id().map(str::to_owned),
             change_set_type: kind.as_str().to_owned(),
+            no_changes: false,
         })
     }
 
     /// DescribeChangeSet (first page) and the status decision.
     pub async fn change_set_status(&self, state: State) -> Result<ChangeSetStatus, StepError> {
         let cs = state.change_set()?;
+        if cs.no_changes {
+            return Ok(ChangeSetStatus {
+                state: ChangeSetState::NoChanges,
+                status: "NOT_CREATED".into(),
+                execution_status: None,
+                reason: "No updates are to be performed.".into(),
+                poll: Poll::default(),
+            });
+        }
         let out = self
             .cfn
             .describe_change_set()
@@ -534,7 +601,7 @@ impl Steps {
 
     /// Executes the change set, only after judging it again (whatever the state machine says)
     /// and only when its ExecutionStatus is AVAILABLE.
-    pub async fn execute_change_set(&self, state: State) -> Result<Done, StepError> {
+    pub async fn execute_change_set(&self, state: State) -> Result<Executed, StepError> {
         let cs = state.change_set()?;
         let (verdict, root) = self.judge(&cs.id, &state.plan.policy).await?;
         if !verdict.safe {
@@ -557,14 +624,20 @@ impl Steps {
             .await
             .map_err(|e| aws("CloudFormation ExecuteChangeSet", e))?;
         info!(change_set = %cs.id, "change set executed");
-        Ok(Done {
+        Ok(Executed {
             change_set_id: cs.id.clone(),
+            stack_id: root.stack_id.or_else(|| cs.stack_id.clone()),
         })
     }
 
     /// Deletes the change set (unsafe or empty); it is never executed.
     pub async fn delete_change_set(&self, state: State) -> Result<Done, StepError> {
         let cs = state.change_set()?;
+        if cs.id.is_empty() {
+            return Ok(Done {
+                change_set_id: String::new(),
+            });
+        }
         self.cfn
             .delete_change_set()
             .change_set_name(&cs.id)
@@ -580,17 +653,19 @@ impl Steps {
     /// Where the create or update of the target stack stands; on failure, the failed resources.
     pub async fn stack_status(&self, state: State) -> Result<Progress, StepError> {
         let name = state.target_stack().to_owned();
+        let stack_ref = state.operation_stack();
         let out = self
             .cfn
             .describe_stacks()
-            .stack_name(&name)
+            .stack_name(&stack_ref)
             .send()
             .await
             .map_err(|e| aws("CloudFormation DescribeStacks", e))?;
         let stack = out
             .stacks()
             .first()
-            .ok_or_else(|| StepError::State(format!("stack {name} in DescribeStacks")))?;
+            .ok_or_else(|| StepError::State(format!("stack {stack_ref} in DescribeStacks")))?;
+        let stack_id = stack.stack_id().unwrap_or(&stack_ref).to_owned();
         let status = stack
             .stack_status()
             .map(|s| s.as_str().to_owned())
@@ -609,7 +684,7 @@ impl Steps {
             }
             Completion::InProgress => format!("stack {name} is {status}"),
             Completion::Failed => {
-                let causes = self.failed_resources(&name).await;
+                let causes = self.failed_resources(&stack_id, &name).await;
                 let stack_reason = stack.stack_status_reason().unwrap_or("");
                 let mut r = format!("stack {name} ended {status}");
                 if !stack_reason.is_empty() {
@@ -624,6 +699,7 @@ impl Steps {
         Ok(Progress {
             state: state_now,
             stack_name: name,
+            stack_id,
             status,
             reason,
             poll,
@@ -632,8 +708,8 @@ impl Steps {
 
     /// The resources that failed in the latest operation (best effort: an error here must not
     /// hide the stack's own status).
-    async fn failed_resources(&self, name: &str) -> Vec<String> {
-        let Ok(out) = self.cfn.describe_stack_events().stack_name(name).send().await else {
+    async fn failed_resources(&self, stack_id: &str, name: &str) -> Vec<String> {
+        let Ok(out) = self.cfn.describe_stack_events().stack_name(stack_id).send().await else {
             return Vec::new();
         };
         let mut found = Vec::new();
@@ -662,6 +738,14 @@ impl Steps {
         found.reverse();
         found
     }
+}
+
+/// CreateChangeSet's (and UpdateStack's) refusal when the template and parameters are unchanged.
+fn is_no_updates<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(
+    e: &aws_sdk_cloudformation::error::SdkError<E>,
+) -> bool {
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+    e.code() == Some("ValidationError") && e.message().is_some_and(changeset::is_no_changes_reason)
 }
 
 /// A temporary file in the Lambda's /tmp, removed when closed.

@@ -37,7 +37,9 @@ pub fn log_filter(rust_log: Option<&str>, lambda_level: Option<&str>) -> Targets
             }
             Some((target, level)) => {
                 let valid_target = !target.is_empty()
-                    && target.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+                    && target
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
                 if let (true, Ok(level)) = (valid_target, level.trim().parse::<LevelFilter>()) {
                     targets.push((target.to_owned(), level));
                 }

@@ -87,18 +87,7 @@ pub fn user_parameters(state_machine_arn: Option<&str>) -> String {
     p.to_string()
 }
 
-/// The deploy workflow's step functions: (binary and function name, ASL substitution).
-pub const DEPLOY_STEPS: [(&str, &str); 9] = [
-    ("deploy-prepare", "PrepareFunctionArn"),
-    ("deploy-check-stack", "CheckStackFunctionArn"),
-    ("deploy-create-stack", "CreateStackFunctionArn"),
-    ("deploy-create-change-set", "CreateChangeSetFunctionArn"),
-    ("deploy-change-set-status", "ChangeSetStatusFunctionArn"),
-    ("deploy-inspect-change-set", "InspectChangeSetFunctionArn"),
-    ("deploy-execute-change-set", "ExecuteChangeSetFunctionArn"),
-    ("deploy-delete-change-set", "DeleteChangeSetFunctionArn"),
-    ("deploy-stack-status", "StackStatusFunctionArn"),
-];
+use deploy_steps::FUNCTIONS as DEPLOY_STEPS;
 
 /// Bucket where the prepare step stages templates over 51,200 bytes.
 pub const TEMPLATE_BUCKET: &str = "deploy-templates";
@@ -107,7 +96,7 @@ pub const TEMPLATE_BUCKET: &str = "deploy-templates";
 pub fn deploy_definition() -> anyhow::Result<String> {
     let path = repo_root().join("statemachines/deploy.asl.json");
     let mut def = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    for (function, placeholder) in DEPLOY_STEPS {
+    for (function, placeholder, _, _) in DEPLOY_STEPS {
         def = def.replace(
             &format!("${{{placeholder}}}"),
             &format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}"),
@@ -130,7 +119,7 @@ pub async fn deploy_workflow(stack: &LocalStack, name: &str) -> anyhow::Result<S
         .send()
         .await
         .context("CreateBucket (template staging)")?;
-    for (function, _) in DEPLOY_STEPS {
+    for (function, _, _, _) in DEPLOY_STEPS {
         stack
             .add_function(
                 function,

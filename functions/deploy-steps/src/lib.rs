@@ -21,6 +21,61 @@ use serde_json::Value;
 pub use error::StepError;
 pub use steps::{StepConfig, Steps};
 
+/// Each step's binary (and function) name, its `DefinitionSubstitutions` key in
+/// `statemachines/deploy.asl.json`, and the `ResultPath` where the state machine keeps its output
+/// (the field of [`steps::State`] later steps read).
+pub const FUNCTIONS: [(&str, &str, Step, &str); 9] = [
+    ("deploy-prepare", "PrepareFunctionArn", Step::Prepare, "$.plan"),
+    (
+        "deploy-check-stack",
+        "CheckStackFunctionArn",
+        Step::CheckStack,
+        "$.stack",
+    ),
+    (
+        "deploy-create-stack",
+        "CreateStackFunctionArn",
+        Step::CreateStack,
+        "$.created",
+    ),
+    (
+        "deploy-create-change-set",
+        "CreateChangeSetFunctionArn",
+        Step::CreateChangeSet,
+        "$.changeSet",
+    ),
+    (
+        "deploy-change-set-status",
+        "ChangeSetStatusFunctionArn",
+        Step::ChangeSetStatus,
+        "$.changeSetStatus",
+    ),
+    (
+        "deploy-inspect-change-set",
+        "InspectChangeSetFunctionArn",
+        Step::InspectChangeSet,
+        "$.verdict",
+    ),
+    (
+        "deploy-execute-change-set",
+        "ExecuteChangeSetFunctionArn",
+        Step::ExecuteChangeSet,
+        "$.executed",
+    ),
+    (
+        "deploy-delete-change-set",
+        "DeleteChangeSetFunctionArn",
+        Step::DeleteChangeSet,
+        "$.deleted",
+    ),
+    (
+        "deploy-stack-status",
+        "StackStatusFunctionArn",
+        Step::StackStatus,
+        "$.progress",
+    ),
+];
+
 /// The steps, one per binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {

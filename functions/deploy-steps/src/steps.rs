@@ -28,6 +28,9 @@ pub struct StepConfig {
     pub poll: PollConfig,
     /// Bucket where templates over 51,200 bytes are staged for `TemplateURL`.
     pub template_bucket: Option<String>,
+    /// The CloudFormation service role used when the input names none
+    /// (`CLOUDFORMATION_ROLE_ARN`): CloudFormation then acts with that role, not the steps' own.
+    pub default_role_arn: Option<String>,
     pub region: String,
 }
 
@@ -36,6 +39,7 @@ impl StepConfig {
         Self {
             poll: PollConfig::from_lookup(&lookup),
             template_bucket: lookup("TEMPLATE_BUCKET").filter(|b| !b.trim().is_empty()),
+            default_role_arn: lookup("CLOUDFORMATION_ROLE_ARN").filter(|b| !b.trim().is_empty()),
             region: lookup("AWS_REGION").unwrap_or_else(|| "us-east-1".into()),
         }
     }
@@ -306,7 +310,7 @@ impl Steps {
             parameters,
             capabilities: v.capabilities,
             tags: v.tags,
-            role_arn: v.role_arn,
+            role_arn: v.role_arn.or_else(|| self.config.default_role_arn.clone()),
             policy: v.policy,
             on_unsafe: v.on_unsafe,
         };

@@ -4,8 +4,11 @@
 
 use std::process::ExitCode;
 
-use e2e::pipeline::{ActionOutcome, ActionSpec, ActionStatus, run_action};
-use e2e::seed::{create_state_machine, fixture_definition, seed_pipeline_inputs, user_parameters};
+use e2e::pipeline::{ActionOutcome, ActionSpec, ActionStatus, InputArtifact, run_action};
+use e2e::seed::{
+    ARTIFACT_BUCKET, create_state_machine, deploy_workflow, fixture_definition, fixture_template, put_object,
+    seed_pipeline_inputs, user_parameters, zip_files,
+};
 use e2e::{FunctionOptions, LocalStack};
 
 fn short(id: &str) -> &str {
@@ -72,6 +75,7 @@ fn print_outcome(title: &str, params: &str, outcome: &ActionOutcome) {
 }
 
 async fn demo(stack: &LocalStack) -> anyhow::Result<bool> {
+    println!("\n##### The pipeline trigger, with two small state machines #####");
     let artifact = seed_pipeline_inputs(stack).await?;
     let succeed = create_state_machine(
         stack,
@@ -116,6 +120,107 @@ async fn demo(stack: &LocalStack) -> anyhow::Result<bool> {
     Ok(ok.status == ActionStatus::Succeeded && matches!(failed.status, ActionStatus::Failed { .. }))
 }
 
+/// State transitions of an execution (what a Standard workflow bills), from its history.
+async fn transitions(stack: &LocalStack, execution_arn: &str) -> anyhow::Result<usize> {
+    let history = stack
+        .sfn()
+        .get_execution_history()
+        .execution_arn(execution_arn)
+        .max_results(1000)
+        .send()
+        .await?;
+    Ok(history
+        .events()
+        .iter()
+        .filter(|e| e.r#type().as_str().ends_with("StateEntered"))
+        .count())
+}
+
+async fn stack_resources(cfn: &aws_sdk_cloudformation::Client, stack: &str) -> String {
+    match cfn.describe_stack_resources().stack_name(stack).send().await {
+        Ok(out) => {
+            let mut names: Vec<&str> = out
+                .stack_resources()
+                .iter()
+                .filter_map(|r| r.logical_resource_id())
+                .collect();
+            names.sort_unstable();
+            format!("{} ({})", names.join(", "), names.len())
+        }
+        Err(_) => "(no such stack)".into(),
+    }
+}
+
+/// Part two: the deploy workflow, the three paths of the original blog post and the no-op path.
+async fn deploy_demo(stack: &LocalStack) -> anyhow::Result<bool> {
+    println!("\n##### The deploy workflow (statemachines/deploy.asl.json) #####");
+    let deploy = deploy_workflow(stack, "deploy").await?;
+    stack.remove_function("pipeline-trigger").await;
+    stack
+        .add_function(
+            "pipeline-trigger",
+            FunctionOptions {
+                env: vec![("STATE_MACHINE_ARN".into(), deploy)],
+                ..FunctionOptions::default()
+            },
+        )
+        .await?;
+    let cfn = aws_sdk_cloudformation::Client::new(&stack.sdk);
+    let runs = [
+        ("Commit 1: a new stack (create path)", "v1.yaml", "Succeeded"),
+        (
+            "Commit 2: adds a bucket (safe update path)",
+            "v2-add.yaml",
+            "Succeeded",
+        ),
+        (
+            "Commit 3: removes a bucket (unsafe: the change set is deleted, never executed)",
+            "v3-remove.yaml",
+            "Failed",
+        ),
+        (
+            "Commit 4: no infrastructure change (no-op path)",
+            "v2-add.yaml",
+            "Succeeded",
+        ),
+    ];
+    let mut all_as_expected = true;
+    for (n, (title, template, expected)) in runs.into_iter().enumerate() {
+        let key = format!("MyPipeline/SourceArti/commit-{n}");
+        let zip = zip_files(&[("infra/app.yaml", fixture_template(template)?.as_bytes())])?;
+        put_object(stack, ARTIFACT_BUCKET, &key, &zip).await?;
+        let params = serde_json::json!({"input": {"environmentName": "demo", "stackName": "app", "templatePath": "infra/app.yaml"}}).to_string();
+        let spec = ActionSpec::new(
+            "pipeline-trigger",
+            Some(params.clone()),
+            Some(InputArtifact {
+                bucket: ARTIFACT_BUCKET.into(),
+                key,
+                revision: format!("commit-{n}"),
+            }),
+        );
+        let outcome = run_action(stack, &spec).await?;
+        print_outcome(&format!("{title}, template {template}"), &params, &outcome);
+        if let Some(arn) = &outcome.external_execution_id {
+            println!(
+                "State transitions of this execution: {}",
+                transitions(stack, arn).await?
+            );
+        }
+        println!(
+            "Stack demo-app resources afterwards: {}",
+            stack_resources(&cfn, "demo-app").await
+        );
+        let status = match outcome.status {
+            ActionStatus::Succeeded => "Succeeded",
+            ActionStatus::Failed { .. } => "Failed",
+            _ => "other",
+        };
+        all_as_expected &= status == expected;
+    }
+    Ok(all_as_expected)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     println!("Starting the local AWS stack (moto + Lambda runtime host + CodePipeline emulator)…");
@@ -131,7 +236,10 @@ async fn main() -> ExitCode {
         stack.endpoint,
         stack.log_dir().display()
     );
-    let result = demo(&stack).await;
+    let result = match demo(&stack).await {
+        Ok(true) => deploy_demo(&stack).await,
+        other => other,
+    };
     stack.stop().await;
     println!("\nLocal AWS stack stopped.");
     match result {

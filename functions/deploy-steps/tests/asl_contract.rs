@@ -1,0 +1,149 @@
+//! The deploy state machine and the Rust steps must agree: every Choice compares a field the
+//! steps really emit with a value they really produce, every Task keeps its output where the
+//! next steps read it, and every function placeholder names a real binary.
+
+use deploy_steps::FUNCTIONS;
+use deploy_steps::changeset::ChangeSetState;
+use deploy_steps::plan::OnUnsafe;
+use deploy_steps::stack::{Completion, StackNext};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+fn asl() -> Value {
+    let path = format!(
+        "{}/../../statemachines/deploy.asl.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn states(asl: &Value) -> &serde_json::Map<String, Value> {
+    asl["States"].as_object().unwrap()
+}
+
+/// Every (Variable, operator, value) of a Choice rule, through And/Or/Not.
+fn comparisons(rule: &Value, out: &mut Vec<(String, String, Value)>) {
+    for key in ["And", "Or"] {
+        if let Some(list) = rule.get(key).and_then(Value::as_array) {
+            list.iter().for_each(|r| comparisons(r, out));
+        }
+    }
+    if let Some(r) = rule.get("Not") {
+        comparisons(r, out);
+    }
+    if let (Some(var), Some(obj)) = (rule.get("Variable").and_then(Value::as_str), rule.as_object()) {
+        for (op, v) in obj {
+            if op != "Variable" && op != "Next" {
+                out.push((var.to_owned(), op.clone(), v.clone()));
+            }
+        }
+    }
+}
+
+fn parses<T: DeserializeOwned>(v: &Value) -> bool {
+    serde_json::from_value::<T>(v.clone()).is_ok()
+}
+
+#[test]
+fn choices_compare_values_the_steps_produce() {
+    let asl = asl();
+    let mut all = Vec::new();
+    for state in states(&asl).values() {
+        if state["Type"] == "Choice" {
+            for rule in state["Choices"].as_array().unwrap() {
+                comparisons(rule, &mut all);
+            }
+        }
+    }
+    assert!(all.len() >= 12, "{all:?}");
+    let pass_modes: Vec<Value> = states(&asl)
+        .values()
+        .filter_map(|s| s.get("Parameters").and_then(|p| p.get("mode")).cloned())
+        .collect();
+    for (var, op, value) in &all {
+        let ok = match (var.as_str(), op.as_str()) {
+            ("$.stack.next", "StringEquals") => parses::<StackNext>(value),
+            ("$.changeSetStatus.state", "StringEquals") => parses::<ChangeSetState>(value),
+            ("$.progress.state", "StringEquals") => parses::<Completion>(value),
+            ("$.plan.onUnsafe", "StringEquals") => parses::<OnUnsafe>(value),
+            ("$.target.mode", "StringEquals") => pass_modes.contains(value),
+            ("$.changeSet.changeSetType", "StringEquals") => {
+                ["CREATE", "UPDATE"].contains(&value.as_str().unwrap())
+            }
+            ("$.verdict.safe", "BooleanEquals") => value.is_boolean(),
+            (v, "BooleanEquals") if v.ends_with(".poll.exhausted") => value.is_boolean(),
+            ("$.executed", "IsPresent") => value.is_boolean(),
+            _ => false,
+        };
+        assert!(
+            ok,
+            "Choice on {var} {op} {value} does not match what the steps emit"
+        );
+    }
+}
+
+#[test]
+fn tasks_use_the_steps_binaries_and_result_paths() {
+    let asl = asl();
+    let cargo = std::fs::read_to_string(format!("{}/Cargo.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let mut used = std::collections::BTreeSet::new();
+    for (name, state) in states(&asl) {
+        if state["Type"] != "Task" {
+            continue;
+        }
+        let resource = state["Resource"].as_str().unwrap();
+        let placeholder = resource.trim_start_matches("${").trim_end_matches('}');
+        let (binary, _, _, result_path) = FUNCTIONS
+            .iter()
+            .find(|f| f.1 == placeholder)
+            .unwrap_or_else(|| panic!("{name}: unknown function {resource}"));
+        assert!(
+            cargo.contains(&format!("name = \"{binary}\"")),
+            "{binary} is not a binary"
+        );
+        assert_eq!(state["ResultPath"], *result_path, "{name}");
+        assert!(
+            state.get("Retry").is_some() && state.get("Catch").is_some(),
+            "{name} needs Retry and Catch"
+        );
+        used.insert(placeholder);
+    }
+    assert_eq!(used.len(), FUNCTIONS.len(), "every step is used");
+}
+
+#[test]
+fn the_state_reads_what_the_steps_write() {
+    use deploy_steps::steps::State;
+    // A state document as the workflow builds it, with each step's output at its ResultPath.
+    let plan = serde_json::json!({
+        "stackName": "prod-app", "blueGreenStackName": "prod-app-bg-1", "changeSetName": "deploy-1",
+        "templatePath": "t.yaml", "template": {"body": "{}"}, "parameters": [], "capabilities": [],
+        "tags": [], "policy": {}, "onUnsafe": "fail"
+    });
+    let poll = serde_json::json!({"attempt": 1, "waitSeconds": 5, "exhausted": false});
+    let doc = serde_json::json!({
+        "plan": plan,
+        "target": {"stackName": "prod-app", "mode": "in-place"},
+        "stack": {"next": "UPDATE_CHANGE_SET", "status": "UPDATE_COMPLETE", "reason": "r", "poll": poll},
+        "created": {"stackName": "prod-app", "stackId": "id-1"},
+        "changeSet": {"id": "cs", "name": "deploy-1", "stackName": "prod-app", "changeSetType": "UPDATE"},
+        "changeSetStatus": {"state": "READY", "status": "CREATE_COMPLETE", "executionStatus": "AVAILABLE", "reason": "", "poll": poll},
+        "executed": {"changeSetId": "cs", "stackId": "id-2"},
+        "progress": {"state": "IN_PROGRESS", "stackName": "prod-app", "stackId": "id-2", "status": "UPDATE_IN_PROGRESS", "reason": "", "poll": poll},
+    });
+    let state: State = serde_json::from_value(doc.clone()).unwrap();
+    assert!(
+        state.stack.is_some()
+            && state.change_set.is_some()
+            && state.executed.is_some()
+            && state.progress.is_some()
+    );
+    // Every key the document holds above is a ResultPath of some step, or the Pass state's target.
+    for key in doc.as_object().unwrap().keys() {
+        let path = format!("$.{key}");
+        assert!(
+            FUNCTIONS.iter().any(|f| f.3 == path) || key == "target",
+            "{key} is written by no step"
+        );
+    }
+}

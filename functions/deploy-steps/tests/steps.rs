@@ -1,0 +1,541 @@
+//! Handler tests: the real step handlers and SDK clients, every call answered by
+//! aws-smithy-mocks; change sets come from the same DescribeChangeSet-shaped fixtures as the
+//! pure tests.
+
+use aws_sdk_cloudformation::operation::create_change_set::{CreateChangeSetError, CreateChangeSetOutput};
+use aws_sdk_cloudformation::operation::delete_change_set::DeleteChangeSetOutput;
+use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
+use aws_sdk_cloudformation::operation::describe_stack_events::DescribeStackEventsOutput;
+use aws_sdk_cloudformation::operation::describe_stacks::{DescribeStacksError, DescribeStacksOutput};
+use aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput;
+use aws_sdk_cloudformation::operation::get_template_summary::GetTemplateSummaryOutput;
+use aws_sdk_cloudformation::types::{
+    Change, ChangeAction, ChangeSetStatus, ChangeType, ExecutionStatus, ParameterDeclaration, Replacement,
+    ResourceChange, ResourceStatus, Stack, StackEvent, StackStatus,
+};
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use aws_smithy_types::error::ErrorMetadata;
+use deploy_steps::changeset::ChangeSetPage;
+use deploy_steps::poll::PollConfig;
+use deploy_steps::{Step, StepConfig, StepError, Steps};
+use lambda_common::ErrorType;
+use serde_json::{Value, json};
+
+const CS: &str = "arn:aws:cloudformation:us-east-1:111111111111:changeSet/deploy-codepipeline-1/aaaa1111-2222-3333-4444-555566667777";
+
+fn steps(cfn: &[&Rule], s3: &[&Rule], template_bucket: Option<&str>) -> Steps {
+    Steps {
+        cfn: mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, cfn.iter().copied()),
+        s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, s3.iter().copied()),
+        config: StepConfig {
+            poll: PollConfig {
+                initial_seconds: 5,
+                max_seconds: 20,
+                max_attempts: 3,
+            },
+            template_bucket: template_bucket.map(str::to_owned),
+            default_role_arn: Some("arn:aws:iam::111111111111:role/cfn-deployer".into()),
+            region: "us-east-1".into(),
+        },
+    }
+}
+
+fn plan() -> Value {
+    json!({
+        "stackName": "prod-app", "blueGreenStackName": "prod-app-bg-12345678",
+        "changeSetName": "deploy-codepipeline-1", "templatePath": "infra/app.yaml",
+        "template": {"body": "Resources: {}"}, "parameters": [], "capabilities": [], "tags": [],
+        "policy": {"conditionalReplacement": "block", "dynamic": "block", "allowReplacement": [], "allowRemoval": []},
+        "onUnsafe": "fail"
+    })
+}
+
+fn state(extra: Value) -> Value {
+    let mut s = json!({"environmentName": "prod", "plan": plan(), "target": {"stackName": "prod-app", "mode": "in-place"}});
+    if let (Some(o), Some(e)) = (s.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    s
+}
+
+fn with_change_set() -> Value {
+    state(
+        json!({"changeSet": {"id": CS, "name": "deploy-codepipeline-1", "stackName": "prod-app", "changeSetType": "UPDATE"}}),
+    )
+}
+
+/// A DescribeChangeSet output built from a fixture file.
+fn fixture_output(name: &str) -> DescribeChangeSetOutput {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let page: ChangeSetPage = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    DescribeChangeSetOutput::builder()
+        .set_change_set_id(page.change_set_id)
+        .set_change_set_name(page.change_set_name)
+        .set_stack_name(page.stack_name)
+        .set_status(page.status.map(|s| ChangeSetStatus::from(s.as_str())))
+        .set_status_reason(page.status_reason)
+        .set_execution_status(page.execution_status.map(|s| ExecutionStatus::from(s.as_str())))
+        .set_next_token(page.next_token)
+        .set_changes(Some(
+            page.changes
+                .into_iter()
+                .map(|c| {
+                    let rc = c.resource_change.unwrap_or_default();
+                    Change::builder()
+                        .r#type(ChangeType::Resource)
+                        .resource_change(
+                            ResourceChange::builder()
+                                .set_action(rc.action.map(|a| ChangeAction::from(a.as_str())))
+                                .set_logical_resource_id(rc.logical_resource_id)
+                                .set_physical_resource_id(rc.physical_resource_id)
+                                .set_resource_type(rc.resource_type)
+                                .set_replacement(rc.replacement.map(|r| Replacement::from(r.as_str())))
+                                .set_policy_action(
+                                    rc.policy_action.map(|p| {
+                                        aws_sdk_cloudformation::types::PolicyAction::from(p.as_str())
+                                    }),
+                                )
+                                .set_change_set_id(rc.change_set_id)
+                                .build(),
+                        )
+                        .build()
+                })
+                .collect(),
+        ))
+        .build()
+}
+
+fn describe_change_set(fixture: &'static str, match_name: &'static str, token: Option<&'static str>) -> Rule {
+    mock!(aws_sdk_cloudformation::Client::describe_change_set)
+        .match_requests(move |r| {
+            r.change_set_name().is_some_and(|n| n.contains(match_name)) && r.next_token() == token
+        })
+        .then_output(move || fixture_output(fixture))
+}
+
+fn stack(status: StackStatus) -> Rule {
+    mock!(aws_sdk_cloudformation::Client::describe_stacks).then_output(move || {
+        DescribeStacksOutput::builder()
+            .stacks(
+                Stack::builder()
+                    .stack_name("prod-app")
+                    .stack_id("arn:aws:cloudformation:us-east-1:111111111111:stack/prod-app/1")
+                    .stack_status(status.clone())
+                    .creation_time(aws_smithy_types::DateTime::from_secs(0))
+                    .build(),
+            )
+            .build()
+    })
+}
+
+async fn run(steps: &Steps, step: Step, payload: Value) -> Result<Value, StepError> {
+    steps.run(step, payload).await
+}
+
+// ---- check stack ----
+
+#[tokio::test]
+async fn only_does_not_exist_means_absent() {
+    let absent = mock!(aws_sdk_cloudformation::Client::describe_stacks).then_error(|| {
+        DescribeStacksError::generic(
+            ErrorMetadata::builder()
+                .code("ValidationError")
+                .message("Stack with id prod-app does not exist")
+                .build(),
+        )
+    });
+    let s = steps(&[&absent], &[], None);
+    let out = run(&s, Step::CheckStack, state(json!({}))).await.unwrap();
+    assert_eq!(out["next"], "CREATE_STACK");
+
+    let denied = mock!(aws_sdk_cloudformation::Client::describe_stacks).then_error(|| {
+        DescribeStacksError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDenied")
+                .message("not authorized to perform: cloudformation:DescribeStacks")
+                .build(),
+        )
+    });
+    let s = steps(&[&denied], &[], None);
+    let err = run(&s, Step::CheckStack, state(json!({}))).await.unwrap_err();
+    assert_eq!(err.error_type(), "AccessDenied");
+    assert!(err.to_string().contains("not authorized"), "{err}");
+}
+
+#[tokio::test]
+async fn unusable_and_busy_stacks() {
+    let s = steps(&[&stack(StackStatus::RollbackComplete)], &[], None);
+    let out = run(&s, Step::CheckStack, state(json!({}))).await.unwrap();
+    assert_eq!(out["next"], "FAIL");
+    assert!(out["reason"].as_str().unwrap().contains("ROLLBACK_COMPLETE"));
+
+    let s = steps(&[&stack(StackStatus::UpdateInProgress)], &[], None);
+    let first = run(&s, Step::CheckStack, state(json!({}))).await.unwrap();
+    assert_eq!(first["next"], "WAIT");
+    assert_eq!(
+        first["poll"],
+        json!({"attempt": 1, "waitSeconds": 5, "exhausted": false})
+    );
+    let mut next = state(json!({}));
+    next["stack"] = first;
+    let second = run(&s, Step::CheckStack, next.clone()).await.unwrap();
+    assert_eq!(
+        second["poll"],
+        json!({"attempt": 2, "waitSeconds": 10, "exhausted": false})
+    );
+    next["stack"] = second;
+    let third = run(&s, Step::CheckStack, next).await.unwrap();
+    assert_eq!(third["poll"]["exhausted"], true);
+    assert!(
+        third["reason"]
+            .as_str()
+            .unwrap()
+            .contains("still UPDATE_IN_PROGRESS after 3 checks")
+    );
+
+    let s = steps(&[&stack(StackStatus::ReviewInProgress)], &[], None);
+    assert_eq!(
+        run(&s, Step::CheckStack, state(json!({}))).await.unwrap()["next"],
+        "CREATE_CHANGE_SET"
+    );
+    let s = steps(&[&stack(StackStatus::UpdateRollbackComplete)], &[], None);
+    assert_eq!(
+        run(&s, Step::CheckStack, state(json!({}))).await.unwrap()["next"],
+        "UPDATE_CHANGE_SET"
+    );
+}
+
+// ---- change sets ----
+
+#[tokio::test]
+async fn create_change_set_is_an_update_with_nested_stacks() {
+    let create = mock!(aws_sdk_cloudformation::Client::create_change_set)
+        .match_requests(|r| {
+            r.change_set_type() == Some(&aws_sdk_cloudformation::types::ChangeSetType::Update)
+                && r.include_nested_stacks() == Some(true)
+                && r.change_set_name() == Some("deploy-codepipeline-1")
+                && r.stack_name() == Some("prod-app")
+        })
+        .then_output(|| {
+            CreateChangeSetOutput::builder()
+                .id(CS)
+                .stack_id("stack-id")
+                .build()
+        });
+    let s = steps(&[&create], &[], None);
+    let mut st = state(json!({}));
+    st["stack"] = json!({"next": "UPDATE_CHANGE_SET", "status": "UPDATE_COMPLETE", "reason": "", "poll": {"attempt": 0, "waitSeconds": 0, "exhausted": false}});
+    let out = run(&s, Step::CreateChangeSet, st).await.unwrap();
+    assert_eq!(out["id"], CS);
+    assert_eq!(out["changeSetType"], "UPDATE");
+    assert_eq!(create.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn an_unchanged_template_is_no_changes_not_a_failure() {
+    let refused = mock!(aws_sdk_cloudformation::Client::create_change_set).then_error(|| {
+        CreateChangeSetError::generic(
+            ErrorMetadata::builder()
+                .code("ValidationError")
+                .message("No updates are to be performed.")
+                .build(),
+        )
+    });
+    let s = steps(&[&refused], &[], None);
+    let mut st = state(json!({}));
+    st["stack"] = json!({"next": "UPDATE_CHANGE_SET", "status": "UPDATE_COMPLETE", "reason": "", "poll": {"attempt": 0, "waitSeconds": 0, "exhausted": false}});
+    let created = run(&s, Step::CreateChangeSet, st.clone()).await.unwrap();
+    assert_eq!(created["noChanges"], true);
+    st["changeSet"] = created;
+    let status = run(&s, Step::ChangeSetStatus, st.clone()).await.unwrap();
+    assert_eq!(status["state"], "NO_CHANGES");
+    // Nothing to delete: no call is made.
+    let delete = mock!(aws_sdk_cloudformation::Client::delete_change_set)
+        .then_output(|| DeleteChangeSetOutput::builder().build());
+    let s = steps(&[&delete], &[], None);
+    run(&s, Step::DeleteChangeSet, st).await.unwrap();
+    assert_eq!(delete.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn change_set_status_decisions() {
+    for (fixture, expected) in [
+        ("page1-safe.json", "READY"),
+        ("no-changes.json", "NO_CHANGES"),
+        ("failed.json", "FAILED"),
+        ("obsolete.json", "FAILED"),
+    ] {
+        let rule = mock!(aws_sdk_cloudformation::Client::describe_change_set)
+            .then_output(move || fixture_output(fixture));
+        let s = steps(&[&rule], &[], None);
+        let out = run(&s, Step::ChangeSetStatus, with_change_set()).await.unwrap();
+        assert_eq!(out["state"], expected, "{fixture}");
+        if fixture == "failed.json" {
+            assert!(
+                out["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Unresolved resource dependencies [MissingThing]")
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn inspection_reads_every_page_and_every_nested_change_set() {
+    let page1 = describe_change_set("page1-safe.json", "deploy-codepipeline-1", None);
+    let page2 = describe_change_set("nested-parent.json", "deploy-codepipeline-1", Some("page-2"));
+    let nested = describe_change_set("nested-child.json", "deploy-nested-NetworkStack-1XYZ", None);
+    let s = steps(&[&page1, &page2, &nested], &[], None);
+    let verdict = run(&s, Step::InspectChangeSet, with_change_set()).await.unwrap();
+    assert_eq!(verdict["changeSetAction"], "RESOURCES-BEING-DELETED-OR-REPLACED");
+    assert_eq!(verdict["safe"], false);
+    assert_eq!(verdict["changes"], 4);
+    assert_eq!(verdict["offences"][0]["logicalResourceId"], "NetworkStack/Vpc");
+    assert_eq!(
+        (page1.num_calls(), page2.num_calls(), nested.num_calls()),
+        (1, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn the_execute_step_never_executes_an_unsafe_change_set() {
+    let page1 = describe_change_set("page1-safe.json", "deploy-codepipeline-1", None);
+    let page2 = describe_change_set("page2-unsafe.json", "deploy-codepipeline-1", Some("page-2"));
+    let execute = mock!(aws_sdk_cloudformation::Client::execute_change_set)
+        .then_output(|| ExecuteChangeSetOutput::builder().build());
+    let s = steps(&[&page1, &page2, &execute], &[], None);
+    // Even when the state says the change set is safe, the step judges it again.
+    let mut st = with_change_set();
+    st["verdict"] = json!({"changeSetAction": "CAN-SAFELY-UPDATE-EXISTING-STACK", "safe": true});
+    let err = run(&s, Step::ExecuteChangeSet, st).await.unwrap_err();
+    assert_eq!(err.error_type(), "UnsafeChangeSet");
+    assert!(
+        err.to_string()
+            .contains("OrdersTable (AWS::DynamoDB::Table): removed"),
+        "{err}"
+    );
+    assert_eq!(execute.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn only_an_available_change_set_is_executed() {
+    let obsolete = describe_change_set("obsolete.json", "deploy-codepipeline-1", None);
+    let execute = mock!(aws_sdk_cloudformation::Client::execute_change_set)
+        .then_output(|| ExecuteChangeSetOutput::builder().build());
+    let s = steps(&[&obsolete, &execute], &[], None);
+    let err = run(&s, Step::ExecuteChangeSet, with_change_set())
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "ChangeSetNotExecutable");
+    assert_eq!(execute.num_calls(), 0);
+
+    let safe = mock!(aws_sdk_cloudformation::Client::describe_change_set)
+        .then_output(|| fixture_output("outputs-only.json"));
+    let execute = mock!(aws_sdk_cloudformation::Client::execute_change_set)
+        .match_requests(|r| r.change_set_name() == Some(CS))
+        .then_output(|| ExecuteChangeSetOutput::builder().build());
+    let s = steps(&[&safe, &execute], &[], None);
+    run(&s, Step::ExecuteChangeSet, with_change_set()).await.unwrap();
+    assert_eq!(execute.num_calls(), 1);
+}
+
+// ---- waiting for the stack ----
+
+#[tokio::test]
+async fn a_rolled_back_update_fails_with_the_failed_resources() {
+    let events = mock!(aws_sdk_cloudformation::Client::describe_stack_events).then_output(|| {
+        let ev = |logical: &str, rtype: &str, status: ResourceStatus, reason: &str| {
+            StackEvent::builder()
+                .stack_id("id")
+                .event_id(format!("{logical}-{}", status.as_str()))
+                .stack_name("prod-app")
+                .logical_resource_id(logical)
+                .resource_type(rtype)
+                .resource_status(status)
+                .resource_status_reason(reason)
+                .timestamp(aws_smithy_types::DateTime::from_secs(0))
+                .build()
+        };
+        // Newest first, as DescribeStackEvents returns them.
+        DescribeStackEventsOutput::builder()
+            .stack_events(ev(
+                "prod-app",
+                "AWS::CloudFormation::Stack",
+                ResourceStatus::UpdateRollbackComplete,
+                "",
+            ))
+            .stack_events(ev(
+                "Queue",
+                "AWS::SQS::Queue",
+                ResourceStatus::UpdateFailed,
+                "Resource handler returned message: queue name already exists",
+            ))
+            .stack_events(ev(
+                "prod-app",
+                "AWS::CloudFormation::Stack",
+                ResourceStatus::UpdateInProgress,
+                "User Initiated",
+            ))
+            .stack_events(ev(
+                "Old",
+                "AWS::SQS::Queue",
+                ResourceStatus::CreateFailed,
+                "an older failure",
+            ))
+            .build()
+    });
+    let s = steps(&[&stack(StackStatus::UpdateRollbackComplete), &events], &[], None);
+    let out = run(&s, Step::StackStatus, with_change_set()).await.unwrap();
+    assert_eq!(out["state"], "FAILED");
+    assert_eq!(
+        out["reason"],
+        "stack prod-app ended UPDATE_ROLLBACK_COMPLETE; failed resources: Queue (AWS::SQS::Queue) UPDATE_FAILED: \
+         Resource handler returned message: queue name already exists"
+    );
+}
+
+#[tokio::test]
+async fn waiting_for_the_stack_is_bounded() {
+    let s = steps(&[&stack(StackStatus::UpdateInProgress)], &[], None);
+    let mut st = with_change_set();
+    let mut last = Value::Null;
+    for _ in 0..3 {
+        last = run(&s, Step::StackStatus, st.clone()).await.unwrap();
+        st["progress"] = last.clone();
+    }
+    assert_eq!(last["state"], "IN_PROGRESS");
+    assert_eq!(last["poll"]["exhausted"], true);
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap()
+            .contains("still UPDATE_IN_PROGRESS after 3 checks")
+    );
+}
+
+// ---- prepare ----
+
+fn artifact(files: &[(&str, &str)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    let mut w = zip::ZipWriter::new(&mut buf);
+    for (name, body) in files {
+        w.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(body.as_bytes()).unwrap();
+    }
+    w.finish().unwrap();
+    buf.into_inner()
+}
+
+fn prepare_input(extra: Value) -> Value {
+    let mut input = json!({
+        "environmentName": "prod", "stackName": "app", "templatePath": "infra/app.yaml",
+        "revisionS3Bucket": "artifacts", "revisionS3Key": "p/Source/abc"
+    });
+    if let (Some(o), Some(e)) = (input.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    json!({"input": input, "executionName": "codepipeline-11111111-abcd-1111-abcd-111111abcdef"})
+}
+
+fn get_artifact(template: String) -> Rule {
+    mock!(aws_sdk_s3::Client::get_object)
+        .match_requests(|r| r.bucket() == Some("artifacts") && r.key() == Some("p/Source/abc"))
+        .then_output(move || {
+            GetObjectOutput::builder()
+                .body(ByteStream::from(artifact(&[("infra/app.yaml", &template)])))
+                .build()
+        })
+}
+
+fn summary(params: &'static [&'static str]) -> Rule {
+    mock!(aws_sdk_cloudformation::Client::get_template_summary).then_output(move || {
+        GetTemplateSummaryOutput::builder()
+            .set_parameters(Some(
+                params
+                    .iter()
+                    .map(|p| ParameterDeclaration::builder().parameter_key(*p).build())
+                    .collect(),
+            ))
+            .build()
+    })
+}
+
+#[tokio::test]
+async fn prepare_plans_the_deployment() {
+    let s3 = get_artifact("Parameters: {environmentName: {Type: String}}\nResources: {}\n".into());
+    let cfn = summary(&["environmentName"]);
+    let s = steps(&[&cfn], &[&s3], None);
+    let plan = run(&s, Step::Prepare, prepare_input(json!({}))).await.unwrap();
+    assert_eq!(plan["stackName"], "prod-app");
+    assert_eq!(
+        plan["changeSetName"],
+        "deploy-codepipeline-11111111-abcd-1111-abcd-111111abcdef"
+    );
+    assert_eq!(plan["blueGreenStackName"], "prod-app-bg-11abcdef");
+    assert_eq!(
+        plan["parameters"],
+        json!([{"key": "environmentName", "value": "prod"}])
+    );
+    // No roleArn in the input: the configured service role.
+    assert_eq!(plan["roleArn"], "arn:aws:iam::111111111111:role/cfn-deployer");
+    assert!(plan["template"]["body"].as_str().unwrap().contains("Resources"));
+}
+
+#[tokio::test]
+async fn large_templates_need_a_staging_bucket() {
+    let big = format!("Resources: {{}}\nMetadata: {{Padding: {}}}\n", "x".repeat(60_000));
+    let s3 = get_artifact(big.clone());
+    let s = steps(&[&summary(&[])], &[&s3], None);
+    let err = run(&s, Step::Prepare, prepare_input(json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "InvalidTemplate");
+    assert!(err.to_string().contains("no TEMPLATE_BUCKET"), "{err}");
+
+    let put = mock!(aws_sdk_s3::Client::put_object)
+        .match_requests(|r| {
+            r.bucket() == Some("staging")
+                && r.key()
+                    == Some("templates/prod-app/codepipeline-11111111-abcd-1111-abcd-111111abcdef/app.yaml")
+        })
+        .then_output(|| aws_sdk_s3::operation::put_object::PutObjectOutput::builder().build());
+    let cfn = mock!(aws_sdk_cloudformation::Client::get_template_summary)
+        .match_requests(|r| {
+            r.template_url()
+                == Some("https://staging.s3.us-east-1.amazonaws.com/templates/prod-app/codepipeline-11111111-abcd-1111-abcd-111111abcdef/app.yaml")
+                && r.template_body().is_none()
+        })
+        .then_output(|| GetTemplateSummaryOutput::builder().build());
+    let s3 = get_artifact(big);
+    let s = steps(&[&cfn], &[&s3, &put], Some("staging"));
+    let plan = run(&s, Step::Prepare, prepare_input(json!({}))).await.unwrap();
+    assert!(
+        plan["template"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://staging.s3.")
+    );
+    assert_eq!(put.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_typed_error() {
+    let s = steps(&[], &[], None);
+    let err = run(
+        &s,
+        Step::Prepare,
+        json!({"input": {"stackName": "x"}, "executionName": "e"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type(), "InvalidDeploymentInput");
+    let err = run(&s, Step::CheckStack, json!({"no": "plan"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "InvalidStepInput");
+}

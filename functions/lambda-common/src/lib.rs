@@ -95,9 +95,21 @@ pub fn init_tracing() {
     let _ = result;
 }
 
+/// The HTTPS client every SDK client uses: hyper 1 and rustls with the ring provider, trusting
+/// the system's root certificates.
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https()
+}
+
 /// Loads the SDK configuration from the standard environment once, at cold start.
 pub async fn load_sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
+        .load()
+        .await
 }
 
 /// True when `url` points at this machine (`localhost`, `127.0.0.0/8`, `[::1]`).

@@ -588,6 +588,7 @@ async fn work_that_outlives_the_deadline_still_fails_the_job_in_time() {
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
             .endpoint_url(format!("http://{addr}"))
+            .http_client(lambda_common::http_client())
             .force_path_style(true)
             .build(),
     );

@@ -337,8 +337,9 @@ async fn a_missing_template_fails_the_pipeline_with_what_the_artifact_holds() {
     };
     assert!(message.contains("Error: TemplateNotFound"), "{message}");
     assert!(
-        message.contains(
-            "template infra/missing.yaml is not in the source artifact (it holds: README.md, infra/app.yaml)"
+        message.ends_with(
+            "Error: TemplateNotFound. Cause: template infra/missing.yaml is not in the source artifact \
+             (it holds: README.md, infra/app.yaml)"
         ),
         "{message}"
     );

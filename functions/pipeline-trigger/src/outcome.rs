@@ -218,7 +218,12 @@ fn failure_message(view: &ExecutionView, status: &str) -> String {
     if let Some(error) = view.error.as_deref().filter(|e| !e.is_empty()) {
         head.push_str(&format!(". Error: {}", truncate_chars(error, 500)));
     }
-    let Some(cause) = view.cause.as_deref().filter(|c| !c.is_empty()) else {
+    let Some(cause) = view
+        .cause
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(readable_cause)
+    else {
         return truncate_chars(&head, MAX_FAILURE_MESSAGE_CHARS);
     };
     let prefix = ". Cause: ";
@@ -226,7 +231,18 @@ fn failure_message(view: &ExecutionView, status: &str) -> String {
     if room < 20 {
         return truncate_chars(&head, MAX_FAILURE_MESSAGE_CHARS);
     }
-    format!("{head}{prefix}{}", truncate_chars(cause, room))
+    format!("{head}{prefix}{}", truncate_chars(&cause, room))
+}
+
+/// A failed Lambda task's cause is its error document (`{"errorType", "errorMessage", ...}`);
+/// the message is what an operator reads (the type is already the execution's error). Any other
+/// cause is kept as it is.
+pub fn readable_cause(cause: &str) -> String {
+    serde_json::from_str::<Value>(cause)
+        .ok()
+        .and_then(|v| v.get("errorMessage").and_then(Value::as_str).map(str::to_owned))
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| cause.to_owned())
 }
 
 /// CodePipeline output variable names: `[A-Za-z0-9@\-_]+`.
@@ -397,6 +413,27 @@ mod tests {
             );
             assert_eq!(external_execution_id.as_deref(), Some(v.arn.as_str()));
         }
+    }
+
+    #[test]
+    fn lambda_error_documents_become_their_message() {
+        let mut v = view("FAILED");
+        v.error = Some("TemplateNotFound".into());
+        v.cause = Some(
+            r#"{"errorType":"TemplateNotFound","errorMessage":"template infra/x.yaml is not in the source artifact (it holds: a.yaml)"}"#.into(),
+        );
+        let JobResult::Failed { message, .. } = decide(&v, 1).unwrap() else {
+            panic!()
+        };
+        assert!(message.ends_with(
+            "Error: TemplateNotFound. Cause: template infra/x.yaml is not in the source artifact (it holds: a.yaml)"
+        ), "{message}");
+        assert_eq!(readable_cause("plain text"), "plain text");
+        assert_eq!(readable_cause(r#"{"other": 1}"#), r#"{"other": 1}"#);
+        assert_eq!(
+            readable_cause(r#"{"errorMessage": ""}"#),
+            r#"{"errorMessage": ""}"#
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help setup rust-toolchain lint test test-build demo stack bench bench-trigger clean
+.PHONY: help setup rust-toolchain lint test test-build demo stack bench bench-trigger bench-edge edge edge-test clean
 
 help:
 	@echo "make demo    run a CodePipeline job through the pipeline trigger on the local AWS stack"
@@ -24,6 +24,7 @@ help:
 	@echo "make stack   run the local AWS stack until Ctrl-C"
 	@echo "make bench   release size, cold start, latency and memory figures -> BENCHMARKS.md"
 	@echo "make lint    rustfmt, clippy, sam validate --lint, cfn-lint, asl-validator"
+	@echo "make edge    the Lambda@Edge package (Rust rules as wasm + Node.js handler)"
 
 ## Installation -------------------------------------------------------------------------------
 
@@ -51,7 +52,8 @@ lint: setup
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	sam validate --lint --template template.yaml
-	cfn-lint template.yaml
+	sam validate --lint --template $(EDGE_DIR)/template.yaml
+	cfn-lint template.yaml $(EDGE_DIR)/template.yaml
 	@for f in $(STATE_MACHINES); do asl-validator --json-path "$$f" || exit 1; done
 
 # One build serves the tests, the demo and the local stack: the end-to-end tests run the
@@ -59,13 +61,15 @@ lint: setup
 test-build: setup
 	cargo test --workspace --locked --no-run
 
-test: lint test-build
+test: lint test-build edge
 	cargo test --workspace --locked
+	EDGE_PACKAGE_DIR=$(EDGE_PKG) node --test $(EDGE_DIR)/test/
 
 ## Local AWS stack -----------------------------------------------------------------------------
 
-demo: test-build
+demo: test-build edge
 	$(BIN)/demo
+	node $(EDGE_DIR)/demo.js $(EDGE_PKG)
 
 stack: test-build
 	$(BIN)/local-stack
@@ -74,7 +78,7 @@ stack: test-build
 
 BENCH_DIR := $(TARGET_DIR)/bench
 
-bench: bench-trigger
+bench: bench-trigger bench-edge
 
 # Release bootstraps for both Lambda architectures (cargo lambda cross-links with zig), then
 # cold start, warm latency and peak RSS of the x86_64 bootstrap through the Runtime API host.
@@ -95,3 +99,27 @@ bench-trigger: test-build
 clean:
 	cargo clean
 	rm -rf $(VENV) node_modules .aws-sam
+
+## Lambda@Edge package ------------------------------------------------------------------------
+
+EDGE_DIR := functions/edge-rewriter
+EDGE_OUT := $(TARGET_DIR)/edge
+EDGE_PKG := $(EDGE_OUT)/package
+EDGE_ZIP := $(EDGE_OUT)/edge-rewriter.zip
+
+# The Rust rules as WebAssembly, with the Node.js handler and config.json, zipped; fails when the
+# zip exceeds the 1 MB viewer-request limit.
+edge: rust-toolchain
+	cargo build -p edge-rewriter --profile wasm --target wasm32-unknown-unknown --locked
+	rm -rf $(EDGE_PKG) && mkdir -p $(EDGE_PKG)
+	cp $(TARGET_DIR)/wasm32-unknown-unknown/wasm/edge_rewriter.wasm $(EDGE_PKG)/rewriter.wasm
+	cp $(EDGE_DIR)/handler/index.js $(EDGE_DIR)/handler/config.json $(EDGE_PKG)/
+	python3 -c 'import sys, zipfile, os; z = zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED, compresslevel=9); [z.write(os.path.join(sys.argv[2], f), f) for f in ("index.js", "config.json", "rewriter.wasm")]; z.close()' $(EDGE_ZIP) $(EDGE_PKG)
+	@size=$$(stat -c %s $(EDGE_ZIP)); echo "edge package $(EDGE_ZIP): $$size bytes (viewer-request limit 1048576)"; test $$size -le 1048576
+
+edge-test: edge
+	EDGE_PACKAGE_DIR=$(EDGE_PKG) node --test $(EDGE_DIR)/test/
+
+# Per-event time next to a JavaScript regex handler, cold init, package size.
+bench-edge: edge
+	node $(EDGE_DIR)/bench.js $(EDGE_PKG) $(EDGE_ZIP) BENCHMARKS.md

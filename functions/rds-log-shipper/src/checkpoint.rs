@@ -1,0 +1,388 @@
+//! The per-instance checkpoint and the plan derived from it.
+//!
+//! The checkpoint lives in S3 next to the data and is replaced only with compare-and-swap
+//! (`If-Match`), after the data it accounts for is durably in S3. A chunk is first recorded as
+//! `pending` (write-ahead), then uploaded with `If-None-Match: *`, then committed: a run that
+//! crashes anywhere in between is resumed by the next run without losing or duplicating a byte.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const VERSION: u32 = 1;
+
+/// A file as `DescribeDBLogFiles` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFile {
+    pub name: String,
+    pub size: u64,
+    /// Epoch milliseconds.
+    pub last_written: i64,
+}
+
+/// A chunk recorded before its upload: after a crash, the next run looks for this exact key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pending {
+    pub key: String,
+    pub start: u64,
+    pub end: u64,
+    /// The RDS marker after the chunk's last byte, exactly as RDS returned it.
+    pub end_marker: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileState {
+    /// Where to resume: the RDS marker exactly as returned ("0" = the beginning).
+    pub marker: String,
+    /// Bytes of the file already in S3.
+    pub shipped: u64,
+    /// Size and last-written time at the last listing.
+    pub size: u64,
+    pub last_written: i64,
+    /// Incremented when the file starts over under the same name (rotated in place).
+    pub generation: u32,
+    /// The UTC date (YYYY-MM-DD) the file was first seen: its key's date partition.
+    pub date: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    pub version: u32,
+    pub instance: String,
+    /// Epoch ms of the last complete listing (entries are dropped only after one).
+    #[serde(default)]
+    pub full_listing_at: i64,
+    pub files: BTreeMap<String, FileState>,
+}
+
+impl Checkpoint {
+    pub fn new(instance: &str) -> Self {
+        Self {
+            version: VERSION,
+            instance: instance.to_owned(),
+            full_listing_at: 0,
+            files: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where one file's shipping starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Work {
+    pub name: String,
+    pub marker: String,
+    pub offset: u64,
+    pub generation: u32,
+    pub size: u64,
+    pub last_written: i64,
+    pub date: String,
+    /// A chunk that may or may not have reached S3: resolve it first.
+    pub pending: Option<Pending>,
+    /// The file restarted under the same name (its size fell below what was shipped).
+    pub restarted: bool,
+}
+
+/// What a run does for one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub work: Vec<Work>,
+    /// Files in the checkpoint that no longer exist (only decided after a complete listing).
+    pub dropped: Vec<String>,
+    /// Listed files already shipped completely.
+    pub unchanged: usize,
+}
+
+/// Decides what to ship from the listing and the checkpoint. `complete_listing` says whether the
+/// listing holds every file of the instance (no `FileLastWritten` filter); `today` is the UTC
+/// date for files seen for the first time.
+pub fn plan(checkpoint: &Checkpoint, listing: &[ListedFile], complete_listing: bool, today: &str) -> Plan {
+    let mut plan = Plan::default();
+    for f in listing {
+        let work = match checkpoint.files.get(&f.name) {
+            None => Some(Work {
+                name: f.name.clone(),
+                marker: "0".into(),
+                offset: 0,
+                generation: 0,
+                size: f.size,
+                last_written: f.last_written,
+                date: today.to_owned(),
+                pending: None,
+                restarted: false,
+            }),
+            Some(st) if f.size < st.shipped => Some(Work {
+                name: f.name.clone(),
+                marker: "0".into(),
+                offset: 0,
+                generation: st.generation + 1,
+                size: f.size,
+                last_written: f.last_written,
+                date: today.to_owned(),
+                // A pending chunk of the old generation: resolve it before starting over.
+                pending: st.pending.clone(),
+                restarted: true,
+            }),
+            Some(st) if st.pending.is_some() || f.size > st.shipped || f.last_written > st.last_written => {
+                Some(Work {
+                    name: f.name.clone(),
+                    marker: st.marker.clone(),
+                    offset: st.shipped,
+                    generation: st.generation,
+                    size: f.size,
+                    last_written: f.last_written,
+                    date: st.date.clone(),
+                    pending: st.pending.clone(),
+                    restarted: false,
+                })
+            }
+            Some(_) => None,
+        };
+        match work {
+            Some(w) => plan.work.push(w),
+            None => plan.unchanged += 1,
+        }
+    }
+    if complete_listing {
+        plan.dropped = checkpoint
+            .files
+            .keys()
+            .filter(|name| !listing.iter().any(|f| &f.name == *name))
+            .cloned()
+            .collect();
+    }
+    // Oldest first: rotated files before the active one.
+    plan.work
+        .sort_by(|a, b| a.last_written.cmp(&b.last_written).then(a.name.cmp(&b.name)));
+    plan
+}
+
+/// Records a chunk before it is uploaded.
+pub fn begin_chunk(cp: &mut Checkpoint, work: &Work, pending: Pending) {
+    let entry = cp.files.entry(work.name.clone()).or_insert_with(|| FileState {
+        marker: work.marker.clone(),
+        shipped: work.offset,
+        size: work.size,
+        last_written: work.last_written,
+        generation: work.generation,
+        date: work.date.clone(),
+        pending: None,
+    });
+    if work.restarted && entry.generation != work.generation {
+        entry.marker = "0".into();
+        entry.shipped = 0;
+        entry.generation = work.generation;
+        entry.date = work.date.clone();
+    }
+    entry.pending = Some(pending);
+}
+
+/// Commits the pending chunk of `name`: it is durably in S3.
+pub fn commit_chunk(cp: &mut Checkpoint, name: &str, size: u64, last_written: i64) -> bool {
+    let Some(entry) = cp.files.get_mut(name) else {
+        return false;
+    };
+    let Some(p) = entry.pending.take() else {
+        return false;
+    };
+    entry.marker = p.end_marker;
+    entry.shipped = p.end;
+    entry.size = size;
+    entry.last_written = entry.last_written.max(last_written);
+    true
+}
+
+/// Forgets a pending chunk that never reached S3 (nothing was shipped for it).
+pub fn abandon_chunk(cp: &mut Checkpoint, name: &str) {
+    if let Some(entry) = cp.files.get_mut(name) {
+        entry.pending = None;
+    }
+}
+
+/// Records a file as seen and complete without a new chunk (e.g. an empty file).
+pub fn touch(cp: &mut Checkpoint, work: &Work) {
+    let entry = cp.files.entry(work.name.clone()).or_insert_with(|| FileState {
+        marker: work.marker.clone(),
+        shipped: work.offset,
+        size: work.size,
+        last_written: work.last_written,
+        generation: work.generation,
+        date: work.date.clone(),
+        pending: None,
+    });
+    entry.size = work.size;
+    entry.last_written = entry.last_written.max(work.last_written);
+}
+
+pub fn drop_files(cp: &mut Checkpoint, names: &[String]) {
+    for n in names {
+        cp.files.remove(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(name: &str, size: u64, last_written: i64) -> ListedFile {
+        ListedFile {
+            name: name.into(),
+            size,
+            last_written,
+        }
+    }
+
+    fn state(marker: &str, shipped: u64, size: u64, last_written: i64) -> FileState {
+        FileState {
+            marker: marker.into(),
+            shipped,
+            size,
+            last_written,
+            generation: 0,
+            date: "2026-11-21".into(),
+            pending: None,
+        }
+    }
+
+    #[test]
+    fn new_files_start_at_the_beginning_oldest_first() {
+        let cp = Checkpoint::new("db1");
+        let p = plan(
+            &cp,
+            &[
+                listed("error/postgresql.log.2026-11-22-01", 10, 2_000),
+                listed("error/postgresql.log.2026-11-22-00", 50, 1_000),
+            ],
+            true,
+            "2026-11-22",
+        );
+        assert_eq!(p.work.len(), 2);
+        assert_eq!(p.work[0].name, "error/postgresql.log.2026-11-22-00");
+        assert_eq!(
+            (p.work[0].marker.as_str(), p.work[0].offset, p.work[0].generation),
+            ("0", 0, 0)
+        );
+        assert_eq!(p.work[0].date, "2026-11-22");
+    }
+
+    #[test]
+    fn growing_files_resume_at_the_stored_marker_and_finished_ones_are_skipped() {
+        let mut cp = Checkpoint::new("db1");
+        cp.files
+            .insert("a.log".into(), state("7:4096", 4096, 4096, 1_000));
+        cp.files.insert("b.log".into(), state("3:100", 100, 100, 1_000));
+        let p = plan(
+            &cp,
+            &[listed("a.log", 5000, 1_500), listed("b.log", 100, 1_000)],
+            true,
+            "2026-11-22",
+        );
+        assert_eq!(p.work.len(), 1);
+        assert_eq!(p.work[0].marker, "7:4096");
+        assert_eq!(p.work[0].offset, 4096);
+        assert_eq!(p.work[0].date, "2026-11-21");
+        assert_eq!(p.unchanged, 1);
+        // Rewritten in place with the same size: last-written moves, so it is read again.
+        let p = plan(&cp, &[listed("b.log", 100, 2_000)], false, "2026-11-22");
+        assert_eq!(p.work.len(), 1);
+    }
+
+    #[test]
+    fn a_file_that_shrank_restarted_under_its_name() {
+        let mut cp = Checkpoint::new("db1");
+        cp.files
+            .insert("mysql-error.log".into(), state("9:90000", 90_000, 90_000, 1_000));
+        let p = plan(&cp, &[listed("mysql-error.log", 120, 2_000)], true, "2026-11-22");
+        let w = &p.work[0];
+        assert!(w.restarted);
+        assert_eq!((w.marker.as_str(), w.offset, w.generation), ("0", 0, 1));
+    }
+
+    #[test]
+    fn vanished_files_are_dropped_only_after_a_complete_listing() {
+        let mut cp = Checkpoint::new("db1");
+        cp.files.insert("old.log".into(), state("1:1", 1, 1, 1));
+        cp.files.insert("kept.log".into(), state("1:1", 1, 1, 1));
+        let listing = [listed("kept.log", 1, 1)];
+        assert!(plan(&cp, &listing, false, "d").dropped.is_empty());
+        assert_eq!(plan(&cp, &listing, true, "d").dropped, ["old.log"]);
+    }
+
+    #[test]
+    fn a_pending_chunk_is_resolved_even_when_nothing_grew() {
+        let mut cp = Checkpoint::new("db1");
+        let mut st = state("1:10", 10, 20, 1_000);
+        st.pending = Some(Pending {
+            key: "k".into(),
+            start: 10,
+            end: 20,
+            end_marker: "1:20".into(),
+        });
+        cp.files.insert("a.log".into(), st);
+        let p = plan(&cp, &[listed("a.log", 20, 1_000)], false, "d");
+        assert_eq!(p.work[0].pending.as_ref().unwrap().key, "k");
+    }
+
+    #[test]
+    fn chunks_are_written_ahead_then_committed() {
+        let mut cp = Checkpoint::new("db1");
+        let p = plan(&cp, &[listed("a.log", 30, 1_000)], true, "2026-11-22");
+        let w = &p.work[0];
+        begin_chunk(
+            &mut cp,
+            w,
+            Pending {
+                key: "k0".into(),
+                start: 0,
+                end: 30,
+                end_marker: "5:30".into(),
+            },
+        );
+        assert_eq!(cp.files["a.log"].shipped, 0, "nothing counts before the commit");
+        let json = serde_json::to_string(&cp).unwrap();
+        let back: Checkpoint = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, cp);
+        assert!(commit_chunk(&mut cp, "a.log", 30, 1_000));
+        assert_eq!(cp.files["a.log"].shipped, 30);
+        assert_eq!(cp.files["a.log"].marker, "5:30");
+        assert!(cp.files["a.log"].pending.is_none());
+        assert!(
+            !commit_chunk(&mut cp, "a.log", 30, 1_000),
+            "nothing left to commit"
+        );
+        // Finished: the next plan skips it.
+        assert!(
+            plan(&cp, &[listed("a.log", 30, 1_000)], true, "d")
+                .work
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_restart_resets_the_entry_when_its_first_chunk_begins() {
+        let mut cp = Checkpoint::new("db1");
+        cp.files.insert("a.log".into(), state("9:900", 900, 900, 1_000));
+        let p = plan(&cp, &[listed("a.log", 50, 2_000)], true, "2026-11-23");
+        begin_chunk(
+            &mut cp,
+            &p.work[0],
+            Pending {
+                key: "k".into(),
+                start: 0,
+                end: 50,
+                end_marker: "1:50".into(),
+            },
+        );
+        let e = &cp.files["a.log"];
+        assert_eq!(
+            (e.generation, e.shipped, e.marker.as_str(), e.date.as_str()),
+            (1, 0, "0", "2026-11-23")
+        );
+        commit_chunk(&mut cp, "a.log", 50, 2_000);
+        assert_eq!(cp.files["a.log"].shipped, 50);
+    }
+}

@@ -1,0 +1,145 @@
+//! The S3 key layout: Hive-style partitions that Athena can query.
+//!
+//! `<prefix>/instance=<id>/log_type=<type>/date=<YYYY-MM-DD>/<file>/g<generation>-<start>.log.gz`
+//! where `<start>` is the chunk's first byte offset, zero-padded so keys sort in file order.
+//! Checkpoints live under `<prefix>/_state/` (Athena skips paths starting with `_`).
+
+/// Characters kept in key segments; anything else becomes `-`.
+fn segment(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+        "_".into()
+    } else {
+        cleaned
+    }
+}
+
+fn join(prefix: &str, rest: &str) -> String {
+    let p = prefix.trim_matches('/');
+    if p.is_empty() {
+        rest.to_owned()
+    } else {
+        format!("{p}/{rest}")
+    }
+}
+
+/// The log type: the directory of the RDS file name (`error`, `slowquery`, `audit`, `trace`,
+/// `log`…), `default` when there is none.
+pub fn log_type(file_name: &str) -> String {
+    match file_name.rsplit_once('/') {
+        Some((dir, _)) if !dir.is_empty() => segment(&dir.replace('/', "-")),
+        _ => "default".into(),
+    }
+}
+
+fn base_name(file_name: &str) -> &str {
+    file_name.rsplit('/').next().unwrap_or(file_name)
+}
+
+pub fn chunk_key(
+    prefix: &str,
+    instance: &str,
+    file_name: &str,
+    generation: u32,
+    date: &str,
+    start: u64,
+) -> String {
+    join(
+        prefix,
+        &format!(
+            "instance={}/log_type={}/date={}/{}/g{generation:04}-{start:020}.log.gz",
+            segment(instance),
+            log_type(file_name),
+            segment(date),
+            segment(base_name(file_name)),
+        ),
+    )
+}
+
+/// The prefix holding every chunk of one file (for listing and verification).
+pub fn file_prefix(prefix: &str, instance: &str, file_name: &str, date: &str) -> String {
+    join(
+        prefix,
+        &format!(
+            "instance={}/log_type={}/date={}/{}/",
+            segment(instance),
+            log_type(file_name),
+            segment(date),
+            segment(base_name(file_name)),
+        ),
+    )
+}
+
+pub fn checkpoint_key(prefix: &str, instance: &str) -> String {
+    join(
+        prefix,
+        &format!("_state/instance={}/checkpoint.json", segment(instance)),
+    )
+}
+
+/// Epoch days to `YYYY-MM-DD` (proleptic Gregorian, UTC).
+pub fn date_from_epoch_ms(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        assert_eq!(
+            chunk_key(
+                "rds-logs",
+                "prod-db-1",
+                "error/postgresql.log.2026-11-22-00",
+                0,
+                "2026-11-22",
+                1_048_576
+            ),
+            "rds-logs/instance=prod-db-1/log_type=error/date=2026-11-22/postgresql.log.2026-11-22-00/g0000-00000000000001048576.log.gz"
+        );
+        assert_eq!(log_type("slowquery/mysql-slowquery.log.3"), "slowquery");
+        assert_eq!(log_type("trace/alert_ORCL.log"), "trace");
+        assert_eq!(log_type("ERROR"), "default");
+        assert_eq!(
+            checkpoint_key("/logs/", "db 1"),
+            "logs/_state/instance=db-1/checkpoint.json"
+        );
+        assert!(chunk_key("", "db", "../x", 1, "2026-01-01", 0).starts_with("instance=db/log_type=_/"));
+        // Keys of one file sort in file order.
+        let a = chunk_key("p", "db", "f", 0, "d", 999);
+        let b = chunk_key("p", "db", "f", 0, "d", 1_000);
+        assert!(a < b);
+        assert!(chunk_key("p", "db", "f", 0, "d", 5).starts_with(&file_prefix("p", "db", "f", "d")));
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(date_from_epoch_ms(0), "1970-01-01");
+        assert_eq!(date_from_epoch_ms(1_795_305_600_000), "2026-11-22");
+        assert_eq!(date_from_epoch_ms(951_782_400_000), "2000-02-29");
+        assert_eq!(date_from_epoch_ms(-1), "1969-12-31");
+    }
+}

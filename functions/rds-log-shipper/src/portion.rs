@@ -1,0 +1,98 @@
+//! Reading a file with `DownloadDBLogFilePortion` despite RDS's quirks.
+
+/// What RDS appends to a portion whose lines did not fit in 1 MB.
+pub const TRUNCATION_SUFFIX: &str = " [Your log message was truncated]";
+/// RDS returns at most 10,000 lines per portion.
+pub const MAX_LINES: u32 = 10_000;
+
+/// True when RDS cut the portion at 1 MB: its data ends with the truncation notice.
+pub fn is_truncated(data: &str) -> bool {
+    data.trim_end_matches(['\n', '\r']).ends_with(TRUNCATION_SUFFIX)
+}
+
+/// After a truncated portion: ask again from the same marker for fewer lines, down to one line;
+/// a single line over 1 MB is accepted as RDS returns it, and flagged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truncation {
+    RetryWith(u32),
+    AcceptAndFlag,
+}
+
+pub fn on_truncated(lines: u32) -> Truncation {
+    if lines <= 1 {
+        Truncation::AcceptAndFlag
+    } else {
+        Truncation::RetryWith((lines / 2).max(1))
+    }
+}
+
+/// Whether to keep reading a file after a portion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Continue,
+    /// Everything listed has been read.
+    Done,
+    /// RDS keeps answering with nothing although `Size` says more: stop for this run (the data
+    /// is read on a later run, from the same marker).
+    Stalled,
+}
+
+/// `AdditionalDataPending` can be false before the end of the file (a short portion): the bytes
+/// shipped are compared with the listed `Size` instead. Empty answers are retried a bounded
+/// number of times.
+pub fn next(pending: bool, shipped: u64, size: u64, got: usize, empty_in_a_row: u32) -> Next {
+    if shipped >= size && !pending {
+        return Next::Done;
+    }
+    if got == 0 && empty_in_a_row >= 3 {
+        return Next::Stalled;
+    }
+    if pending || shipped < size {
+        Next::Continue
+    } else {
+        Next::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_is_recognised() {
+        assert!(is_truncated(&format!("{}{TRUNCATION_SUFFIX}", "x".repeat(10))));
+        assert!(is_truncated(&format!("a\n{TRUNCATION_SUFFIX}\n")));
+        assert!(!is_truncated("a normal line\n"));
+        assert!(!is_truncated(""));
+    }
+
+    #[test]
+    fn fewer_lines_until_one_never_forever() {
+        let mut lines = MAX_LINES;
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            match on_truncated(lines) {
+                Truncation::RetryWith(n) => {
+                    assert!(n < lines);
+                    lines = n;
+                }
+                Truncation::AcceptAndFlag => break,
+            }
+        }
+        assert_eq!(lines, 1);
+        assert!(steps <= 15);
+    }
+
+    #[test]
+    fn short_portions_are_read_past() {
+        // AdditionalDataPending false but fewer bytes than Size: keep going.
+        assert_eq!(next(false, 500, 1000, 500, 0), Next::Continue);
+        assert_eq!(next(true, 500, 1000, 500, 0), Next::Continue);
+        assert_eq!(next(false, 1000, 1000, 500, 0), Next::Done);
+        // The file grew while being read: RDS says more is pending.
+        assert_eq!(next(true, 1000, 1000, 10, 0), Next::Continue);
+        assert_eq!(next(false, 500, 1000, 0, 3), Next::Stalled);
+        assert_eq!(next(false, 500, 1000, 0, 1), Next::Continue);
+    }
+}

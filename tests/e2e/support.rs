@@ -84,6 +84,10 @@ impl World {
             !log.contains(self.stack.function_secret()),
             "the function's log contains its own secret access key"
         );
+        assert!(
+            !log.contains(self.stack.function_session_token()),
+            "the function's log contains its own session token"
+        );
     }
 
     pub async fn stop(self) {

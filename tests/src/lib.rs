@@ -8,6 +8,7 @@ pub mod codepipeline;
 pub mod gateway;
 pub mod moto;
 pub mod pipeline;
+pub mod rds;
 pub mod runtime_host;
 pub mod seed;
 pub mod stack;

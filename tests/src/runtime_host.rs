@@ -184,6 +184,10 @@ impl HostedFunction {
                 if let Ok(mut in_flight) = state.in_flight.lock() {
                     in_flight.remove(&request_id);
                 }
+                // Lambda resets the sandbox of a timed-out invocation: the instance must not go
+                // on making calls. Which instance holds it is unknown here, so every busy one
+                // goes (idle instances are waiting in `next`, not running a handler).
+                self.kill_busy_instances();
                 Ok(Outcome::Error(error_body(
                     "Sandbox.Timedout",
                     &format!(
@@ -192,6 +196,23 @@ impl HostedFunction {
                     ),
                 )))
             }
+        }
+    }
+
+    fn kill_busy_instances(&self) {
+        let state = &self.state;
+        let idle = state.idle.load(Ordering::SeqCst);
+        if let Ok(mut instances) = state.instances.lock() {
+            instances.retain_mut(|i| matches!(i.child.try_wait(), Ok(None)));
+            let busy = instances.len().saturating_sub(idle);
+            if busy == instances.len() {
+                for i in instances.iter_mut() {
+                    let _ = i.child.start_kill();
+                }
+                instances.clear();
+            }
+            // With some instances idle, the busy ones cannot be told apart: they are left to
+            // finish (a limitation of this host, noted in the README).
         }
     }
 
@@ -265,16 +286,32 @@ fn error_body(error_type: &str, message: &str) -> Bytes {
     Bytes::from(serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string())
 }
 
+/// Counts an instance as idle while it waits for work, however the wait ends (hyper drops the
+/// handler when the instance disconnects).
+struct IdleGuard<'a>(&'a AtomicUsize);
+
+impl<'a> IdleGuard<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for IdleGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn next(State(state): State<Arc<FunctionState>>) -> Response {
     if let Ok(mut first) = state.first_poll.lock() {
         first.get_or_insert_with(Instant::now);
     }
-    state.idle.fetch_add(1, Ordering::SeqCst);
     let pending = {
+        let _idle = IdleGuard::new(&state.idle);
         let mut rx = state.queue_rx.lock().await;
         rx.recv().await
     };
-    state.idle.fetch_sub(1, Ordering::SeqCst);
     let Some(pending) = pending else {
         return StatusCode::GONE.into_response();
     };

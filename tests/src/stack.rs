@@ -64,8 +64,10 @@ pub struct LocalStack {
     server: tokio::task::JoinHandle<()>,
     moto: Moto,
     log_dir: PathBuf,
-    /// The secret key handed to functions: random, so a test can prove it is never logged.
+    /// The secret key and session token handed to functions (Lambda always sets both): random,
+    /// so a test can prove they are never logged.
     function_secret: String,
+    function_session_token: String,
 }
 
 impl LocalStack {
@@ -122,12 +124,21 @@ impl LocalStack {
             moto,
             log_dir,
             function_secret: uuid::Uuid::new_v4().simple().to_string(),
+            function_session_token: format!(
+                "IQoJb3JpZ2luX2VjE{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            ),
         })
     }
 
-    /// The secret access key the functions run with.
+    /// The secret access key and session token the functions run with.
     pub fn function_secret(&self) -> &str {
         &self.function_secret
+    }
+
+    pub fn function_session_token(&self) -> &str {
+        &self.function_session_token
     }
 
     /// The environment a function (or any SDK client) needs to use this stack.
@@ -138,6 +149,7 @@ impl LocalStack {
             ("AWS_ENDPOINT_URL", &self.endpoint),
             ("AWS_ACCESS_KEY_ID", "AKIALOCALSTACKTEST"),
             ("AWS_SECRET_ACCESS_KEY", &self.function_secret),
+            ("AWS_SESSION_TOKEN", &self.function_session_token),
             ("AWS_EC2_METADATA_DISABLED", "true"),
         ]
         .into_iter()

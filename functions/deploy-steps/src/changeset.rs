@@ -213,6 +213,15 @@ pub fn judge(change: &ResourceChange, policy: &Policy, path: &str) -> Vec<Offenc
         "Dynamic" => {}
         other => found.push(offence(format!("unknown action {other}: refused until reviewed"))),
     }
+    if rtype == "AWS::CloudFormation::Stack"
+        && matches!(action, "Modify" | "Dynamic")
+        && change.change_set_id.is_none()
+        && found.is_empty()
+    {
+        found.push(offence(
+            "nested stack changes could not be inspected (no nested change set was created)".into(),
+        ));
+    }
     if let Some(pa) = change.policy_action.as_deref()
         && DESTRUCTIVE_POLICY_ACTIONS.contains(&pa)
         && found.is_empty()
@@ -231,9 +240,38 @@ pub struct Verdict {
     pub change_set_action: String,
     pub safe: bool,
     pub changes: usize,
+    /// How many changes offend (`offences` may hold fewer, see [`Verdict::bounded`]).
+    pub offence_count: usize,
     pub offences: Vec<Offence>,
     /// One line per offence (or "n changes, none unsafe"), for logs and failure causes.
     pub summary: String,
+}
+
+/// What a verdict may carry through the state machine: Step Functions refuses state over
+/// 256 KiB (`States.DataLimitExceeded`, which no Catch can handle), and the summary becomes a
+/// failure cause and an output variable.
+pub const MAX_OFFENCES_IN_STATE: usize = 50;
+pub const MAX_SUMMARY_CHARS: usize = 4_000;
+
+impl Verdict {
+    /// The verdict as kept in the workflow's state: at most 50 offences and a summary of at most
+    /// 4,000 characters that says how many more there are.
+    pub fn bounded(mut self) -> Verdict {
+        self.offences.truncate(MAX_OFFENCES_IN_STATE);
+        if self.summary.chars().count() > MAX_SUMMARY_CHARS {
+            let mut cut: String = self.summary.chars().take(MAX_SUMMARY_CHARS - 60).collect();
+            if let Some(i) = cut.rfind("; ") {
+                cut.truncate(i);
+            }
+            let shown = cut.matches("; ").count() + 1;
+            cut.push_str(&format!(
+                "; … and {} more",
+                self.offence_count.saturating_sub(shown)
+            ));
+            self.summary = cut;
+        }
+        self
+    }
 }
 
 /// Judges every change; `nested` are the changes of nested change sets with their path.
@@ -262,6 +300,7 @@ pub fn verdict<'a>(
         change_set_action: if safe { SAFE } else { UNSAFE }.to_owned(),
         safe,
         changes: count,
+        offence_count: offences.len(),
         offences,
         summary,
     }

@@ -23,7 +23,7 @@ pub enum InputError {
     StackName(String),
     #[error("unknown capability \"{0}\": use CAPABILITY_IAM, CAPABILITY_NAMED_IAM or CAPABILITY_AUTO_EXPAND")]
     Capability(String),
-    #[error("\"roleArn\" {0} is not an IAM role ARN")]
+    #[error("\"roleArn\" {0}")]
     RoleArn(String),
 }
 
@@ -40,10 +40,16 @@ pub enum OnUnsafe {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum KeyValues {
+pub enum ParametersInput {
     Map(BTreeMap<String, String>),
-    Parameters(Vec<ParameterEntry>),
-    Tags(Vec<TagEntry>),
+    List(Vec<ParameterEntry>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TagsInput {
+    Map(BTreeMap<String, String>),
+    List(Vec<TagEntry>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,11 +86,11 @@ pub struct DeployInput {
     #[serde(default)]
     pub revision_s3_key: Option<String>,
     #[serde(default)]
-    pub parameters: Option<KeyValues>,
+    pub parameters: Option<ParametersInput>,
     #[serde(default)]
     pub capabilities: Vec<String>,
     #[serde(default)]
-    pub tags: Option<KeyValues>,
+    pub tags: Option<TagsInput>,
     #[serde(default)]
     pub role_arn: Option<String>,
     #[serde(default)]
@@ -201,10 +207,10 @@ pub fn blue_green_stack_name(stack_name: &str, execution_name: &str) -> String {
     format!("{}{suffix}", base.trim_end_matches('-'))
 }
 
-fn key_values_to_parameters(kv: Option<KeyValues>) -> Result<Vec<Parameter>, InputError> {
-    Ok(match kv {
+fn to_parameters(input: Option<ParametersInput>) -> Vec<Parameter> {
+    match input {
         None => Vec::new(),
-        Some(KeyValues::Map(m)) => m
+        Some(ParametersInput::Map(m)) => m
             .into_iter()
             .map(|(key, value)| Parameter {
                 key,
@@ -212,7 +218,7 @@ fn key_values_to_parameters(kv: Option<KeyValues>) -> Result<Vec<Parameter>, Inp
                 use_previous_value: false,
             })
             .collect(),
-        Some(KeyValues::Parameters(list)) => list
+        Some(ParametersInput::List(list)) => list
             .into_iter()
             .map(|p| Parameter {
                 key: p.parameter_key,
@@ -220,31 +226,21 @@ fn key_values_to_parameters(kv: Option<KeyValues>) -> Result<Vec<Parameter>, Inp
                 use_previous_value: p.use_previous_value.unwrap_or(false),
             })
             .collect(),
-        Some(KeyValues::Tags(_)) => {
-            return Err(InputError::Invalid(
-                "\"parameters\" must be an object or a list of {ParameterKey, ParameterValue}".into(),
-            ));
-        }
-    })
+    }
 }
 
-fn key_values_to_tags(kv: Option<KeyValues>) -> Result<Vec<Tag>, InputError> {
-    Ok(match kv {
+fn to_tags(input: Option<TagsInput>) -> Vec<Tag> {
+    match input {
         None => Vec::new(),
-        Some(KeyValues::Map(m)) => m.into_iter().map(|(key, value)| Tag { key, value }).collect(),
-        Some(KeyValues::Tags(list)) => list
+        Some(TagsInput::Map(m)) => m.into_iter().map(|(key, value)| Tag { key, value }).collect(),
+        Some(TagsInput::List(list)) => list
             .into_iter()
             .map(|t| Tag {
                 key: t.key,
                 value: t.value,
             })
             .collect(),
-        Some(KeyValues::Parameters(_)) => {
-            return Err(InputError::Invalid(
-                "\"tags\" must be an object or a list of {Key, Value}".into(),
-            ));
-        }
-    })
+    }
 }
 
 /// Validates the execution input.
@@ -268,7 +264,7 @@ pub fn validate(raw: &serde_json::Value) -> Result<Validated, InputError> {
     if let Some(role) = &input.role_arn
         && !(role.starts_with("arn:") && role.contains(":iam::") && role.contains(":role/"))
     {
-        return Err(InputError::RoleArn(role.clone()));
+        return Err(InputError::RoleArn(format!("{role} is not an IAM role ARN")));
     }
     Ok(Validated {
         stack_name,
@@ -276,9 +272,9 @@ pub fn validate(raw: &serde_json::Value) -> Result<Validated, InputError> {
         template_path: required(input.template_path, "templatePath")?,
         artifact_bucket: required(input.revision_s3_bucket, "revisionS3Bucket")?,
         artifact_key: required(input.revision_s3_key, "revisionS3Key")?,
-        parameters: key_values_to_parameters(input.parameters)?,
+        parameters: to_parameters(input.parameters),
         capabilities: input.capabilities,
-        tags: key_values_to_tags(input.tags)?,
+        tags: to_tags(input.tags),
         role_arn: input.role_arn,
         policy: input.policy,
         on_unsafe: input.on_unsafe,
@@ -385,6 +381,13 @@ mod tests {
         i["parameters"] = json!([{"ParameterKey": "A", "UsePreviousValue": true}]);
         let v = validate(&i).unwrap();
         assert!(v.parameters[0].use_previous_value);
+        // Empty lists are empty, whichever field they are in.
+        i["parameters"] = json!([]);
+        i["tags"] = json!([]);
+        let v = validate(&i).unwrap();
+        assert!(v.parameters.is_empty() && v.tags.is_empty());
+        i["tags"] = json!([{"ParameterKey": "A"}]);
+        assert!(validate(&i).is_err(), "parameters are no tags");
     }
 
     #[test]

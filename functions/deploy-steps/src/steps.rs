@@ -261,6 +261,14 @@ impl Steps {
     /// parameters, stages it in S3 when it is too large for `TemplateBody`, and returns the plan.
     pub async fn prepare(&self, req: PrepareInput) -> Result<Plan, StepError> {
         let v = plan::validate(&req.input)?;
+        if let (Some(given), Some(allowed)) = (&v.role_arn, &self.config.default_role_arn)
+            && given != allowed
+        {
+            return Err(plan::InputError::RoleArn(format!(
+                "{given} is not this workflow's CloudFormation service role ({allowed}), the only role its steps may pass"
+            ))
+            .into());
+        }
         let body = self
             .read_template(&v.artifact_bucket, &v.artifact_key, &v.template_path)
             .await?;
@@ -420,13 +428,33 @@ impl Steps {
             TemplateSource::Body(b) => req.template_body(b),
             TemplateSource::Url(u) => req.template_url(u),
         };
-        let out = req
-            .send()
-            .await
-            .map_err(|e| aws("CloudFormation CreateStack", e))?;
+        let stack_id = match req.send().await {
+            Ok(out) => out.stack_id().unwrap_or(&name).to_owned(),
+            // A retried step whose first attempt created the stack (CheckStack found it absent,
+            // and blue-green names are unique per execution): carry on with that stack.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_already_exists_exception()) =>
+            {
+                warn!(stack = %name, "stack already exists: a previous attempt of this step created it");
+                let out = self
+                    .cfn
+                    .describe_stacks()
+                    .stack_name(&name)
+                    .send()
+                    .await
+                    .map_err(|e| aws("CloudFormation DescribeStacks", e))?;
+                out.stacks()
+                    .first()
+                    .and_then(|s| s.stack_id())
+                    .unwrap_or(&name)
+                    .to_owned()
+            }
+            Err(e) => return Err(aws("CloudFormation CreateStack", e)),
+        };
         info!(stack = %name, "stack creation started");
         Ok(Created {
-            stack_id: out.stack_id().unwrap_or(&name).to_owned(),
+            stack_id,
             stack_name: name,
         })
     }
@@ -598,9 +626,10 @@ impl Steps {
         if verdict.safe {
             info!(change_set = %cs.id, changes = verdict.changes, "change set is safe");
         } else {
-            warn!(change_set = %cs.id, offences = verdict.offences.len(), summary = %verdict.summary, "change set is unsafe");
+            // The whole list goes to the log; the state keeps a bounded verdict.
+            warn!(change_set = %cs.id, offences = verdict.offence_count, summary = %verdict.summary, "change set is unsafe");
         }
-        Ok(verdict)
+        Ok(verdict.bounded())
     }
 
     /// Executes the change set, only after judging it again (whatever the state machine says)
@@ -611,10 +640,19 @@ impl Steps {
         if !verdict.safe {
             return Err(StepError::Unsafe {
                 change_set: cs.id.clone(),
-                summary: verdict.summary,
+                summary: verdict.bounded().summary,
             });
         }
-        let status = root.execution_status.unwrap_or_else(|| "unknown".into());
+        let status = root.execution_status.clone().unwrap_or_else(|| "unknown".into());
+        if status == "EXECUTE_IN_PROGRESS" || status == "EXECUTE_COMPLETE" {
+            // A retried step whose first attempt executed it (this change set is this execution's
+            // own, and only this step executes change sets, after judging them safe).
+            warn!(change_set = %cs.id, status = %status, "change set already executed by a previous attempt");
+            return Ok(Executed {
+                change_set_id: cs.id.clone(),
+                stack_id: root.stack_id.or_else(|| cs.stack_id.clone()),
+            });
+        }
         if status != "AVAILABLE" {
             return Err(StepError::NotExecutable {
                 change_set: cs.id.clone(),
@@ -721,9 +759,6 @@ impl Steps {
             let status = e.resource_status().map(|s| s.as_str()).unwrap_or("");
             let is_stack = e.resource_type() == Some("AWS::CloudFormation::Stack")
                 && e.logical_resource_id() == Some(name);
-            if is_stack && status.ends_with("_IN_PROGRESS") && found.is_empty() {
-                continue;
-            }
             if is_stack && (status == "UPDATE_IN_PROGRESS" || status == "CREATE_IN_PROGRESS") {
                 break; // the start of the latest operation: older events are not its causes
             }

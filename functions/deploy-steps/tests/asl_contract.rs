@@ -147,3 +147,136 @@ fn the_state_reads_what_the_steps_write() {
         );
     }
 }
+
+/// A state document built from the steps' real outputs, serialised as the Lambda runtime does.
+fn real_state_document() -> Value {
+    use deploy_steps::changeset::{Policy, ResourceChange, verdict};
+    use deploy_steps::plan::{Plan, TemplateSource};
+    use deploy_steps::poll::Poll;
+    use deploy_steps::stack::check_existing;
+    use deploy_steps::steps::{
+        ChangeSetRef, ChangeSetStatus, Created, Done, Executed, Progress, StackResult, Target,
+    };
+    let to = |v: &dyn erased::Ser| v.value();
+    let plan = Plan {
+        stack_name: "prod-app".into(),
+        blue_green_stack_name: "prod-app-bg-1".into(),
+        change_set_name: "deploy-1".into(),
+        template_path: "t.yaml".into(),
+        template: TemplateSource::Body("{}".into()),
+        parameters: vec![],
+        capabilities: vec![],
+        tags: vec![],
+        role_arn: None,
+        policy: Policy::default(),
+        on_unsafe: OnUnsafe::Fail,
+    };
+    let poll = Poll::default();
+    let removed = ResourceChange {
+        action: Some("Remove".into()),
+        logical_resource_id: Some("Q".into()),
+        resource_type: Some("AWS::SQS::Queue".into()),
+        ..ResourceChange::default()
+    };
+    serde_json::json!({
+        "plan": to(&plan),
+        "target": to(&Target { stack_name: "prod-app".into(), mode: "in-place".into() }),
+        "stack": to(&StackResult { check: check_existing("prod-app", "UPDATE_COMPLETE"), poll }),
+        "created": to(&Created { stack_name: "prod-app".into(), stack_id: "id".into() }),
+        "changeSet": to(&ChangeSetRef {
+            id: "cs".into(), name: "deploy-1".into(), stack_name: "prod-app".into(), stack_id: None,
+            change_set_type: "UPDATE".into(), no_changes: false,
+        }),
+        "changeSetStatus": to(&ChangeSetStatus {
+            state: ChangeSetState::Ready, status: "CREATE_COMPLETE".into(),
+            execution_status: Some("AVAILABLE".into()), reason: "r".into(), poll,
+        }),
+        "verdict": to(&verdict([("", &removed)], &Policy::default()).bounded()),
+        "executed": to(&Executed { change_set_id: "cs".into(), stack_id: Some("id".into()) }),
+        "deleted": to(&Done { change_set_id: "cs".into() }),
+        "progress": to(&Progress {
+            state: Completion::Complete, stack_name: "prod-app".into(), stack_id: "id".into(),
+            status: "UPDATE_COMPLETE".into(), reason: "r".into(), poll,
+        }),
+        "error": {"Error": "States.TaskFailed", "Cause": "{}"},
+    })
+}
+
+mod erased {
+    pub trait Ser {
+        fn value(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn value(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap()
+        }
+    }
+}
+
+fn resolve<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    let rest = path.strip_prefix("$.")?;
+    rest.split('.').try_fold(doc, |v, key| v.get(key))
+}
+
+/// Every JSONPath the definition reads: SecondsPath, ErrorPath, CausePath, Choice variables and
+/// `.$` parameters (context paths `$$.` excepted).
+fn read_paths(asl: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, state) in states(asl) {
+        for key in ["SecondsPath", "ErrorPath", "CausePath"] {
+            if let Some(p) = state.get(key).and_then(Value::as_str) {
+                out.push((name.clone(), p.to_owned()));
+            }
+        }
+        if let Some(params) = state.get("Parameters").and_then(Value::as_object) {
+            for (k, v) in params {
+                if let (true, Some(p)) = (k.ends_with(".$"), v.as_str())
+                    && p.starts_with("$.")
+                {
+                    out.push((name.clone(), p.to_owned()));
+                }
+            }
+        }
+        if let Some(choices) = state.get("Choices").and_then(Value::as_array) {
+            let mut all = Vec::new();
+            for rule in choices {
+                comparisons(rule, &mut all);
+            }
+            out.extend(all.into_iter().map(|(var, _, _)| (name.clone(), var)));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_path_the_definition_reads_exists_in_the_steps_real_output() {
+    let asl = asl();
+    let doc = real_state_document();
+    let paths = read_paths(&asl);
+    assert!(paths.len() >= 30, "{}", paths.len());
+    for (state, path) in paths {
+        if path == "$" {
+            continue;
+        }
+        assert!(
+            resolve(&doc, &path).is_some(),
+            "state \"{state}\" reads {path}, which no step writes"
+        );
+    }
+    // And the wait times are numbers, the causes strings.
+    for p in [
+        "$.stack.poll.waitSeconds",
+        "$.changeSetStatus.poll.waitSeconds",
+        "$.progress.poll.waitSeconds",
+    ] {
+        assert!(resolve(&doc, p).unwrap().is_u64(), "{p}");
+    }
+    for p in [
+        "$.stack.reason",
+        "$.changeSetStatus.reason",
+        "$.progress.reason",
+        "$.verdict.summary",
+    ] {
+        assert!(resolve(&doc, p).unwrap().is_string(), "{p}");
+    }
+}

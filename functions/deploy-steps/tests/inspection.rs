@@ -217,3 +217,56 @@ fn policies_parse_strictly() {
     assert!(serde_json::from_str::<Policy>(r#"{"conditional": "allow"}"#).is_err());
     assert!(serde_json::from_str::<Policy>(r#"{"dynamic": "maybe"}"#).is_err());
 }
+
+#[test]
+fn a_huge_verdict_is_bounded_for_the_state_machine() {
+    use deploy_steps::changeset::{MAX_OFFENCES_IN_STATE, MAX_SUMMARY_CHARS, ResourceChange};
+    let removed: Vec<ResourceChange> = (0..2_000)
+        .map(|i| ResourceChange {
+            action: Some("Remove".into()),
+            logical_resource_id: Some(format!("Queue{i:04}WithAFairlyLongLogicalId")),
+            resource_type: Some("AWS::SQS::Queue".into()),
+            ..ResourceChange::default()
+        })
+        .collect();
+    let full = verdict(removed.iter().map(|rc| ("", rc)), &Policy::default());
+    assert_eq!(full.offence_count, 2_000);
+    let b = full.bounded();
+    assert_eq!(b.offence_count, 2_000);
+    assert_eq!(b.offences.len(), MAX_OFFENCES_IN_STATE);
+    assert!(
+        b.summary.chars().count() <= MAX_SUMMARY_CHARS,
+        "{}",
+        b.summary.len()
+    );
+    assert!(
+        b.summary
+            .starts_with("2000 of 2000 change(s) would remove or replace resources: Queue0000")
+    );
+    assert!(
+        b.summary.ends_with(" more"),
+        "{}",
+        &b.summary[b.summary.len() - 40..]
+    );
+    assert!(serde_json::to_string(&b).unwrap().len() < 20_000);
+}
+
+#[test]
+fn nested_stack_changes_without_a_nested_change_set_are_not_trusted() {
+    use deploy_steps::changeset::{ResourceChange, judge};
+    let rc = ResourceChange {
+        action: Some("Modify".into()),
+        logical_resource_id: Some("Network".into()),
+        resource_type: Some("AWS::CloudFormation::Stack".into()),
+        replacement: Some("False".into()),
+        ..ResourceChange::default()
+    };
+    let found = judge(&rc, &Policy::default(), "");
+    assert_eq!(found.len(), 1);
+    assert!(found[0].reason.contains("could not be inspected"));
+    let with_id = ResourceChange {
+        change_set_id: Some("arn:nested".into()),
+        ..rc
+    };
+    assert!(judge(&with_id, &Policy::default(), "").is_empty());
+}

@@ -539,3 +539,50 @@ async fn bad_input_is_a_typed_error() {
         .unwrap_err();
     assert_eq!(err.error_type(), "InvalidStepInput");
 }
+
+#[tokio::test]
+async fn a_retried_execute_step_does_not_fail_a_running_update() {
+    let executing = mock!(aws_sdk_cloudformation::Client::describe_change_set)
+        .then_output(|| fixture_output("executing.json"));
+    let execute = mock!(aws_sdk_cloudformation::Client::execute_change_set)
+        .then_output(|| ExecuteChangeSetOutput::builder().build());
+    let s = steps(&[&executing, &execute], &[], None);
+    let out = run(&s, Step::ExecuteChangeSet, with_change_set()).await.unwrap();
+    assert_eq!(out["changeSetId"], CS);
+    assert_eq!(execute.num_calls(), 0, "executed once, by the first attempt");
+}
+
+#[tokio::test]
+async fn a_retried_create_stack_step_carries_on_with_the_stack_it_created() {
+    let exists = mock!(aws_sdk_cloudformation::Client::create_stack).then_error(|| {
+        aws_sdk_cloudformation::operation::create_stack::CreateStackError::AlreadyExistsException(
+            aws_sdk_cloudformation::types::error::AlreadyExistsException::builder()
+                .message("Stack [prod-app] already exists")
+                .build(),
+        )
+    });
+    let s = steps(&[&exists, &stack(StackStatus::CreateInProgress)], &[], None);
+    let out = run(&s, Step::CreateStack, state(json!({}))).await.unwrap();
+    assert_eq!(
+        out["stackId"],
+        "arn:aws:cloudformation:us-east-1:111111111111:stack/prod-app/1"
+    );
+}
+
+#[tokio::test]
+async fn only_the_configured_service_role_may_be_passed() {
+    let s3 = get_artifact("Resources: {}\n".into());
+    let s = steps(&[&summary(&[])], &[&s3], None);
+    let err = run(
+        &s,
+        Step::Prepare,
+        prepare_input(json!({"roleArn": "arn:aws:iam::111111111111:role/admin"})),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type(), "InvalidDeploymentInput");
+    assert!(
+        err.to_string().contains("the only role its steps may pass"),
+        "{err}"
+    );
+}

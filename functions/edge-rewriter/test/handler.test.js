@@ -54,6 +54,16 @@ test('origin request: a directory with a dot and no slash redirects, a file pass
   }
 });
 
+test('origin request with a query string: a redirect keeps it, a rewrite leaves it untouched', async () => {
+  const redirect = await handler(withRequest('origin-request-s3.json', { uri: '/guide', querystring: 'v=2&lang=fr' }));
+  assert.equal(redirect.status, '301');
+  assert.equal(redirect.headers.location[0].value, '/guide/?v=2&lang=fr');
+  const event = withRequest('origin-request-s3.json', { uri: '/guide/', querystring: 'v=2&lang=fr' });
+  const expected = structuredClone(requestOf(event));
+  expected.uri = '/guide/index.html';
+  assert.deepEqual(await handler(event), expected);
+});
+
 test('a sparse sample event passes through exactly as it came', async () => {
   const event = fixture('sparse-sample.json');
   const expected = structuredClone(requestOf(event));

@@ -79,6 +79,15 @@ pub enum JobError {
         #[source]
         source: SfnError<DescribeExecutionError>,
     },
+    #[error(
+        "execution {execution_arn} does not exist: it was never started (the first invocation ran out of \
+         time before starting it) or it is no longer kept"
+    )]
+    ExecutionMissing {
+        execution_arn: String,
+        #[source]
+        source: SfnError<DescribeExecutionError>,
+    },
     #[error("could not describe execution {execution_arn}")]
     Describe {
         execution_arn: String,
@@ -110,9 +119,9 @@ impl JobError {
             Self::StartAccessDenied { source, .. }
             | Self::StartRejected { source, .. }
             | Self::Start { source, .. } => Some(sdk_error_summary(source)),
-            Self::DescribeAccessDenied { source, .. } | Self::Describe { source, .. } => {
-                Some(sdk_error_summary(source))
-            }
+            Self::DescribeAccessDenied { source, .. }
+            | Self::Describe { source, .. }
+            | Self::ExecutionMissing { source, .. } => Some(sdk_error_summary(source)),
             Self::InputBody { source, .. } => Some(lambda_common::error_chain(source)),
             Self::Config(_) | Self::Token(_) | Self::MalformedJobData(_) => None,
         };
@@ -135,16 +144,17 @@ impl JobError {
             | Self::InputRead { .. }
             | Self::InputBody { .. }
             | Self::Start { .. }
-            | Self::Describe { .. } => FailureKind::JobFailed,
+            | Self::Describe { .. }
+            | Self::ExecutionMissing { .. } => FailureKind::JobFailed,
         }
     }
 
     /// The execution this failure concerns, when known.
     pub fn external_execution_id(&self) -> Option<&str> {
         match self {
-            Self::DescribeAccessDenied { execution_arn, .. } | Self::Describe { execution_arn, .. } => {
-                Some(execution_arn)
-            }
+            Self::DescribeAccessDenied { execution_arn, .. }
+            | Self::Describe { execution_arn, .. }
+            | Self::ExecutionMissing { execution_arn, .. } => Some(execution_arn),
             _ => None,
         }
     }

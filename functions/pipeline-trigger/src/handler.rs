@@ -104,18 +104,56 @@ impl Trigger {
                     )
                 }
                 None => {
-                    error!("job logic did not finish before the Lambda deadline; failing the job");
-                    JobResult::failed(
-                        FailureKind::JobFailed,
-                        "the pipeline trigger did not finish before its Lambda deadline; retry the action \
-                         or raise the function's timeout",
-                    )
+                    error!("job logic did not finish before the Lambda deadline");
+                    self.deadline_result(job_id, &payload)
                 }
             };
             Box::pin(self.record(job_id, result)).await
         }
         .instrument(span)
         .await
+    }
+
+    /// The result when the work ran out of time. On a first invocation the execution may have
+    /// started (its name is derived from the job id), so the job continues with that execution's
+    /// ARN: the next poll finds it, or reports that it was never started. Failing the job instead
+    /// would let a retried stage start a second deployment while the first one runs.
+    fn deadline_result(&self, job_id: &str, payload: &Value) -> JobResult {
+        let first_call = event::job_data(payload)
+            .ok()
+            .filter(|d| d.continuation_token.is_none());
+        let state_machine = first_call
+            .as_ref()
+            .and_then(|d| params::parse_user_parameters(d.user_parameters()).ok())
+            .and_then(|p| {
+                p.state_machine_arn
+                    .or_else(|| self.config.default_state_machine_arn.clone())
+            })
+            .and_then(|arn| StateMachineArn::parse(&arn).ok());
+        if let Some(sm) = state_machine {
+            let name = params::execution_name(job_id);
+            if let Ok(JobResult::Continue {
+                token,
+                external_execution_id,
+                ..
+            }) = outcome::started(&sm.execution_arn(&name), &name, sm.name())
+            {
+                warn!(execution_name = %name, "start not confirmed before the deadline; continuing with the job's execution");
+                return JobResult::Continue {
+                    token,
+                    summary: format!(
+                        "The start of execution {name} was not confirmed before the Lambda deadline; \
+                         checking it on the next poll"
+                    ),
+                    external_execution_id,
+                };
+            }
+        }
+        JobResult::failed(
+            FailureKind::JobFailed,
+            "the pipeline trigger did not finish before its Lambda deadline; retry the action or raise \
+             the function's timeout",
+        )
     }
 
     /// Decides the job's result. Never fails: every error becomes a failure result.
@@ -278,6 +316,14 @@ impl Trigger {
                         execution_arn,
                         source,
                     }
+                } else if source
+                    .as_service_error()
+                    .is_some_and(|e| e.is_execution_does_not_exist())
+                {
+                    JobError::ExecutionMissing {
+                        execution_arn,
+                        source,
+                    }
                 } else {
                     JobError::Describe {
                         execution_arn,
@@ -334,6 +380,9 @@ impl Trigger {
             }
         };
         let (kind, message, external_execution_id) = failure;
+        // Whatever produced it, a message over CodePipeline's limit would be refused and leave
+        // the job without a result.
+        let message = outcome::truncate_chars(&message, outcome::MAX_FAILURE_MESSAGE_CHARS);
         let details = FailureDetails::builder()
             .r#type(failure_type(kind))
             .message(message)

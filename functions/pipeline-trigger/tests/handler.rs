@@ -523,7 +523,7 @@ async fn a_vanished_execution_fails_the_job() {
         sfn: vec![gone],
         codepipeline: vec![failure_recorded(
             FailureType::JobFailed,
-            "could not describe execution",
+            "does not exist: it was never started",
         )],
     };
     run(&m, continuation_event(&token(1))).await.unwrap();
@@ -562,9 +562,8 @@ async fn a_panic_in_the_job_logic_still_fails_the_job() {
     assert_eq!(m.codepipeline[0].num_calls(), 1);
 }
 
-#[tokio::test]
-async fn work_that_outlives_the_deadline_still_fails_the_job_in_time() {
-    // An S3 endpoint that accepts connections and never answers.
+/// An endpoint that accepts connections and never answers.
+async fn silent_endpoint() -> (String, tokio::task::JoinHandle<()>) {
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = silent.local_addr().unwrap();
     let hold = tokio::spawn(async move {
@@ -573,13 +572,24 @@ async fn work_that_outlives_the_deadline_still_fails_the_job_in_time() {
             held.push(socket);
         }
     });
+    (format!("http://{addr}"), hold)
+}
+
+#[tokio::test]
+async fn a_first_invocation_out_of_time_keeps_polling_the_jobs_own_execution() {
+    let (endpoint, hold) = silent_endpoint().await;
+    let put = success_recorded(|r| {
+        r.continuation_token().unwrap().contains(EXEC)
+            && r.execution_details()
+                .unwrap()
+                .summary()
+                .unwrap()
+                .contains("was not confirmed before the Lambda deadline")
+    });
     let m = Mocks {
         s3: vec![],
         sfn: vec![],
-        codepipeline: vec![failure_recorded(
-            FailureType::JobFailed,
-            "did not finish before its Lambda deadline",
-        )],
+        codepipeline: vec![put],
     };
     let mut t = trigger(&m);
     t.s3 = aws_sdk_s3::Client::from_conf(
@@ -587,7 +597,7 @@ async fn work_that_outlives_the_deadline_still_fails_the_job_in_time() {
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
-            .endpoint_url(format!("http://{addr}"))
+            .endpoint_url(&endpoint)
             .http_client(lambda_common::http_client())
             .force_path_style(true)
             .build(),
@@ -605,6 +615,94 @@ async fn work_that_outlives_the_deadline_still_fails_the_job_in_time() {
     );
     assert_eq!(m.codepipeline[0].num_calls(), 1);
     hold.abort();
+}
+
+#[tokio::test]
+async fn a_poll_out_of_time_still_fails_the_job_in_time() {
+    let (endpoint, hold) = silent_endpoint().await;
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![],
+        codepipeline: vec![failure_recorded(
+            FailureType::JobFailed,
+            "did not finish before its Lambda deadline",
+        )],
+    };
+    let mut t = trigger(&m);
+    t.sfn = aws_sdk_sfn::Client::from_conf(
+        aws_sdk_sfn::Config::builder()
+            .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
+            .region(aws_sdk_sfn::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sfn::config::Credentials::for_tests())
+            .endpoint_url(&endpoint)
+            .http_client(lambda_common::http_client())
+            .build(),
+    );
+    let started = std::time::Instant::now();
+    t.handle(lambda_event(
+        continuation_event(&token(1)),
+        Duration::from_secs(2),
+    ))
+    .await
+    .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+    hold.abort();
+}
+
+#[tokio::test]
+async fn an_input_file_over_the_execution_input_limit_is_a_configuration_error() {
+    let huge = mock!(aws_sdk_s3::Client::get_object).then_output(|| {
+        GetObjectOutput::builder()
+            .content_length(300_000)
+            .body(ByteStream::from_static(b"{}"))
+            .build()
+    });
+    assert_first_call_fails(
+        vec![huge],
+        vec![],
+        SAMPLE,
+        FailureType::ConfigurationError,
+        "is larger than 262144 bytes",
+    )
+    .await;
+    // Without a Content-Length, the size is checked after reading.
+    let unsized_body = mock!(aws_sdk_s3::Client::get_object).then_output(|| {
+        let big = format!("{{\"blob\": \"{}\"}}", "x".repeat(270_000));
+        GetObjectOutput::builder()
+            .body(ByteStream::from(big.into_bytes()))
+            .build()
+    });
+    assert_first_call_fails(
+        vec![unsized_body],
+        vec![],
+        SAMPLE,
+        FailureType::ConfigurationError,
+        "is larger than 262144 bytes",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_overlong_rejection_is_truncated_so_the_failure_is_recorded() {
+    let rejected = mock!(aws_sdk_codepipeline::Client::put_job_success_result).then_error(|| {
+        PutJobSuccessResultError::ValidationException(
+            ValidationException::builder().message("v".repeat(20_000)).build(),
+        )
+    });
+    let recorded = mock!(aws_sdk_codepipeline::Client::put_job_failure_result)
+        .match_requests(|r| {
+            let m = r.failure_details().unwrap().message();
+            m.starts_with("CodePipeline rejected") && m.chars().count() <= 5_000
+        })
+        .then_output(|| PutJobFailureResultOutput::builder().build());
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![describe(ExecutionStatus::Succeeded, Some("{}"), None, None)],
+        codepipeline: vec![rejected, recorded],
+    };
+    run(&m, continuation_event(&token(1))).await.unwrap();
+    assert_eq!(m.codepipeline[1].num_calls(), 1);
 }
 
 // ---- recording the result ----

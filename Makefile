@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help setup rust-toolchain lint test test-build demo stack bench bench-trigger bench-edge edge edge-test clean
+.PHONY: help setup rust-toolchain lint test test-long test-build demo stack bench bench-trigger bench-edge edge edge-test clean
 
 help:
 	@echo "make demo    run a CodePipeline job through the pipeline trigger on the local AWS stack"
@@ -64,6 +64,10 @@ test-build: setup
 test: lint test-build edge
 	cargo test --workspace --locked
 	EDGE_PACKAGE_DIR=$(EDGE_PKG) node --test $(EDGE_DIR)/test/
+
+# The RDS shipper's randomized exactly-once scenario with many seeds (make test runs one).
+test-long: test-build
+	RDS_SHIPPER_SEEDS=$$(seq -s, 1 40) cargo test --workspace --locked --test rds_shipper -- --nocapture
 
 ## Local AWS stack -----------------------------------------------------------------------------
 

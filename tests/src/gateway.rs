@@ -21,6 +21,9 @@ use crate::runtime_host::{HostedFunction, Outcome};
 pub struct Gateway {
     pub functions: RwLock<HashMap<String, Arc<HostedFunction>>>,
     pub codepipeline: CodePipelineEmulator,
+    /// The RDS log API emulator, once a test enables it (RDS requests are recognised by their
+    /// SigV4 credential scope).
+    pub rds: RwLock<Option<Arc<crate::rds::RdsEmulator>>>,
     pub moto_url: RwLock<String>,
     pub http: reqwest::Client,
     pub region: String,
@@ -96,6 +99,19 @@ async fn route(
                 r
             }
         };
+    }
+    let signed_for_rds = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("/rds/aws4_request"));
+    if signed_for_rds && let Some(rds) = gw.rds.read().ok().and_then(|r| r.clone()) {
+        let (status, xml) = rds.handle(&body);
+        return (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            [("content-type", "text/xml")],
+            xml,
+        )
+            .into_response();
     }
     match path {
         "/_local/health" => return (StatusCode::OK, "ok").into_response(),

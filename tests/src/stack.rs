@@ -87,6 +87,7 @@ impl LocalStack {
         let gateway = Arc::new(Gateway {
             functions: RwLock::new(HashMap::new()),
             codepipeline: CodePipelineEmulator::default(),
+            rds: RwLock::new(None),
             moto_url: RwLock::new(String::new()),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -192,6 +193,17 @@ impl LocalStack {
             .map_err(|_| anyhow::anyhow!("function table poisoned"))?
             .insert(name.to_owned(), Arc::new(hosted));
         Ok(())
+    }
+
+    /// Turns on the RDS log API emulator; its log files live under the stack's log directory.
+    pub fn enable_rds(&self) -> anyhow::Result<Arc<crate::rds::RdsEmulator>> {
+        let rds = Arc::new(crate::rds::RdsEmulator::new(&self.log_dir.join("rds"))?);
+        *self
+            .gateway
+            .rds
+            .write()
+            .map_err(|_| anyhow::anyhow!("rds slot poisoned"))? = Some(rds.clone());
+        Ok(rds)
     }
 
     pub fn function(&self, name: &str) -> Option<Arc<HostedFunction>> {

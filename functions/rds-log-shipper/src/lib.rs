@@ -8,3 +8,4 @@ pub mod checkpoint;
 pub mod keys;
 pub mod portion;
 pub mod rate;
+pub mod ship;

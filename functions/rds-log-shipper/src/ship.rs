@@ -1,0 +1,802 @@
+//! The shipping run: select instances, list their log files, ship the bytes not yet shipped,
+//! checkpoint. Decisions come from the pure modules; this module only orchestrates the calls.
+
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::checkpoint::{self, Checkpoint, ListedFile, Pending, Work};
+use crate::keys;
+use crate::portion::{self, MAX_LINES, Next, Truncation};
+use crate::rate::TokenBucket;
+
+/// Which instances a run ships.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    Ids(Vec<String>),
+    Tag(String, String),
+    /// Aurora clusters: every member instance.
+    Clusters(Vec<String>),
+}
+
+/// Read once at cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bucket: String,
+    pub prefix: String,
+    pub selection: Selection,
+    pub requests_per_second: f64,
+    pub burst: f64,
+    /// Compressed bytes per multipart part (S3's minimum is 5 MiB).
+    pub part_size: usize,
+    /// Uncompressed bytes per object at most; the rest goes into the next chunk.
+    pub max_chunk_bytes: u64,
+    pub overlap_ms: i64,
+    pub full_listing_every_ms: i64,
+    /// No new work starts this close to the Lambda deadline.
+    pub reserve: Duration,
+}
+
+impl Config {
+    /// `LOG_BUCKET` (required), `LOG_PREFIX`, `INSTANCES`, `INSTANCE_TAG` (`key=value`),
+    /// `CLUSTERS`, `RDS_REQUESTS_PER_SECOND` (10), `RDS_BURST` (20), `PART_SIZE_MB` (8),
+    /// `MAX_CHUNK_MB` (1024), `LISTING_OVERLAP_SECONDS` (300), `FULL_LISTING_MINUTES` (60),
+    /// `DEADLINE_RESERVE_SECONDS` (20).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let num = |k: &str, d: f64| -> Result<f64, String> {
+            get(k).map_or(Ok(d), |v| {
+                v.parse::<f64>()
+                    .map_err(|_| format!("{k} must be a number, not {v}"))
+            })
+        };
+        let list = |v: String| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        };
+        let selection = if let Some(ids) = get("INSTANCES") {
+            Selection::Ids(list(ids))
+        } else if let Some(tag) = get("INSTANCE_TAG") {
+            let (k, v) = tag.split_once('=').ok_or("INSTANCE_TAG must be key=value")?;
+            Selection::Tag(k.trim().to_owned(), v.trim().to_owned())
+        } else if let Some(c) = get("CLUSTERS") {
+            Selection::Clusters(list(c))
+        } else {
+            Selection::All
+        };
+        let part_mb = num("PART_SIZE_MB", 8.0)?.max(5.0);
+        Ok(Self {
+            bucket: get("LOG_BUCKET").ok_or("LOG_BUCKET is required")?,
+            prefix: get("LOG_PREFIX").unwrap_or_else(|| "rds-logs".into()),
+            selection,
+            requests_per_second: num("RDS_REQUESTS_PER_SECOND", 10.0)?.clamp(0.1, 12.0),
+            burst: num("RDS_BURST", 20.0)?.clamp(1.0, 300.0),
+            part_size: (part_mb * 1_048_576.0) as usize,
+            max_chunk_bytes: (num("MAX_CHUNK_MB", 1024.0)?.max(1.0) * 1_048_576.0) as u64,
+            overlap_ms: (num("LISTING_OVERLAP_SECONDS", 300.0)? * 1000.0) as i64,
+            full_listing_every_ms: (num("FULL_LISTING_MINUTES", 60.0)? * 60_000.0) as i64,
+            reserve: Duration::from_secs_f64(num("DEADLINE_RESERVE_SECONDS", 20.0)?.max(0.0)),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    #[error("{operation} failed: {message}")]
+    Aws {
+        operation: &'static str,
+        message: String,
+        throttled: bool,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("another run advanced the checkpoint of {0} first; this run stops for that instance")]
+    CheckpointConflict(String),
+    #[error("the checkpoint of {instance} is unreadable: {reason}")]
+    CorruptCheckpoint { instance: String, reason: String },
+    #[error("chunk {0} already exists although the checkpoint does not account for it")]
+    ChunkExists(String),
+    #[error("compressing failed: {0}")]
+    Compress(#[from] std::io::Error),
+}
+
+impl lambda_common::ErrorType for ShipError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::Aws { throttled: true, .. } => "Throttled",
+            Self::Aws { .. } => "AwsError",
+            Self::CheckpointConflict(_) => "CheckpointConflict",
+            Self::CorruptCheckpoint { .. } => "CorruptCheckpoint",
+            Self::ChunkExists(_) => "ChunkExists",
+            Self::Compress(_) => "CompressionFailed",
+        }
+    }
+}
+
+fn aws<E>(operation: &'static str, err: aws_sdk_s3::error::SdkError<E>) -> ShipError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let throttled = matches!(
+        err.code(),
+        Some("Throttling" | "ThrottlingException" | "SlowDown")
+    );
+    let message = match (err.code(), err.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_owned(),
+        _ => lambda_common::error_chain(&err),
+    };
+    ShipError::Aws {
+        operation,
+        message,
+        throttled,
+        source: Box::new(err),
+    }
+}
+
+fn is_precondition_failed<E: ProvideErrorMetadata>(err: &aws_sdk_s3::error::SdkError<E>) -> bool {
+    err.code() == Some("PreconditionFailed") || err.raw_response().is_some_and(|r| r.status().as_u16() == 412)
+}
+
+/// The invocation's request: a scheduled event (ship every selected instance), or a step of
+/// the scale-out state machine (`select`, then `ship` one instance).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceSummary {
+    pub instance: String,
+    pub files: usize,
+    pub bytes: u64,
+    pub objects: usize,
+    pub anomalies: Vec<String>,
+    /// Everything listed was shipped (false when the run stopped at its deadline).
+    pub complete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub instances: Vec<InstanceSummary>,
+    pub stopped_at_deadline: bool,
+}
+
+pub struct Shipper {
+    pub rds: aws_sdk_rds::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub config: Config,
+    limiter: tokio::sync::Mutex<TokenBucket>,
+    epoch: Instant,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// One chunk on its way to S3: gzip-compressed as it is read, uploaded in parts once the
+/// compressed data reaches the part size, so memory stays bounded whatever the file size.
+struct ChunkWriter {
+    key: String,
+    encoder: GzEncoder<Vec<u8>>,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+    part_size: usize,
+}
+
+impl ChunkWriter {
+    fn new(key: String, part_size: usize) -> Self {
+        Self {
+            key,
+            encoder: GzEncoder::new(Vec::with_capacity(part_size.min(1 << 20)), Compression::default()),
+            upload_id: None,
+            parts: Vec::new(),
+            part_size,
+        }
+    }
+
+    async fn write(&mut self, s3: &aws_sdk_s3::Client, bucket: &str, data: &[u8]) -> Result<(), ShipError> {
+        self.encoder.write_all(data)?;
+        if self.encoder.get_ref().len() >= self.part_size {
+            let body = std::mem::take(self.encoder.get_mut());
+            self.upload_part(s3, bucket, body).await?;
+        }
+        Ok(())
+    }
+
+    async fn upload_part(
+        &mut self,
+        s3: &aws_sdk_s3::Client,
+        bucket: &str,
+        body: Vec<u8>,
+    ) -> Result<(), ShipError> {
+        let upload_id = match &self.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                let out = s3
+                    .create_multipart_upload()
+                    .bucket(bucket)
+                    .key(&self.key)
+                    .content_type("application/gzip")
+                    .send()
+                    .await
+                    .map_err(|e| aws("S3 CreateMultipartUpload", e))?;
+                let id = out.upload_id().unwrap_or_default().to_owned();
+                self.upload_id = Some(id.clone());
+                id
+            }
+        };
+        let number = i32::try_from(self.parts.len() + 1).unwrap_or(i32::MAX);
+        let out = s3
+            .upload_part()
+            .bucket(bucket)
+            .key(&self.key)
+            .upload_id(&upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| aws("S3 UploadPart", e))?;
+        self.parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag().map(str::to_owned))
+                .build(),
+        );
+        Ok(())
+    }
+
+    /// Creates the object, only if it does not exist yet (`If-None-Match: *`).
+    async fn finish(mut self, s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), ShipError> {
+        self.encoder.try_finish()?;
+        let rest = std::mem::take(self.encoder.get_mut());
+        let Some(upload_id) = self.upload_id.clone() else {
+            return match s3
+                .put_object()
+                .bucket(bucket)
+                .key(&self.key)
+                .content_type("application/gzip")
+                .if_none_match("*")
+                .body(ByteStream::from(rest))
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if is_precondition_failed(&e) => Err(ShipError::ChunkExists(self.key)),
+                Err(e) => Err(aws("S3 PutObject", e)),
+            };
+        };
+        self.upload_part(s3, bucket, rest).await?;
+        let done = s3
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(&self.key)
+            .upload_id(&upload_id)
+            .if_none_match("*")
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(std::mem::take(&mut self.parts)))
+                    .build(),
+            )
+            .send()
+            .await;
+        match done {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let _ = s3
+                    .abort_multipart_upload()
+                    .bucket(bucket)
+                    .key(&self.key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                if is_precondition_failed(&e) {
+                    Err(ShipError::ChunkExists(self.key))
+                } else {
+                    Err(aws("S3 CompleteMultipartUpload", e))
+                }
+            }
+        }
+    }
+
+    async fn abort(self, s3: &aws_sdk_s3::Client, bucket: &str) {
+        if let Some(id) = self.upload_id {
+            let _ = s3
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(&self.key)
+                .upload_id(id)
+                .send()
+                .await;
+        }
+    }
+}
+
+/// How one file's shipping ended.
+struct FileOutcome {
+    bytes: u64,
+    objects: usize,
+    out_of_time: bool,
+}
+
+impl Shipper {
+    pub fn new(rds: aws_sdk_rds::Client, s3: aws_sdk_s3::Client, config: Config) -> Self {
+        let limiter = TokenBucket::new(config.requests_per_second, config.burst, 0.0);
+        Self {
+            rds,
+            s3,
+            config,
+            limiter: tokio::sync::Mutex::new(limiter),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Waits for an RDS request token (client-side rate limit within RDS's shared budget).
+    async fn throttle(&self) {
+        loop {
+            let wait = {
+                let mut bucket = self.limiter.lock().await;
+                bucket.take(self.epoch.elapsed().as_secs_f64())
+            };
+            match wait {
+                Ok(()) => return,
+                Err(d) => tokio::time::sleep(d).await,
+            }
+        }
+    }
+
+    /// The selected instances, every page read.
+    pub async fn select(&self) -> Result<Vec<String>, ShipError> {
+        let mut ids = Vec::new();
+        match &self.config.selection {
+            Selection::Ids(list) => ids.extend(list.iter().cloned()),
+            Selection::Clusters(clusters) => {
+                for c in clusters {
+                    self.throttle().await;
+                    let out = self
+                        .rds
+                        .describe_db_clusters()
+                        .db_cluster_identifier(c)
+                        .send()
+                        .await
+                        .map_err(|e| aws("RDS DescribeDBClusters", e))?;
+                    for cluster in out.db_clusters() {
+                        ids.extend(
+                            cluster
+                                .db_cluster_members()
+                                .iter()
+                                .filter_map(|m| m.db_instance_identifier().map(str::to_owned)),
+                        );
+                    }
+                }
+            }
+            Selection::All | Selection::Tag(..) => {
+                let mut marker: Option<String> = None;
+                loop {
+                    self.throttle().await;
+                    let out = self
+                        .rds
+                        .describe_db_instances()
+                        .set_marker(marker.take())
+                        .send()
+                        .await
+                        .map_err(|e| aws("RDS DescribeDBInstances", e))?;
+                    for db in out.db_instances() {
+                        let wanted = match &self.config.selection {
+                            Selection::Tag(k, v) => db
+                                .tag_list()
+                                .iter()
+                                .any(|t| t.key() == Some(k.as_str()) && t.value() == Some(v.as_str())),
+                            _ => true,
+                        };
+                        if wanted && let Some(id) = db.db_instance_identifier() {
+                            ids.push(id.to_owned());
+                        }
+                    }
+                    marker = out.marker().map(str::to_owned).filter(|m| !m.is_empty());
+                    if marker.is_none() {
+                        break;
+                    }
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    async fn list_files(&self, instance: &str, since: Option<i64>) -> Result<Vec<ListedFile>, ShipError> {
+        let mut files = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            self.throttle().await;
+            let out = self
+                .rds
+                .describe_db_log_files()
+                .db_instance_identifier(instance)
+                .set_file_last_written(since)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| aws("RDS DescribeDBLogFiles", e))?;
+            for f in out.describe_db_log_files() {
+                if let Some(name) = f.log_file_name() {
+                    files.push(ListedFile {
+                        name: name.to_owned(),
+                        size: u64::try_from(f.size().unwrap_or(0)).unwrap_or(0),
+                        last_written: f.last_written().unwrap_or(0),
+                    });
+                }
+            }
+            marker = out.marker().map(str::to_owned).filter(|m| !m.is_empty());
+            if marker.is_none() {
+                break;
+            }
+        }
+        Ok(files)
+    }
+
+    async fn read_checkpoint(&self, instance: &str) -> Result<(Checkpoint, Option<String>), ShipError> {
+        let key = keys::checkpoint_key(&self.config.prefix, instance);
+        match self
+            .s3
+            .get_object()
+            .bucket(&self.config.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let etag = out.e_tag().map(str::to_owned);
+                let bytes = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| ShipError::CorruptCheckpoint {
+                        instance: instance.to_owned(),
+                        reason: e.to_string(),
+                    })?
+                    .into_bytes();
+                let cp = serde_json::from_slice(&bytes).map_err(|e| ShipError::CorruptCheckpoint {
+                    instance: instance.to_owned(),
+                    reason: e.to_string(),
+                })?;
+                Ok((cp, etag))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                Ok((Checkpoint::new(instance), None))
+            }
+            Err(e) => Err(aws("S3 GetObject (checkpoint)", e)),
+        }
+    }
+
+    /// Compare-and-swap: replaces the checkpoint only if it is still the one this run read.
+    async fn save_checkpoint(&self, cp: &Checkpoint, etag: &mut Option<String>) -> Result<(), ShipError> {
+        let key = keys::checkpoint_key(&self.config.prefix, &cp.instance);
+        let body = serde_json::to_vec(cp).map_err(|e| ShipError::CorruptCheckpoint {
+            instance: cp.instance.clone(),
+            reason: e.to_string(),
+        })?;
+        let req = self
+            .s3
+            .put_object()
+            .bucket(&self.config.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(body));
+        let req = match etag.as_deref() {
+            Some(tag) => req.if_match(tag),
+            None => req.if_none_match("*"),
+        };
+        match req.send().await {
+            Ok(out) => {
+                *etag = out.e_tag().map(str::to_owned);
+                Ok(())
+            }
+            Err(e) if is_precondition_failed(&e) || e.code() == Some("ConditionalRequestConflict") => {
+                Err(ShipError::CheckpointConflict(cp.instance.clone()))
+            }
+            Err(e) => Err(aws("S3 PutObject (checkpoint)", e)),
+        }
+    }
+
+    async fn object_exists(&self, key: &str) -> Result<bool, ShipError> {
+        match self
+            .s3
+            .head_object()
+            .bucket(&self.config.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) => Err(aws("S3 HeadObject", e)),
+        }
+    }
+
+    /// Ships the instances of the request; one failing instance does not stop the others.
+    pub async fn run(
+        &self,
+        request: Request,
+        deadline: Option<Instant>,
+    ) -> Result<serde_json::Value, ShipError> {
+        if request.action.as_deref() == Some("select") {
+            return Ok(serde_json::json!({"instances": self.select().await?}));
+        }
+        let instances = match request.instance {
+            Some(i) => vec![i],
+            None => self.select().await?,
+        };
+        let mut summary = Summary::default();
+        for instance in instances {
+            if deadline.is_some_and(|d| Instant::now() + self.config.reserve >= d) {
+                summary.stopped_at_deadline = true;
+                summary.instances.push(InstanceSummary {
+                    instance,
+                    ..InstanceSummary::default()
+                });
+                continue;
+            }
+            let mut s = InstanceSummary {
+                instance: instance.clone(),
+                ..InstanceSummary::default()
+            };
+            match self.ship_instance(&instance, deadline, &mut s).await {
+                Ok(out_of_time) => summary.stopped_at_deadline |= out_of_time,
+                Err(e) => {
+                    warn!(instance = %instance, error = %lambda_common::error_chain(&e), "instance not shipped");
+                    s.error = Some(e.to_string());
+                }
+            }
+            info!(instance = %s.instance, files = s.files, bytes = s.bytes, objects = s.objects, complete = s.complete, anomalies = s.anomalies.len(), "instance shipped");
+            summary.instances.push(s);
+        }
+        serde_json::to_value(&summary).map_err(|e| ShipError::Compress(std::io::Error::other(e)))
+    }
+
+    /// Returns whether the run stopped at its deadline.
+    async fn ship_instance(
+        &self,
+        instance: &str,
+        deadline: Option<Instant>,
+        s: &mut InstanceSummary,
+    ) -> Result<bool, ShipError> {
+        let (mut cp, mut etag) = self.read_checkpoint(instance).await?;
+        let now = now_ms();
+        let complete_listing = now - cp.full_listing_at >= self.config.full_listing_every_ms;
+        let since = if complete_listing {
+            None
+        } else {
+            cp.files
+                .values()
+                .map(|f| f.last_written)
+                .max()
+                .map(|m| m - self.config.overlap_ms)
+        };
+        let listing = self.list_files(instance, since).await?;
+        let today = keys::date_from_epoch_ms(now);
+        let plan = checkpoint::plan(&cp, &listing, complete_listing, &today);
+        let mut out_of_time = false;
+        for work in plan.work {
+            if deadline.is_some_and(|d| Instant::now() + self.config.reserve >= d) {
+                out_of_time = true;
+                break;
+            }
+            let work = self.resolve_pending(&mut cp, &mut etag, work).await?;
+            let outcome = self
+                .ship_file(instance, &mut cp, &mut etag, &work, deadline, s)
+                .await?;
+            s.files += 1;
+            s.bytes += outcome.bytes;
+            s.objects += outcome.objects;
+            if outcome.out_of_time {
+                out_of_time = true;
+                break;
+            }
+        }
+        if complete_listing && !out_of_time {
+            checkpoint::drop_files(&mut cp, &plan.dropped);
+            cp.full_listing_at = now;
+            self.save_checkpoint(&cp, &mut etag).await?;
+        }
+        s.complete = !out_of_time;
+        Ok(out_of_time)
+    }
+
+    /// A chunk recorded before a crash: committed if it reached S3, forgotten otherwise.
+    async fn resolve_pending(
+        &self,
+        cp: &mut Checkpoint,
+        etag: &mut Option<String>,
+        mut work: Work,
+    ) -> Result<Work, ShipError> {
+        let Some(p) = work.pending.take() else {
+            return Ok(work);
+        };
+        let generation_matches = cp
+            .files
+            .get(&work.name)
+            .is_some_and(|f| f.generation == work.generation);
+        if self.object_exists(&p.key).await? {
+            checkpoint::commit_chunk(cp, &work.name, work.size, work.last_written);
+            info!(key = %p.key, "a chunk uploaded before an interruption is committed");
+            if generation_matches && !work.restarted {
+                work.marker = p.end_marker.clone();
+                work.offset = p.end;
+            }
+        } else {
+            checkpoint::abandon_chunk(cp, &work.name);
+        }
+        self.save_checkpoint(cp, etag).await?;
+        Ok(work)
+    }
+
+    async fn ship_file(
+        &self,
+        instance: &str,
+        cp: &mut Checkpoint,
+        etag: &mut Option<String>,
+        work: &Work,
+        deadline: Option<Instant>,
+        s: &mut InstanceSummary,
+    ) -> Result<FileOutcome, ShipError> {
+        let key = keys::chunk_key(
+            &self.config.prefix,
+            instance,
+            &work.name,
+            work.generation,
+            &work.date,
+            work.offset,
+        );
+        let mut writer = ChunkWriter::new(key.clone(), self.config.part_size);
+        let mut marker = work.marker.clone();
+        let mut offset = work.offset;
+        let mut lines = MAX_LINES;
+        let mut empties = 0;
+        let mut out_of_time = false;
+        loop {
+            if deadline.is_some_and(|d| Instant::now() + self.config.reserve / 2 >= d) {
+                out_of_time = true;
+                break;
+            }
+            if offset - work.offset >= self.config.max_chunk_bytes {
+                break;
+            }
+            self.throttle().await;
+            let resp = self
+                .rds
+                .download_db_log_file_portion()
+                .db_instance_identifier(instance)
+                .log_file_name(&work.name)
+                .marker(&marker)
+                .number_of_lines(i32::try_from(lines).unwrap_or(i32::MAX))
+                .send()
+                .await;
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e) if e.code() == Some("DBLogFileNotFoundFault") => {
+                    s.anomalies
+                        .push(format!("{}: removed or rotated away while being read", work.name));
+                    break;
+                }
+                Err(e)
+                    if e.code() == Some("InvalidParameterValue")
+                        && e.message().is_some_and(|m| m.contains("binary")) =>
+                {
+                    warn!(file = %work.name, "binary log file skipped: RDS serves it only through DownloadCompleteLogFile");
+                    s.anomalies.push(format!("{}: binary file skipped", work.name));
+                    writer.abort(&self.s3, &self.config.bucket).await;
+                    checkpoint::touch(
+                        cp,
+                        &Work {
+                            offset: work.size,
+                            ..work.clone()
+                        },
+                    );
+                    if let Some(f) = cp.files.get_mut(&work.name) {
+                        f.shipped = f.shipped.max(work.size);
+                    }
+                    self.save_checkpoint(cp, etag).await?;
+                    return Ok(FileOutcome {
+                        bytes: 0,
+                        objects: 0,
+                        out_of_time: false,
+                    });
+                }
+                Err(e) => {
+                    writer.abort(&self.s3, &self.config.bucket).await;
+                    return Err(aws("RDS DownloadDBLogFilePortion", e));
+                }
+            };
+            let data = resp.log_file_data().unwrap_or("");
+            if portion::is_truncated(data) {
+                match portion::on_truncated(lines) {
+                    Truncation::RetryWith(n) => {
+                        lines = n;
+                        continue;
+                    }
+                    Truncation::AcceptAndFlag => s.anomalies.push(format!(
+                        "{}: a line over 1 MB near byte {offset} was truncated by RDS",
+                        work.name
+                    )),
+                }
+            }
+            lines = MAX_LINES;
+            if data.is_empty() {
+                empties += 1;
+            } else {
+                empties = 0;
+                writer
+                    .write(&self.s3, &self.config.bucket, data.as_bytes())
+                    .await?;
+                offset += data.len() as u64;
+            }
+            if let Some(m) = resp.marker().filter(|m| !m.is_empty()) {
+                marker = m.to_owned();
+            }
+            let pending = resp.additional_data_pending().unwrap_or(false);
+            match portion::next(pending, offset, work.size, data.len(), empties) {
+                Next::Continue => {}
+                Next::Done => break,
+                Next::Stalled => {
+                    s.anomalies.push(format!(
+                        "{}: RDS returned no data before the listed size; resuming next run",
+                        work.name
+                    ));
+                    break;
+                }
+            }
+        }
+        if offset == work.offset {
+            writer.abort(&self.s3, &self.config.bucket).await;
+            checkpoint::touch(cp, work);
+            return Ok(FileOutcome {
+                bytes: 0,
+                objects: 0,
+                out_of_time,
+            });
+        }
+        // Write-ahead: the chunk is recorded before it exists, committed once it does.
+        checkpoint::begin_chunk(
+            cp,
+            work,
+            Pending {
+                key: key.clone(),
+                start: work.offset,
+                end: offset,
+                end_marker: marker,
+            },
+        );
+        self.save_checkpoint(cp, etag).await?;
+        writer.finish(&self.s3, &self.config.bucket).await?;
+        checkpoint::commit_chunk(cp, &work.name, work.size, work.last_written);
+        self.save_checkpoint(cp, etag).await?;
+        Ok(FileOutcome {
+            bytes: offset - work.offset,
+            objects: 1,
+            out_of_time,
+        })
+    }
+}

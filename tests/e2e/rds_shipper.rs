@@ -1,0 +1,440 @@
+//! End to end: the real shipper binary, invoked through the Lambda Invoke API, ships log files
+//! served by the RDS log API emulator into moto's S3. A seeded random scenario interleaves runs
+//! with appends, multi-line bursts over 1 MB, hourly rotations, deletions, short portions,
+//! throttling, deadline cut-offs and crashes between upload and checkpoint; afterwards the
+//! decompressed objects of every file concatenate to exactly that file's bytes.
+//!
+//! `RDS_SHIPPER_SEEDS=1,2,3…` runs more seeds (`make test-long`); the default is one fixed seed.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use e2e::rds::{DbInstance, RdsEmulator, Throttle};
+use e2e::stack::binary_dir;
+use e2e::{FunctionOptions, LocalStack};
+use rds_log_shipper::checkpoint::{Checkpoint, Pending};
+use rds_log_shipper::keys;
+use serde_json::Value;
+
+const BUCKET: &str = "rds-log-archive";
+const PREFIX: &str = "logs";
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn log_lines(rng: &mut Rng, count: usize, width: usize) -> String {
+    let mut s = String::new();
+    for _ in 0..count {
+        let pid = rng.below(90_000) + 1000;
+        let body: String = (0..width).map(|_| (b'a' + rng.below(26) as u8) as char).collect();
+        s.push_str(&format!(
+            "2026-11-22 00:00:00 UTC [{pid}] LOG:  statement: SELECT '{body}'\n"
+        ));
+    }
+    s
+}
+
+struct World {
+    stack: LocalStack,
+    rds: Arc<RdsEmulator>,
+    /// Final content of deleted files, by (instance, file).
+    deleted: BTreeMap<(String, String), Vec<u8>>,
+    date: String,
+}
+
+impl World {
+    async fn start() -> World {
+        let stack = LocalStack::start().await.expect("stack");
+        let rds = stack.enable_rds().expect("rds emulator");
+        rds.add_instance(DbInstance {
+            id: "pg-main".into(),
+            engine: "postgres".into(),
+            cluster: None,
+            tags: vec![("logs".into(), "ship".into())],
+        })
+        .unwrap();
+        rds.add_instance(DbInstance {
+            id: "aurora-1".into(),
+            engine: "aurora-mysql".into(),
+            cluster: Some("orders".into()),
+            tags: vec![("logs".into(), "ship".into())],
+        })
+        .unwrap();
+        stack
+            .s3()
+            .create_bucket()
+            .bucket(BUCKET)
+            .send()
+            .await
+            .expect("bucket");
+        let env = |extra: &[(&str, &str)]| {
+            let mut env: Vec<(String, String)> = [
+                ("LOG_BUCKET", BUCKET),
+                ("LOG_PREFIX", PREFIX),
+                ("INSTANCE_TAG", "logs=ship"),
+                ("RDS_REQUESTS_PER_SECOND", "12"),
+                ("RDS_BURST", "50"),
+                ("PART_SIZE_MB", "5"),
+                ("FULL_LISTING_MINUTES", "0"),
+                ("DEADLINE_RESERVE_SECONDS", "1"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+            env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+            env
+        };
+        stack
+            .add_function(
+                "rds-log-shipper",
+                FunctionOptions {
+                    env: env(&[]),
+                    timeout: Duration::from_secs(120),
+                    max_instances: 1,
+                    ..FunctionOptions::default()
+                },
+            )
+            .await
+            .expect("shipper");
+        // The same binary with a 3-second timeout and a slow request rate: runs that end at
+        // their deadline.
+        stack
+            .add_function_binary(
+                "rds-log-shipper-short",
+                binary_dir().join("rds-log-shipper"),
+                FunctionOptions {
+                    env: env(&[("RDS_REQUESTS_PER_SECOND", "3"), ("RDS_BURST", "2")]),
+                    timeout: Duration::from_secs(3),
+                    max_instances: 1,
+                    ..FunctionOptions::default()
+                },
+            )
+            .await
+            .expect("short shipper");
+        let date = keys::date_from_epoch_ms(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64,
+        );
+        World {
+            stack,
+            rds,
+            deleted: BTreeMap::new(),
+            date,
+        }
+    }
+
+    fn path(&self, instance: &str, file: &str) -> PathBuf {
+        self.rds.log_dir(instance).join(file)
+    }
+
+    fn append(&self, instance: &str, file: &str, text: &str) {
+        let path = self.path(instance, file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+    }
+
+    async fn invoke(&self, function: &str) -> Value {
+        let out = self
+            .stack
+            .lambda()
+            .invoke()
+            .function_name(function)
+            .payload(aws_smithy_types::Blob::new(
+                r#"{"source": "aws.events", "detail-type": "Scheduled Event"}"#,
+            ))
+            .send()
+            .await
+            .expect("invoke");
+        let payload =
+            String::from_utf8_lossy(out.payload().map(|p| p.as_ref()).unwrap_or_default()).into_owned();
+        if out.function_error().is_some() {
+            // A run cut by its Lambda timeout: like a crash, whatever it left must be resumable.
+            return serde_json::json!({"crashed": payload});
+        }
+        serde_json::from_str(&payload).unwrap_or(Value::Null)
+    }
+
+    async fn checkpoint(&self, instance: &str) -> Option<Checkpoint> {
+        let out = self
+            .stack
+            .s3()
+            .get_object()
+            .bucket(BUCKET)
+            .key(keys::checkpoint_key(PREFIX, instance))
+            .send()
+            .await
+            .ok()?;
+        serde_json::from_slice(&out.body.collect().await.ok()?.into_bytes()).ok()
+    }
+
+    async fn put_checkpoint(&self, cp: &Checkpoint) {
+        self.stack
+            .s3()
+            .put_object()
+            .bucket(BUCKET)
+            .key(keys::checkpoint_key(PREFIX, &cp.instance))
+            .body(serde_json::to_vec(cp).unwrap().into())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// A run that crashed between uploading a chunk and committing it (and, when
+    /// `before_upload`, before the upload too): the checkpoint as it was before the run, with
+    /// the chunk recorded as pending.
+    async fn simulate_crash(&self, instance: &str, before_upload: bool) {
+        let Some(before) = self.checkpoint(instance).await else {
+            return;
+        };
+        self.invoke("rds-log-shipper").await;
+        let Some(after) = self.checkpoint(instance).await else {
+            return;
+        };
+        let mut crashed = before.clone();
+        for (name, was) in &before.files {
+            let Some(now) = after.files.get(name) else {
+                continue;
+            };
+            if now.generation != was.generation || now.shipped <= was.shipped {
+                continue;
+            }
+            let key = keys::chunk_key(PREFIX, instance, name, was.generation, &was.date, was.shipped);
+            if before_upload {
+                self.stack
+                    .s3()
+                    .delete_object()
+                    .bucket(BUCKET)
+                    .key(&key)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            if let Some(f) = crashed.files.get_mut(name) {
+                f.pending = Some(Pending {
+                    key,
+                    start: was.shipped,
+                    end: now.shipped,
+                    end_marker: now.marker.clone(),
+                });
+            }
+        }
+        self.put_checkpoint(&crashed).await;
+    }
+
+    /// Every generation of a file, decompressed and concatenated in key order.
+    async fn shipped(&self, instance: &str, file: &str) -> BTreeMap<String, Vec<u8>> {
+        let prefix = keys::file_prefix(PREFIX, instance, file, &self.date);
+        let mut keys_found = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .stack
+                .s3()
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .prefix(&prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .unwrap();
+            keys_found.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            token = out.next_continuation_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        keys_found.sort();
+        let mut by_generation: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for key in keys_found {
+            let generation = key.rsplit('/').next().unwrap()[..5].to_owned();
+            let body = self
+                .stack
+                .s3()
+                .get_object()
+                .bucket(BUCKET)
+                .key(&key)
+                .send()
+                .await
+                .unwrap();
+            let gz = body.body.collect().await.unwrap().into_bytes();
+            let mut data = Vec::new();
+            flate2::read::MultiGzDecoder::new(&gz[..])
+                .read_to_end(&mut data)
+                .unwrap();
+            by_generation.entry(generation).or_default().extend(data);
+        }
+        by_generation
+    }
+
+    fn files(&self, instance: &str) -> Vec<String> {
+        fn walk(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, base, out);
+                } else {
+                    out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        let base = self.rds.log_dir(instance);
+        let mut out = Vec::new();
+        walk(&base, &base, &mut out);
+        out.sort();
+        out
+    }
+
+    /// Runs until nothing is left, then checks every byte.
+    async fn settle_and_verify(&self) {
+        self.rds.set_throttle(Some(Throttle::default()));
+        self.rds.set_short_portions(None);
+        for _ in 0..3 {
+            self.invoke("rds-log-shipper").await;
+        }
+        let mut checked = 0;
+        for instance in ["pg-main", "aurora-1"] {
+            for file in self.files(instance) {
+                let expected = std::fs::read(self.path(instance, &file)).unwrap();
+                let shipped = self.shipped(instance, &file).await;
+                let latest = shipped.values().last().cloned().unwrap_or_default();
+                assert_eq!(latest.len(), expected.len(), "{instance}/{file}: byte count");
+                assert!(latest == expected, "{instance}/{file}: content differs");
+                checked += 1;
+            }
+        }
+        for ((instance, file), expected) in &self.deleted {
+            let shipped = self.shipped(instance, file).await;
+            let latest = shipped.values().last().cloned().unwrap_or_default();
+            assert!(
+                latest == *expected,
+                "deleted {instance}/{file}: {} of {} bytes",
+                latest.len(),
+                expected.len()
+            );
+            checked += 1;
+        }
+        assert!(checked >= 3, "{checked}");
+    }
+}
+
+async fn scenario(seed: u64) {
+    let mut w = World::start().await;
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut hour = 0;
+    let pg = |h: u32| format!("error/postgresql.log.2026-11-22-{h:02}");
+    w.append("pg-main", &pg(hour), &log_lines(&mut rng, 500, 60));
+    w.append("aurora-1", "error/mysql-error.log", &log_lines(&mut rng, 200, 40));
+    w.append(
+        "aurora-1",
+        "slowquery/mysql-slowquery.log",
+        &log_lines(&mut rng, 50, 200),
+    );
+    // Every fault at least once, in a seeded order.
+    let mut schedule: Vec<u64> = vec![0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9, 0, 2, 4];
+    for i in (1..schedule.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        schedule.swap(i, j);
+    }
+    for (step, op) in schedule.into_iter().enumerate() {
+        match op {
+            0 | 1 => {
+                let n = rng.below(3000) as usize + 1;
+                w.append("pg-main", &pg(hour), &log_lines(&mut rng, n, 60));
+            }
+            2 => {
+                // Twelve 100 KB lines: RDS cuts the portion at 1 MB; fewer lines must be re-read.
+                w.append(
+                    "aurora-1",
+                    "slowquery/mysql-slowquery.log",
+                    &log_lines(&mut rng, 12, 100_000),
+                );
+            }
+            3 => {
+                hour += 1;
+                w.append("pg-main", &pg(hour), &log_lines(&mut rng, 300, 60));
+            }
+            4 if w.files("pg-main").len() > 1 => {
+                // RDS deletes rotated files, never the one being written.
+                let oldest = w.files("pg-main").into_iter().next().unwrap();
+                let content = std::fs::read(w.path("pg-main", &oldest)).unwrap();
+                // It must be fully shipped before RDS deletes it: the rotated file was complete.
+                w.invoke("rds-log-shipper").await;
+                std::fs::remove_file(w.path("pg-main", &oldest)).unwrap();
+                w.deleted.insert(("pg-main".into(), oldest), content);
+            }
+            5 => w.rds.set_short_portions(Some(rng.below(4) + 2)),
+            6 => w.rds.set_throttle(Some(Throttle {
+                burst: 2.0,
+                per_second: 3.0,
+            })),
+            7 => {
+                // More than a 3-second run at 3 requests/s can read: it must stop at its deadline,
+                // checkpointed, and the next run continue.
+                w.append("pg-main", &pg(hour), &log_lines(&mut rng, 8000, 500));
+                let summary = w.invoke("rds-log-shipper-short").await;
+                assert_eq!(summary["stoppedAtDeadline"], true, "{summary}");
+            }
+            8 | 9 => {
+                // 8: the chunk reached S3 but the checkpoint was not committed; 9: it never did.
+                w.append("aurora-1", "error/mysql-error.log", &log_lines(&mut rng, 100, 40));
+                w.simulate_crash("aurora-1", op == 9).await;
+            }
+            _ => {
+                let n = rng.below(200) as usize + 1;
+                w.append("aurora-1", "error/mysql-error.log", &log_lines(&mut rng, n, 40));
+            }
+        }
+        w.invoke("rds-log-shipper").await;
+        if step == 0 {
+            let objects = w
+                .stack
+                .s3()
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .prefix(format!("{PREFIX}/instance="))
+                .send()
+                .await
+                .unwrap();
+            assert!(objects.key_count().unwrap_or(0) > 0, "the first runs ship data");
+        }
+        w.rds.set_throttle(Some(Throttle::default()));
+    }
+    w.settle_and_verify().await;
+    let (calls, throttled) = w.rds.calls();
+    eprintln!("seed {seed}: RDS calls {calls:?}, throttled {throttled}");
+    assert!(throttled > 0, "the scenario throttled no request");
+    w.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_byte_is_shipped_exactly_once() {
+    let seeds: Vec<u64> = std::env::var("RDS_SHIPPER_SEEDS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .filter(|v: &Vec<u64>| !v.is_empty())
+        .unwrap_or_else(|| vec![42]);
+    for seed in seeds {
+        scenario(seed).await;
+    }
+}

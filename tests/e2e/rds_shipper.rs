@@ -443,28 +443,55 @@ async fn every_byte_is_shipped_exactly_once() {
 async fn the_scale_out_state_machine_ships_every_selected_instance() {
     let w = World::start().await;
     let mut rng = Rng(7);
-    w.append("pg-main", "error/postgresql.log.2026-11-22-00", &log_lines(&mut rng, 3000, 80));
+    w.append(
+        "pg-main",
+        "error/postgresql.log.2026-11-22-00",
+        &log_lines(&mut rng, 3000, 80),
+    );
     w.append("aurora-1", "error/mysql-error.log", &log_lines(&mut rng, 500, 40));
     let path = e2e::stack::repo_root().join("statemachines/rds-log-shipping.asl.json");
     let definition = std::fs::read_to_string(path).unwrap().replace(
         "${ShipperFunctionArn}",
         "arn:aws:lambda:us-east-1:123456789012:function:rds-log-shipper",
     );
-    let arn = e2e::seed::create_state_machine(&w.stack, "rds-log-shipping", definition).await.unwrap();
+    let arn = e2e::seed::create_state_machine(&w.stack, "rds-log-shipping", definition)
+        .await
+        .unwrap();
     let sfn = w.stack.sfn();
-    let exec = sfn.start_execution().state_machine_arn(&arn).name("scheduled-1").input("{}").send().await.unwrap();
+    let exec = sfn
+        .start_execution()
+        .state_machine_arn(&arn)
+        .name("scheduled-1")
+        .input("{}")
+        .send()
+        .await
+        .unwrap();
     let mut out = None;
     for _ in 0..300 {
-        let d = sfn.describe_execution().execution_arn(&exec.execution_arn).send().await.unwrap();
+        let d = sfn
+            .describe_execution()
+            .execution_arn(&exec.execution_arn)
+            .send()
+            .await
+            .unwrap();
         if d.status().as_str() != "RUNNING" {
-            assert_eq!(d.status().as_str(), "SUCCEEDED", "{:?} {:?}", d.error(), d.cause());
+            assert_eq!(
+                d.status().as_str(),
+                "SUCCEEDED",
+                "{:?} {:?}",
+                d.error(),
+                d.cause()
+            );
             out = d.output().map(str::to_owned);
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let out: Value = serde_json::from_str(&out.expect("the execution ended")).unwrap();
-    assert_eq!(out["selected"]["instances"], serde_json::json!(["aurora-1", "pg-main"]));
+    assert_eq!(
+        out["selected"]["instances"],
+        serde_json::json!(["aurora-1", "pg-main"])
+    );
     let results = out["results"].as_array().unwrap();
     assert_eq!(results.len(), 2);
     for r in results {
@@ -472,7 +499,10 @@ async fn the_scale_out_state_machine_ships_every_selected_instance() {
         assert_eq!(i["complete"], true, "{r}");
         assert!(i["bytes"].as_u64().unwrap() > 0, "{r}");
     }
-    for (instance, file) in [("pg-main", "error/postgresql.log.2026-11-22-00"), ("aurora-1", "error/mysql-error.log")] {
+    for (instance, file) in [
+        ("pg-main", "error/postgresql.log.2026-11-22-00"),
+        ("aurora-1", "error/mysql-error.log"),
+    ] {
         let expected = std::fs::read(w.path(instance, file)).unwrap();
         let shipped = w.shipped(instance, file).await;
         assert!(shipped.values().last().unwrap() == &expected, "{instance}/{file}");

@@ -151,46 +151,54 @@ fn paginate<T: Clone>(items: &[T], params: &BTreeMap<String, String>) -> (Vec<T>
     (page, next)
 }
 
-/// The 1-based line-limited, byte-limited portion of `data` from `offset`.
-struct Portion {
-    text: String,
-    next_offset: usize,
-}
-
-fn read_portion(data: &[u8], offset: usize, lines: usize) -> Portion {
-    let mut end = offset;
-    let mut count = 0;
-    while end < data.len() && count < lines {
-        match data[end..].iter().position(|b| *b == b'\n') {
-            Some(i) => end += i + 1,
-            None => end = data.len(),
-        }
-        count += 1;
-    }
-    let chunk = &data[offset..end];
-    if chunk.len() > MAX_PORTION_BYTES {
-        // RDS cuts the portion at 1 MB and appends its notice, yet moves the marker past every
-        // line it was asked for: a client must re-read with fewer lines.
-        let keep = MAX_PORTION_BYTES - TRUNCATION_SUFFIX.len();
-        let mut cut = keep;
-        while cut > 0 && !is_char_boundary(chunk, cut) {
-            cut -= 1;
-        }
-        let mut text = String::from_utf8_lossy(&chunk[..cut]).into_owned();
-        text.push_str(TRUNCATION_SUFFIX);
-        return Portion {
-            text,
-            next_offset: end,
-        };
-    }
-    Portion {
-        text: String::from_utf8_lossy(chunk).into_owned(),
-        next_offset: end,
-    }
-}
-
 fn is_char_boundary(bytes: &[u8], i: usize) -> bool {
     i >= bytes.len() || (bytes[i] as i8) >= -0x40
+}
+
+/// Reads `len` bytes from `start` (fewer at the end of the file).
+fn read_range(path: &Path, start: usize, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(start as u64))?;
+    let mut buf = Vec::new();
+    f.take(len as u64).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Reads from `start` up to `lines` lines. Keeps at most a little over 1 MB of them in memory
+/// (more would be cut from the portion anyway) and returns the kept bytes with the length of
+/// all the lines read.
+fn read_lines_window(path: &Path, start: usize, lines: usize) -> std::io::Result<(Vec<u8>, usize)> {
+    use std::io::{BufRead, BufReader, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(start as u64))?;
+    let mut reader = BufReader::with_capacity(1 << 20, f);
+    let mut kept = Vec::new();
+    let mut total = 0;
+    let mut count = 0;
+    while count < lines {
+        let (consumed, newline) = {
+            let buf = reader.fill_buf()?;
+            if buf.is_empty() {
+                break;
+            }
+            match buf.iter().position(|b| *b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            }
+        };
+        if kept.len() <= MAX_PORTION_BYTES {
+            let buf = reader.fill_buf()?;
+            let room = (MAX_PORTION_BYTES + 1).saturating_sub(kept.len()).min(consumed);
+            kept.extend_from_slice(&buf[..room]);
+        }
+        reader.consume(consumed);
+        total += consumed;
+        if newline {
+            count += 1;
+        }
+    }
+    Ok((kept, total))
 }
 
 fn marker_offset(marker: &str) -> Option<usize> {
@@ -466,10 +474,16 @@ impl RdsEmulator {
         if name.contains("..") || !path.is_file() {
             return not_found();
         }
-        let Ok(data) = std::fs::read(&path) else {
+        // Only the part of the file a portion can cover is read: from the marker, as many lines
+        // as asked, stopping once well past 1 MB (the rest of those lines is skipped by length).
+        let Ok(file_len) = std::fs::metadata(&path).map(|m| m.len() as usize) else {
             return not_found();
         };
-        if name.ends_with(".trc") || name.ends_with(".xel") || data.iter().take(8192).any(|b| *b == 0) {
+        let head = match read_range(&path, 0, 8192) {
+            Ok(h) => h,
+            Err(_) => return not_found(),
+        };
+        if name.ends_with(".trc") || name.ends_with(".xel") || head.contains(&0) {
             return error(
                 400,
                 "InvalidParameterValue",
@@ -481,62 +495,65 @@ impl RdsEmulator {
             .and_then(|n| n.parse::<usize>().ok())
             .unwrap_or(MAX_LINES)
             .clamp(1, MAX_LINES);
-        let offset = match params.get("Marker").map(String::as_str) {
-            // No marker: the tail, the most recent lines that fit.
+        let start = match params.get("Marker").map(String::as_str) {
+            // No marker: the tail, the most recent `lines` lines that fit in a portion.
             None => {
-                // Walk back over `lines` line ends (the file's own final newline excluded).
-                let mut start = data.len();
-                let mut count = 0;
-                let mut i = data.len().saturating_sub(1);
-                while i > 0 && data.len() - i < MAX_PORTION_BYTES {
-                    i -= 1;
-                    if data[i] == b'\n' {
-                        count += 1;
-                        if count == lines {
-                            start = i + 1;
-                            break;
-                        }
-                    }
-                    start = i;
+                let from = file_len.saturating_sub(MAX_PORTION_BYTES / 2);
+                let Ok(tail) = read_range(&path, from, file_len - from) else {
+                    return not_found();
+                };
+                let body = tail.strip_suffix(b"\n").unwrap_or(&tail);
+                let mut ends = body.iter().enumerate().rev().filter(|(_, b)| **b == b'\n');
+                match ends.nth(lines.saturating_sub(1)) {
+                    Some((i, _)) => from + i + 1,
+                    None => from,
                 }
-                start
             }
             Some("0") => 0,
             Some(m) => match marker_offset(m) {
-                Some(o) => o.min(data.len()),
+                Some(o) => o.min(file_len),
                 None => return error(400, "InvalidParameterValue", &format!("Invalid marker: {m}")),
             },
         };
-        let mut portion = read_portion(&data, offset, lines);
-        if short && portion.next_offset > offset + 1 && !portion.text.ends_with(TRUNCATION_SUFFIX) {
-            // A short portion: half the data, and no word that more is pending.
-            let half = offset + (portion.next_offset - offset) / 2;
-            let mut cut = half;
-            while cut > offset && !is_char_boundary(&data, cut) {
+        let Ok((kept, total)) = read_lines_window(&path, start, lines) else {
+            return not_found();
+        };
+        let mut end = start + total;
+        let text = if total > MAX_PORTION_BYTES {
+            // RDS cuts the portion at 1 MB and appends its notice, yet moves the marker past every
+            // line it was asked for: a client must re-read with fewer lines.
+            let mut cut = MAX_PORTION_BYTES - TRUNCATION_SUFFIX.len();
+            while cut > 0 && !is_char_boundary(&kept, cut) {
                 cut -= 1;
             }
-            portion = Portion {
-                text: String::from_utf8_lossy(&data[offset..cut]).into_owned(),
-                next_offset: cut,
-            };
+            let mut t = String::from_utf8_lossy(&kept[..cut]).into_owned();
+            t.push_str(TRUNCATION_SUFFIX);
+            t
+        } else if short && total > 1 {
+            // A short portion: half the data, and no word that more is pending.
+            let mut cut = total / 2;
+            while cut > 0 && !is_char_boundary(&kept, cut) {
+                cut -= 1;
+            }
+            end = start + cut;
             return ok(
                 "DownloadDBLogFilePortion",
                 &format!(
-                    "<LogFileData>{}</LogFileData><Marker>{}:{}</Marker><AdditionalDataPending>false</AdditionalDataPending>",
-                    xml_escape(&portion.text),
-                    data.len() % 97,
-                    portion.next_offset
+                    "<LogFileData>{}</LogFileData><Marker>{}:{end}</Marker><AdditionalDataPending>false</AdditionalDataPending>",
+                    xml_escape(&String::from_utf8_lossy(&kept[..cut])),
+                    file_len % 97,
                 ),
             );
-        }
+        } else {
+            String::from_utf8_lossy(&kept).into_owned()
+        };
         ok(
             "DownloadDBLogFilePortion",
             &format!(
-                "<LogFileData>{}</LogFileData><Marker>{}:{}</Marker><AdditionalDataPending>{}</AdditionalDataPending>",
-                xml_escape(&portion.text),
-                data.len() % 97,
-                portion.next_offset,
-                portion.next_offset < data.len()
+                "<LogFileData>{}</LogFileData><Marker>{}:{end}</Marker><AdditionalDataPending>{}</AdditionalDataPending>",
+                xml_escape(&text),
+                file_len % 97,
+                end < file_len
             ),
         )
     }

@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help setup rust-toolchain lint test test-long test-build demo stack bench bench-trigger bench-edge edge edge-test clean
+.PHONY: help setup rust-toolchain lint test test-long test-build demo stack bench bench-trigger bench-edge bench-shipper edge edge-test clean
 
 help:
 	@echo "make demo    run a CodePipeline job through the pipeline trigger on the local AWS stack"
@@ -82,7 +82,7 @@ stack: test-build
 
 BENCH_DIR := $(TARGET_DIR)/bench
 
-bench: bench-trigger bench-edge
+bench: bench-trigger bench-edge bench-shipper
 
 # Release bootstraps for both Lambda architectures (cargo lambda cross-links with zig), then
 # cold start, warm latency and peak RSS of the x86_64 bootstrap through the Runtime API host.
@@ -123,6 +123,12 @@ edge: rust-toolchain
 
 edge-test: edge
 	EDGE_PACKAGE_DIR=$(EDGE_PKG) node --test $(EDGE_DIR)/test/
+
+# Throughput against the RDS emulator (with and without its throttle), API calls per MB and
+# peak RSS shipping 10 MB, 100 MB and 1 GB files, with the release binary.
+bench-shipper: test-build
+	cargo build --release --locked -p rds-log-shipper --bin rds-log-shipper
+	$(BIN)/bench-shipper --shipper $(TARGET_DIR)/release/rds-log-shipper --sizes 10,100,1000 --out BENCHMARKS.md
 
 # Per-event time next to a JavaScript regex handler, cold init, package size.
 bench-edge: edge

@@ -10,6 +10,23 @@ pub fn is_truncated(data: &str) -> bool {
     data.trim_end_matches(['\n', '\r']).ends_with(TRUNCATION_SUFFIX)
 }
 
+/// What a portion should carry: a little under RDS's 1 MB, so that it is not cut.
+pub const TARGET_PORTION_BYTES: usize = 900_000;
+
+/// How many lines to ask for next, from the last portion's average line length: as many as fit
+/// in about 900 KB (at most 10,000). Asking for 10,000 long lines again and again would have
+/// every other request truncated and wasted, under a request budget shared by the account.
+pub fn lines_for_next(data: &str) -> u32 {
+    let lines = data.bytes().filter(|b| *b == b'\n').count();
+    if lines == 0 || data.is_empty() {
+        return MAX_LINES;
+    }
+    let average = (data.len() / lines).max(1);
+    u32::try_from(TARGET_PORTION_BYTES / average)
+        .unwrap_or(MAX_LINES)
+        .clamp(1, MAX_LINES)
+}
+
 /// After a truncated portion: ask again from the same marker for fewer lines, down to one line;
 /// a single line over 1 MB is accepted as RDS returns it, and flagged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +99,23 @@ mod tests {
         }
         assert_eq!(lines, 1);
         assert!(steps <= 15);
+    }
+
+    #[test]
+    fn line_counts_follow_the_data() {
+        assert_eq!(lines_for_next(""), MAX_LINES);
+        assert_eq!(
+            lines_for_next(
+                &"x".repeat(99)
+                    .chars()
+                    .chain(['\n'])
+                    .collect::<String>()
+                    .repeat(50)
+            ),
+            9_000
+        );
+        assert_eq!(lines_for_next(&format!("{}\n", "y".repeat(2_000_000))), 1);
+        assert_eq!(lines_for_next("a\nb\n"), MAX_LINES);
     }
 
     #[test]

@@ -743,7 +743,7 @@ impl Shipper {
                     )),
                 }
             }
-            lines = MAX_LINES;
+            lines = portion::lines_for_next(data);
             if data.is_empty() {
                 empties += 1;
             } else {

@@ -1,0 +1,212 @@
+//! `make bench` (RDS log shipper): throughput against the RDS emulator with and without its
+//! throttle (next to the throttle's ceiling), API calls per MB, and peak RSS when shipping 10 MB,
+//! 100 MB and 1 GB files. Records the table in BENCHMARKS.md.
+//!
+//! Usage: bench-shipper --shipper PATH [--sizes 10,100,1000] [--out BENCHMARKS.md]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::body::Bytes;
+use e2e::rds::{DbInstance, Throttle};
+use e2e::runtime_host::Outcome;
+use e2e::{FunctionOptions, LocalStack};
+
+const BUCKET: &str = "bench-rds-logs";
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Writes `mb` megabytes of PostgreSQL-like log lines.
+fn write_log(path: &PathBuf, mb: u64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path.parent().context("parent")?)?;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let target = mb * 1_000_000;
+    let mut written = 0u64;
+    let mut n = 0u64;
+    while written < target {
+        let line = format!(
+            "2026-11-22 00:{:02}:{:02} UTC [{}] LOG:  duration: {}.{:03} ms  statement: SELECT * FROM orders WHERE id = {} AND status = 'open'\n",
+            (n / 60) % 60,
+            n % 60,
+            10_000 + n % 5_000,
+            n % 97,
+            n % 1000,
+            n * 7_919 % 1_000_003
+        );
+        f.write_all(line.as_bytes())?;
+        written += line.len() as u64;
+        n += 1;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+struct Row {
+    size_mb: u64,
+    throttle: bool,
+    seconds: f64,
+    mbps: f64,
+    ceiling_mbps: Option<f64>,
+    calls_per_mb: f64,
+    rss_mb: f64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (mut shipper, mut sizes, mut out) = (None, vec![10u64, 100, 1000], None);
+    while let Some(flag) = args.next() {
+        let v = args.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--shipper" => shipper = Some(PathBuf::from(v)),
+            "--sizes" => sizes = v.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
+            "--out" => out = Some(PathBuf::from(v)),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let shipper = shipper.context("--shipper PATH is required")?;
+    let stack = LocalStack::start().await?;
+    let result = run(&stack, &shipper, &sizes).await;
+    stack.stop().await;
+    let rows = result?;
+    let mut report = format!(
+        "### rds-log-shipper (release binary, x86_64; the emulator's throttle: 300 burst, 12 requests/s; client limit set to the same budget)\n\n\
+         | file | throttle | time | throughput | throttle's ceiling | API calls per MB | peak RSS |\n|---|---|---|---|---|---|---|\n"
+    );
+    for r in &rows {
+        report.push_str(&format!(
+            "| {} MB | {} | {:.1} s | {:.1} MB/s | {} | {:.2} | {:.1} MB |\n",
+            r.size_mb,
+            if r.throttle { "on" } else { "off" },
+            r.seconds,
+            r.mbps,
+            r.ceiling_mbps.map_or("not reached (burst)".into(), |c| format!(
+                "{c:.1} MB/s ({:.0}% of it)",
+                100.0 * r.mbps / c
+            )),
+            r.calls_per_mb,
+            r.rss_mb
+        ));
+    }
+    report.push_str(
+        "\nTargets: with the throttle on, at least 90% of its ceiling; peak RSS at most 64 MB at every size. \
+         The ceiling is the file's size over the least time the token bucket allows ((requests - 300) / 12 s); \
+         files that fit in the burst are not limited by it. Each run ships one file of one instance into moto's S3 \
+         through the local gateway; RSS is the shipper process's VmHWM.\n",
+    );
+    println!("{report}");
+    if let Some(out) = out {
+        const BEGIN: &str = "<!-- bench:rds-log-shipper:begin -->";
+        const END: &str = "<!-- bench:rds-log-shipper:end -->";
+        let current = std::fs::read_to_string(&out).unwrap_or_else(|_| "# Benchmarks\n".into());
+        let section = format!("{BEGIN}\n{report}{END}");
+        let updated = match (current.find(BEGIN), current.find(END)) {
+            (Some(b), Some(e)) if e > b => format!("{}{section}{}", &current[..b], &current[e + END.len()..]),
+            _ => format!("{}\n{section}\n", current.trim_end()),
+        };
+        std::fs::write(&out, updated)?;
+        println!("recorded in {}", out.display());
+    }
+    Ok(())
+}
+
+async fn run(stack: &LocalStack, shipper: &PathBuf, sizes: &[u64]) -> anyhow::Result<Vec<Row>> {
+    let rds = stack.enable_rds()?;
+    stack.s3().create_bucket().bucket(BUCKET).send().await?;
+    let mut cases: Vec<(u64, bool)> = sizes.iter().map(|s| (*s, true)).collect();
+    if let Some(mid) = sizes
+        .iter()
+        .copied()
+        .find(|s| *s >= 100)
+        .or(sizes.first().copied())
+    {
+        cases.push((mid, false));
+    }
+    let mut rows = Vec::new();
+    for (size_mb, throttle) in cases {
+        let id = format!(
+            "bench-{size_mb}mb-{}",
+            if throttle { "throttled" } else { "free" }
+        );
+        let dir = rds.add_instance(DbInstance {
+            id: id.clone(),
+            engine: "postgres".into(),
+            cluster: None,
+            tags: vec![],
+        })?;
+        write_log(&dir.join("error/postgresql.log.2026-11-22-00"), size_mb)?;
+        rds.set_throttle(throttle.then(Throttle::default));
+        let function = format!("shipper-{id}");
+        let env = [
+            ("LOG_BUCKET", BUCKET),
+            ("INSTANCES", id.as_str()),
+            ("RDS_REQUESTS_PER_SECOND", "12"),
+            ("RDS_BURST", "300"),
+            ("FULL_LISTING_MINUTES", "0"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        stack
+            .add_function_binary(
+                &function,
+                shipper.clone(),
+                FunctionOptions {
+                    env,
+                    timeout: Duration::from_secs(900),
+                    max_instances: 1,
+                    rust_log: "warn".into(),
+                },
+            )
+            .await?;
+        let before: u64 = rds.calls().0.values().sum();
+        let f = stack.function(&function).context("function")?;
+        let started = Instant::now();
+        let outcome = f
+            .invoke(Bytes::from(format!(
+                r#"{{"action": "ship", "instance": "{id}"}}"#
+            )))
+            .await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let summary = match outcome {
+            Outcome::Response(b) => serde_json::from_slice::<serde_json::Value>(&b)?,
+            Outcome::Error(b) => bail!("shipper failed: {}", String::from_utf8_lossy(&b)),
+        };
+        let bytes = summary["instances"][0]["bytes"].as_u64().unwrap_or(0);
+        anyhow::ensure!(
+            summary["instances"][0]["complete"] == true,
+            "not complete: {summary}"
+        );
+        let calls = rds.calls().0.values().sum::<u64>() - before;
+        let rss_kib = f.pids().first().and_then(|p| peak_rss_kib(*p)).unwrap_or(0);
+        stack.remove_function(&function).await;
+        let mb = bytes as f64 / 1_000_000.0;
+        let ceiling = if throttle && calls > 300 {
+            Some(mb / ((calls - 300) as f64 / 12.0))
+        } else {
+            None
+        };
+        eprintln!(
+            "{id}: {mb:.1} MB in {seconds:.1} s, {calls} calls, peak RSS {} KiB",
+            rss_kib
+        );
+        rows.push(Row {
+            size_mb,
+            throttle,
+            seconds,
+            mbps: mb / seconds,
+            ceiling_mbps: ceiling,
+            calls_per_mb: calls as f64 / mb.max(0.001),
+            rss_mb: rss_kib as f64 / 1024.0,
+        });
+    }
+    Ok(rows)
+}

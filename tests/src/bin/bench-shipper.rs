@@ -5,7 +5,7 @@
 //! Usage: bench-shipper --shipper PATH [--sizes 10,100,1000] [--out BENCHMARKS.md]
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -25,7 +25,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// Writes `mb` megabytes of PostgreSQL-like log lines.
-fn write_log(path: &PathBuf, mb: u64) -> anyhow::Result<()> {
+fn write_log(path: &Path, mb: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(path.parent().context("parent")?)?;
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
     let target = mb * 1_000_000;
@@ -77,9 +77,9 @@ async fn main() -> anyhow::Result<()> {
     let result = run(&stack, &shipper, &sizes).await;
     stack.stop().await;
     let rows = result?;
-    let mut report = format!(
+    let mut report = String::from(
         "### rds-log-shipper (release binary, x86_64; the emulator's throttle: 300 burst, 12 requests/s; client limit set to the same budget)\n\n\
-         | file | throttle | time | throughput | throttle's ceiling | API calls per MB | peak RSS |\n|---|---|---|---|---|---|---|\n"
+         | file | throttle | time | throughput | throttle's ceiling | API calls per MB | peak RSS |\n|---|---|---|---|---|---|---|\n",
     );
     for r in &rows {
         report.push_str(&format!(
@@ -118,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(stack: &LocalStack, shipper: &PathBuf, sizes: &[u64]) -> anyhow::Result<Vec<Row>> {
+async fn run(stack: &LocalStack, shipper: &Path, sizes: &[u64]) -> anyhow::Result<Vec<Row>> {
     let rds = stack.enable_rds()?;
     stack.s3().create_bucket().bucket(BUCKET).send().await?;
     let mut cases: Vec<(u64, bool)> = sizes.iter().map(|s| (*s, true)).collect();
@@ -158,7 +158,7 @@ async fn run(stack: &LocalStack, shipper: &PathBuf, sizes: &[u64]) -> anyhow::Re
         stack
             .add_function_binary(
                 &function,
-                shipper.clone(),
+                shipper.to_path_buf(),
                 FunctionOptions {
                     env,
                     timeout: Duration::from_secs(900),

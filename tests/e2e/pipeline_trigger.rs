@@ -292,22 +292,9 @@ async fn a_task_state_invokes_the_rust_handler_and_catches_its_error_type() {
         .send()
         .await
         .unwrap();
-    let mut status = String::new();
-    let mut output = None;
-    for _ in 0..100 {
-        let d = sfn
-            .describe_execution()
-            .execution_arn(&exec.execution_arn)
-            .send()
-            .await
-            .unwrap();
-        status = d.status().as_str().to_owned();
-        output = d.output().map(str::to_owned);
-        if status != "RUNNING" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (status, output) = e2e::seed::wait_for_execution(&world.stack, &exec.execution_arn)
+        .await
+        .unwrap();
     assert_eq!(status, "SUCCEEDED", "output: {output:?}");
     let output: Value = serde_json::from_str(&output.unwrap()).unwrap();
     assert_eq!(output["caught"]["Error"], "NotACodePipelineJob", "{output}");

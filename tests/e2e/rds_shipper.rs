@@ -466,27 +466,10 @@ async fn the_scale_out_state_machine_ships_every_selected_instance() {
         .send()
         .await
         .unwrap();
-    let mut out = None;
-    for _ in 0..300 {
-        let d = sfn
-            .describe_execution()
-            .execution_arn(&exec.execution_arn)
-            .send()
-            .await
-            .unwrap();
-        if d.status().as_str() != "RUNNING" {
-            assert_eq!(
-                d.status().as_str(),
-                "SUCCEEDED",
-                "{:?} {:?}",
-                d.error(),
-                d.cause()
-            );
-            out = d.output().map(str::to_owned);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (status, out) = e2e::seed::wait_for_execution(&w.stack, &exec.execution_arn)
+        .await
+        .unwrap();
+    assert_eq!(status, "SUCCEEDED", "{out:?}");
     let out: Value = serde_json::from_str(&out.expect("the execution ended")).unwrap();
     assert_eq!(
         out["selected"]["instances"],

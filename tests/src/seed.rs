@@ -52,6 +52,30 @@ pub async fn put_object(stack: &LocalStack, bucket: &str, key: &str, body: &[u8]
     Ok(())
 }
 
+/// Waits (up to 30 s) for an execution to end; returns its status and output.
+pub async fn wait_for_execution(
+    stack: &LocalStack,
+    execution_arn: &str,
+) -> anyhow::Result<(String, Option<String>)> {
+    let sfn = stack.sfn();
+    for _ in 0..300 {
+        let d = sfn
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await?;
+        if d.status().as_str() != "RUNNING" {
+            let detail = d
+                .output()
+                .map(str::to_owned)
+                .or_else(|| Some(format!("error {:?}, cause {:?}", d.error(), d.cause())));
+            return Ok((d.status().as_str().to_owned(), detail));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("execution {execution_arn} still running after 30 s")
+}
+
 /// Creates the buckets, the sample's input file and a source artifact.
 pub async fn seed_pipeline_inputs(stack: &LocalStack) -> anyhow::Result<InputArtifact> {
     for bucket in [INPUT_BUCKET, ARTIFACT_BUCKET] {

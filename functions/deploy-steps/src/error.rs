@@ -94,11 +94,7 @@ where
         Some(_) if status.is_some_and(|s| (400..500).contains(&s)) => AwsErrorKind::Rejected,
         _ => AwsErrorKind::Other,
     };
-    let message = match (code.as_deref(), err.message()) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c.to_owned(),
-        _ => lambda_common::error_chain(&err),
-    };
+    let message = lambda_common::sdk_error_summary(&err);
     StepError::Aws {
         operation,
         kind,

@@ -343,17 +343,7 @@ impl Steps {
             .key(key)
             .send()
             .await
-            .map_err(|e| {
-                let message = match (
-                    aws_smithy_types::error::metadata::ProvideErrorMetadata::code(&e),
-                    aws_smithy_types::error::metadata::ProvideErrorMetadata::message(&e),
-                ) {
-                    (Some(c), Some(m)) => format!("{c}: {m}"),
-                    (Some(c), None) => c.to_owned(),
-                    _ => lambda_common::error_chain(&e),
-                };
-                artifact_err(message, Box::new(e))
-            })?;
+            .map_err(|e| artifact_err(lambda_common::sdk_error_summary(&e), Box::new(e)))?;
         let mut file = tempfile_in_tmp().map_err(|e| artifact_err(e.to_string(), Box::new(e)))?;
         let mut body = out.body;
         while let Some(chunk) = body

@@ -173,6 +173,20 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// `Code: message` of an SDK error, the part an operator can act on; the whole chain when the
+/// service sent no code (timeouts, connection failures). Every SDK crate shares this error type.
+pub fn sdk_error_summary<E>(err: &aws_sdk_s3::error::SdkError<E>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => error_chain(err),
+    }
+}
+
 /// Converts a typed error into the diagnostic Lambda reports, with its whole source chain.
 pub fn diagnostic<E: ErrorType + std::error::Error + 'static>(err: &E) -> Diagnostic {
     Diagnostic {

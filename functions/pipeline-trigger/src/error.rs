@@ -96,18 +96,7 @@ pub enum JobError {
     },
 }
 
-/// `Code: message` of an SDK error, the part an operator can act on; the whole chain when the
-/// service sent no code (timeouts, connection failures).
-pub fn sdk_error_summary<E>(err: &aws_sdk_s3::error::SdkError<E>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    match (err.code(), err.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => lambda_common::error_chain(err),
-    }
-}
+use lambda_common::sdk_error_summary;
 
 impl JobError {
     /// The failure message for CodePipeline: what failed, then the service's code and message.

@@ -161,9 +161,9 @@ pub fn plan(checkpoint: &Checkpoint, listing: &[ListedFile], complete_listing: b
     plan
 }
 
-/// Records a chunk before it is uploaded.
-pub fn begin_chunk(cp: &mut Checkpoint, work: &Work, pending: Pending) {
-    let entry = cp.files.entry(work.name.clone()).or_insert_with(|| FileState {
+/// The checkpoint entry of a work item's file, created as the work item starts it.
+fn entry_for<'a>(cp: &'a mut Checkpoint, work: &Work) -> &'a mut FileState {
+    cp.files.entry(work.name.clone()).or_insert_with(|| FileState {
         marker: work.marker.clone(),
         shipped: work.offset,
         size: work.size,
@@ -171,7 +171,12 @@ pub fn begin_chunk(cp: &mut Checkpoint, work: &Work, pending: Pending) {
         generation: work.generation,
         date: work.date.clone(),
         pending: None,
-    });
+    })
+}
+
+/// Records a chunk before it is uploaded.
+pub fn begin_chunk(cp: &mut Checkpoint, work: &Work, pending: Pending) {
+    let entry = entry_for(cp, work);
     if work.restarted && entry.generation != work.generation {
         entry.marker = "0".into();
         entry.shipped = 0;
@@ -205,15 +210,7 @@ pub fn abandon_chunk(cp: &mut Checkpoint, name: &str) {
 
 /// Records a file as seen and complete without a new chunk (e.g. an empty file).
 pub fn touch(cp: &mut Checkpoint, work: &Work) {
-    let entry = cp.files.entry(work.name.clone()).or_insert_with(|| FileState {
-        marker: work.marker.clone(),
-        shipped: work.offset,
-        size: work.size,
-        last_written: work.last_written,
-        generation: work.generation,
-        date: work.date.clone(),
-        pending: None,
-    });
+    let entry = entry_for(cp, work);
     entry.size = work.size;
     entry.last_written = entry.last_written.max(work.last_written);
 }

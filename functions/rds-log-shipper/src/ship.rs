@@ -131,11 +131,7 @@ where
         err.code(),
         Some("Throttling" | "ThrottlingException" | "SlowDown")
     );
-    let message = match (err.code(), err.message()) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c.to_owned(),
-        _ => lambda_common::error_chain(&err),
-    };
+    let message = lambda_common::sdk_error_summary(&err);
     ShipError::Aws {
         operation,
         message,

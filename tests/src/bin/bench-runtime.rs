@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use axum::body::Bytes;
 use e2e::pipeline::{ActionSpec, job_event};
-use e2e::runtime_host::Outcome;
+use e2e::runtime_host::{Outcome, peak_rss_kib};
 use e2e::seed::{create_state_machine, seed_pipeline_inputs, user_parameters};
 use e2e::{FunctionOptions, LocalStack};
 
@@ -62,14 +62,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 async fn invoke(

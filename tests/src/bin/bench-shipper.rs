@@ -11,18 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use axum::body::Bytes;
 use e2e::rds::{DbInstance, Throttle};
-use e2e::runtime_host::Outcome;
+use e2e::runtime_host::{Outcome, peak_rss_kib};
 use e2e::{FunctionOptions, LocalStack};
 
 const BUCKET: &str = "bench-rds-logs";
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
 
 /// Writes `mb` megabytes of PostgreSQL-like log lines.
 fn write_log(path: &Path, mb: u64) -> anyhow::Result<()> {

@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help setup rust-toolchain lint test test-long test-build demo stack bench bench-trigger bench-edge bench-shipper edge edge-test clean
+.PHONY: help setup rust-toolchain lint test test-long test-build demo postgres stack bench bench-trigger bench-edge bench-shipper edge edge-test clean
 
 help:
 	@echo "make demo    run a CodePipeline job through the pipeline trigger on the local AWS stack"
@@ -71,9 +71,14 @@ test-long: test-build
 
 ## Local AWS stack -----------------------------------------------------------------------------
 
-demo: test-build edge
+demo: test-build edge postgres
 	$(BIN)/demo
 	node $(EDGE_DIR)/demo.js $(EDGE_PKG)
+	$(BIN)/demo-rds
+
+# A real PostgreSQL server for the RDS shipper's demo (Debian's package).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql; }
 
 stack: test-build
 	$(BIN)/local-stack

@@ -328,11 +328,13 @@ impl ChunkWriter {
     }
 }
 
-/// How one file's shipping ended.
+/// How one chunk's shipping ended.
 struct FileOutcome {
     bytes: u64,
     objects: usize,
     out_of_time: bool,
+    /// The chunk reached `max_chunk_bytes`: the file continues in a new chunk.
+    chunk_full: bool,
 }
 
 impl Shipper {
@@ -600,15 +602,36 @@ impl Shipper {
                 out_of_time = true;
                 break;
             }
-            let work = self.resolve_pending(&mut cp, &mut etag, work).await?;
-            let outcome = self
-                .ship_file(instance, &mut cp, &mut etag, &work, deadline, s)
-                .await?;
+            let mut work = self.resolve_pending(&mut cp, &mut etag, work).await?;
             s.files += 1;
-            s.bytes += outcome.bytes;
-            s.objects += outcome.objects;
-            if outcome.out_of_time {
-                out_of_time = true;
+            loop {
+                let outcome = self
+                    .ship_file(instance, &mut cp, &mut etag, &work, deadline, s)
+                    .await?;
+                s.bytes += outcome.bytes;
+                s.objects += outcome.objects;
+                if outcome.out_of_time {
+                    out_of_time = true;
+                    break;
+                }
+                if !outcome.chunk_full {
+                    break;
+                }
+                // A file larger than one chunk: the next chunk starts where the last one ended.
+                let Some(entry) = cp.files.get(&work.name) else {
+                    break;
+                };
+                work = Work {
+                    marker: entry.marker.clone(),
+                    offset: entry.shipped,
+                    generation: entry.generation,
+                    date: entry.date.clone(),
+                    pending: None,
+                    restarted: false,
+                    ..work
+                };
+            }
+            if out_of_time {
                 break;
             }
         }
@@ -719,6 +742,7 @@ impl Shipper {
                         bytes: 0,
                         objects: 0,
                         out_of_time: false,
+                        chunk_full: false,
                     });
                 }
                 Err(e) => {
@@ -765,6 +789,7 @@ impl Shipper {
                 }
             }
         }
+        let chunk_full = offset - work.offset >= self.config.max_chunk_bytes;
         if offset == work.offset {
             writer.abort(&self.s3, &self.config.bucket).await;
             checkpoint::touch(cp, work);
@@ -772,6 +797,7 @@ impl Shipper {
                 bytes: 0,
                 objects: 0,
                 out_of_time,
+                chunk_full: false,
             });
         }
         // Write-ahead: the chunk is recorded before it exists, committed once it does.
@@ -793,6 +819,7 @@ impl Shipper {
             bytes: offset - work.offset,
             objects: 1,
             out_of_time,
+            chunk_full,
         })
     }
 }

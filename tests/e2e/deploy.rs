@@ -21,14 +21,7 @@ impl DeployWorld {
         let stack = LocalStack::start().await.expect("local stack");
         seed_pipeline_inputs(&stack).await.expect("seed");
         let deploy = deploy_workflow(&stack, "deploy").await.expect("deploy workflow");
-        stack
-            .add_function(
-                "pipeline-trigger",
-                FunctionOptions {
-                    env: vec![("STATE_MACHINE_ARN".into(), deploy)],
-                    ..FunctionOptions::default()
-                },
-            )
+        e2e::seed::serve_trigger(&stack, &deploy, FunctionOptions::default())
             .await
             .expect("serve the trigger");
         Self { stack }

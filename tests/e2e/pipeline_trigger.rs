@@ -52,14 +52,9 @@ async fn a_successful_execution_completes_the_job_with_output_variables() {
 
     // The execution is real, unique, and got the sample's input plus the revision.
     let sfn = world.stack.sfn();
-    let executions = sfn
-        .list_executions()
-        .state_machine_arn(&world.succeed_arn)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(executions.executions().len(), 1);
-    let exec_arn = &executions.executions()[0].execution_arn;
+    let executions = world.execution_arns(&world.succeed_arn).await;
+    assert_eq!(executions.len(), 1);
+    let exec_arn = &executions[0];
     assert_eq!(outcome.external_execution_id.as_deref(), Some(exec_arn.as_str()));
     let described = sfn
         .describe_execution()
@@ -112,15 +107,8 @@ async fn a_failed_execution_fails_the_job_with_status_error_and_cause() {
         )
     );
     // The default state machine was not touched.
-    let default_runs = world
-        .stack
-        .sfn()
-        .list_executions()
-        .state_machine_arn(&world.succeed_arn)
-        .send()
-        .await
-        .unwrap();
-    assert!(default_runs.executions().is_empty());
+    let default_runs = world.execution_arns(&world.succeed_arn).await;
+    assert!(default_runs.is_empty());
 
     world.assert_no_credentials(&spec.credentials);
     world.stop().await;
@@ -146,16 +134,9 @@ async fn a_repeated_first_invocation_starts_only_one_execution() {
         second.function_error, None,
         "an answered job is not an error: {second:?}"
     );
-    let executions = world
-        .stack
-        .sfn()
-        .list_executions()
-        .state_machine_arn(&world.succeed_arn)
-        .send()
-        .await
-        .unwrap();
+    let executions = world.execution_arns(&world.succeed_arn).await;
     assert_eq!(
-        executions.executions().len(),
+        executions.len(),
         1,
         "a retried invocation started another execution"
     );
@@ -185,15 +166,8 @@ async fn a_repeated_first_invocation_starts_only_one_execution() {
         .await
         .unwrap();
     assert_eq!(third.function_error, None);
-    let executions = world
-        .stack
-        .sfn()
-        .list_executions()
-        .state_machine_arn(&world.succeed_arn)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(executions.executions().len(), 1);
+    let executions = world.execution_arns(&world.succeed_arn).await;
+    assert_eq!(executions.len(), 1);
 
     world.assert_no_credentials(&spec.credentials);
     world.stop().await;
@@ -313,20 +287,17 @@ async fn logs_are_json_lines_when_lambda_asks_for_json() {
     let stack = e2e::LocalStack::start().await.expect("local stack");
     let artifact = e2e::seed::seed_pipeline_inputs(&stack).await.unwrap();
     let sm = support::create_state_machine(&stack, "wait-then-succeed", "wait-then-succeed.asl.json").await;
-    stack
-        .add_function(
-            "pipeline-trigger",
-            e2e::FunctionOptions {
-                env: vec![
-                    ("STATE_MACHINE_ARN".into(), sm),
-                    ("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()),
-                ],
-                rust_log: "debug".into(),
-                ..e2e::FunctionOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    e2e::seed::serve_trigger(
+        &stack,
+        &sm,
+        e2e::FunctionOptions {
+            env: vec![("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into())],
+            rust_log: "debug".into(),
+            ..e2e::FunctionOptions::default()
+        },
+    )
+    .await
+    .unwrap();
     let spec =
         e2e::pipeline::ActionSpec::new("pipeline-trigger", Some(SAMPLE_PARAMETERS.into()), Some(artifact));
     let outcome = run_action(&stack, &spec).await.unwrap();

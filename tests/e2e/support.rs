@@ -41,25 +41,37 @@ impl World {
         let succeed_arn =
             create_state_machine(&stack, "wait-then-succeed", "wait-then-succeed.asl.json").await;
         let fail_arn = create_state_machine(&stack, "wait-then-fail", "wait-then-fail.asl.json").await;
-        stack
-            .add_function(
-                "pipeline-trigger",
-                FunctionOptions {
-                    env: vec![("STATE_MACHINE_ARN".into(), succeed_arn.clone())],
-                    // The most verbose level an operator could set: credentials must still not appear.
-                    rust_log: "trace".into(),
-                    timeout: Duration::from_secs(20),
-                    ..FunctionOptions::default()
-                },
-            )
-            .await
-            .expect("serve pipeline-trigger");
+        seed::serve_trigger(
+            &stack,
+            &succeed_arn,
+            FunctionOptions {
+                // The most verbose level an operator could set: credentials must still not appear.
+                rust_log: "trace".into(),
+                timeout: Duration::from_secs(20),
+                ..FunctionOptions::default()
+            },
+        )
+        .await
+        .expect("serve pipeline-trigger");
         World {
             stack,
             artifact,
             succeed_arn,
             fail_arn,
         }
+    }
+
+    /// The executions of a state machine.
+    pub async fn execution_arns(&self, state_machine_arn: &str) -> Vec<String> {
+        let out = self
+            .stack
+            .sfn()
+            .list_executions()
+            .state_machine_arn(state_machine_arn)
+            .send()
+            .await
+            .expect("ListExecutions");
+        out.executions().iter().map(|e| e.execution_arn.clone()).collect()
     }
 
     pub fn action(&self, user_parameters: Option<&str>) -> ActionSpec {

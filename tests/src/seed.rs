@@ -133,6 +133,19 @@ pub fn deploy_definition() -> anyhow::Result<String> {
     Ok(def)
 }
 
+/// Serves the pipeline trigger with `state_machine_arn` as its default state machine.
+pub async fn serve_trigger(
+    stack: &LocalStack,
+    state_machine_arn: &str,
+    options: FunctionOptions,
+) -> anyhow::Result<()> {
+    let mut options = options;
+    options
+        .env
+        .push(("STATE_MACHINE_ARN".into(), state_machine_arn.to_owned()));
+    stack.add_function("pipeline-trigger", options).await
+}
+
 /// Serves the deploy steps (short, bounded polling for local runs), creates the template
 /// staging bucket and the deploy state machine; returns its ARN.
 pub async fn deploy_workflow(stack: &LocalStack, name: &str) -> anyhow::Result<String> {

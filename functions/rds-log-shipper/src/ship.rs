@@ -184,6 +184,11 @@ pub struct Shipper {
     epoch: Instant,
 }
 
+/// True when the Lambda deadline is less than `margin` away.
+fn near(deadline: Option<Instant>, margin: Duration) -> bool {
+    deadline.is_some_and(|d| Instant::now() + margin >= d)
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -549,7 +554,7 @@ impl Shipper {
         };
         let mut summary = Summary::default();
         for instance in instances {
-            if deadline.is_some_and(|d| Instant::now() + self.config.reserve >= d) {
+            if near(deadline, self.config.reserve) {
                 summary.stopped_at_deadline = true;
                 summary.instances.push(InstanceSummary {
                     instance,
@@ -598,7 +603,7 @@ impl Shipper {
         let plan = checkpoint::plan(&cp, &listing, complete_listing, &today);
         let mut out_of_time = false;
         for work in plan.work {
-            if deadline.is_some_and(|d| Instant::now() + self.config.reserve >= d) {
+            if near(deadline, self.config.reserve) {
                 out_of_time = true;
                 break;
             }
@@ -696,7 +701,7 @@ impl Shipper {
         let mut empties = 0;
         let mut out_of_time = false;
         loop {
-            if deadline.is_some_and(|d| Instant::now() + self.config.reserve / 2 >= d) {
+            if near(deadline, self.config.reserve / 2) {
                 out_of_time = true;
                 break;
             }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use e2e::pipeline::{ActionOutcome, ActionSpec, ActionStatus, InputArtifact, run_action};
 use e2e::seed::{
     ARTIFACT_BUCKET, create_state_machine, deploy_workflow, fixture_definition, fixture_template, put_object,
-    seed_pipeline_inputs, user_parameters, zip_files,
+    seed_pipeline_inputs, serve_trigger, user_parameters, zip_files,
 };
 use e2e::{FunctionOptions, LocalStack};
 
@@ -89,15 +89,7 @@ async fn demo(stack: &LocalStack) -> anyhow::Result<bool> {
         fixture_definition("wait-then-fail.asl.json")?,
     )
     .await?;
-    stack
-        .add_function(
-            "pipeline-trigger",
-            FunctionOptions {
-                env: vec![("STATE_MACHINE_ARN".into(), succeed.clone())],
-                ..FunctionOptions::default()
-            },
-        )
-        .await?;
+    serve_trigger(stack, &succeed, FunctionOptions::default()).await?;
 
     let params = user_parameters(None);
     let spec = ActionSpec::new("pipeline-trigger", Some(params.clone()), Some(artifact.clone()));
@@ -156,15 +148,7 @@ async fn deploy_demo(stack: &LocalStack) -> anyhow::Result<bool> {
     println!("\n##### The deploy workflow (statemachines/deploy.asl.json) #####");
     let deploy = deploy_workflow(stack, "deploy").await?;
     stack.remove_function("pipeline-trigger").await;
-    stack
-        .add_function(
-            "pipeline-trigger",
-            FunctionOptions {
-                env: vec![("STATE_MACHINE_ARN".into(), deploy)],
-                ..FunctionOptions::default()
-            },
-        )
-        .await?;
+    serve_trigger(stack, &deploy, FunctionOptions::default()).await?;
     let cfn = aws_sdk_cloudformation::Client::new(&stack.sdk);
     let runs = [
         ("Commit 1: a new stack (create path)", "v1.yaml", "Succeeded"),

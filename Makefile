@@ -133,7 +133,7 @@ edge-test: edge
 # peak RSS shipping 10 MB, 100 MB and 1 GB files, with the release binary.
 bench-shipper: test-build
 	cargo build --release --locked -p rds-log-shipper --bin rds-log-shipper
-	$(BIN)/bench-shipper --shipper $(TARGET_DIR)/release/rds-log-shipper --sizes 10,100,1000 --out BENCHMARKS.md
+	$(BIN)/bench-shipper --shipper $(TARGET_DIR)/release/rds-log-shipper --sizes 10,100,1000,2000 --out BENCHMARKS.md
 
 # Per-event time next to a JavaScript regex handler, cold init, package size.
 bench-edge: edge

@@ -89,6 +89,9 @@ impl World {
                 ("RDS_REQUESTS_PER_SECOND", "12"),
                 ("RDS_BURST", "50"),
                 ("PART_SIZE_MB", "5"),
+                // 1 MiB chunks: files of the scenario span several chunks, so chunk after chunk
+                // of one file in one run, and runs cut between chunks, are covered.
+                ("MAX_CHUNK_MB", "1"),
                 ("FULL_LISTING_MINUTES", "0"),
                 ("DEADLINE_RESERVE_SECONDS", "1"),
             ]
@@ -244,6 +247,39 @@ impl World {
 
     /// Every generation of a file, decompressed and concatenated in key order.
     async fn shipped(&self, instance: &str, file: &str) -> BTreeMap<String, Vec<u8>> {
+        let mut by_generation: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for (key, data) in self.chunks(instance, file).await {
+            let generation = key.rsplit('/').next().unwrap()[..5].to_owned();
+            by_generation.entry(generation).or_default().extend(data);
+        }
+        by_generation
+    }
+
+    /// Each chunk object of a file, decompressed, in key order.
+    async fn chunks(&self, instance: &str, file: &str) -> Vec<(String, Vec<u8>)> {
+        let mut chunks = Vec::new();
+        for key in self.chunk_keys(instance, file).await {
+            let body = self
+                .stack
+                .s3()
+                .get_object()
+                .bucket(BUCKET)
+                .key(&key)
+                .send()
+                .await
+                .unwrap();
+            let gz = body.body.collect().await.unwrap().into_bytes();
+            let mut data = Vec::new();
+            flate2::read::MultiGzDecoder::new(&gz[..])
+                .read_to_end(&mut data)
+                .unwrap();
+            chunks.push((key, data));
+        }
+        chunks
+    }
+
+    /// The keys of a file's chunk objects, in order.
+    async fn chunk_keys(&self, instance: &str, file: &str) -> Vec<String> {
         let prefix = keys::file_prefix(PREFIX, instance, file, &self.date);
         let mut keys_found = Vec::new();
         let mut token = None;
@@ -265,26 +301,7 @@ impl World {
             }
         }
         keys_found.sort();
-        let mut by_generation: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        for key in keys_found {
-            let generation = key.rsplit('/').next().unwrap()[..5].to_owned();
-            let body = self
-                .stack
-                .s3()
-                .get_object()
-                .bucket(BUCKET)
-                .key(&key)
-                .send()
-                .await
-                .unwrap();
-            let gz = body.body.collect().await.unwrap().into_bytes();
-            let mut data = Vec::new();
-            flate2::read::MultiGzDecoder::new(&gz[..])
-                .read_to_end(&mut data)
-                .unwrap();
-            by_generation.entry(generation).or_default().extend(data);
-        }
-        by_generation
+        keys_found
     }
 
     fn files(&self, instance: &str) -> Vec<String> {
@@ -312,10 +329,14 @@ impl World {
         for _ in 0..3 {
             self.invoke("rds-log-shipper").await;
         }
-        let mut checked = 0;
+        let (mut checked, mut largest_file, mut largest_chunk) = (0, 0, 0);
         for instance in ["pg-main", "aurora-1"] {
             for file in self.files(instance) {
+                for (_, data) in self.chunks(instance, &file).await {
+                    largest_chunk = largest_chunk.max(data.len());
+                }
                 let expected = std::fs::read(self.path(instance, &file)).unwrap();
+                largest_file = largest_file.max(expected.len());
                 let shipped = self.shipped(instance, &file).await;
                 let latest = shipped.values().last().cloned().unwrap_or_default();
                 assert_eq!(latest.len(), expected.len(), "{instance}/{file}: byte count");
@@ -335,6 +356,11 @@ impl World {
             checked += 1;
         }
         assert!(checked >= 3, "{checked}");
+        // With 1 MiB chunks, a chunk ends within one portion (at most 1 MB) past 1 MiB.
+        assert!(
+            largest_file > 3 << 20 && largest_chunk < 2 << 20,
+            "files up to {largest_file} bytes, chunks up to {largest_chunk}: the chunk limit was not exercised"
+        );
     }
 }
 
@@ -490,5 +516,79 @@ async fn the_scale_out_state_machine_ships_every_selected_instance() {
         let shipped = w.shipped(instance, file).await;
         assert!(shipped.values().last().unwrap() == &expected, "{instance}/{file}");
     }
+    w.stack.stop().await;
+}
+
+/// A file whose compressed chunk spans several multipart parts, then continues in a second chunk:
+/// the part buffer is reused from part to part and from chunk to chunk without mixing bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_file_is_shipped_through_multipart_parts_and_chunks() {
+    let w = World::start().await;
+    w.stack
+        .add_function_binary(
+            "rds-log-shipper-large",
+            binary_dir().join("rds-log-shipper"),
+            FunctionOptions {
+                env: [
+                    ("LOG_BUCKET", BUCKET),
+                    ("LOG_PREFIX", PREFIX),
+                    ("INSTANCES", "pg-main"),
+                    ("RDS_BURST", "300"),
+                    ("PART_SIZE_MB", "5"),
+                    ("MAX_CHUNK_MB", "24"),
+                ]
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+                timeout: Duration::from_secs(120),
+                max_instances: 1,
+                ..FunctionOptions::default()
+            },
+        )
+        .await
+        .expect("large shipper");
+    // Random letters compress to about 60%: the 24 MiB chunk needs at least three 5 MiB parts.
+    let file = "error/postgresql.log.2026-11-22-05";
+    let mut rng = Rng(99);
+    while std::fs::metadata(w.path("pg-main", file)).map_or(0, |m| m.len()) < 28_000_000 {
+        w.append("pg-main", file, &log_lines(&mut rng, 5_000, 400));
+    }
+    let summary = w.invoke("rds-log-shipper-large").await;
+    let instance = &summary["instances"][0];
+    assert_eq!(instance["complete"], true, "{summary}");
+    assert_eq!(instance["objects"], 2, "{summary}");
+    let prefix = keys::file_prefix(PREFIX, "pg-main", file, &w.date);
+    let listed = w
+        .stack
+        .s3()
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .prefix(&prefix)
+        .send()
+        .await
+        .unwrap();
+    let etags: Vec<String> = listed
+        .contents()
+        .iter()
+        .map(|o| o.e_tag().unwrap_or_default().trim_matches('"').to_owned())
+        .collect();
+    assert_eq!(etags.len(), 2, "{etags:?}");
+    let parts: u32 = etags[0]
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(1);
+    assert!(
+        parts >= 3,
+        "the first chunk is a multipart upload of 3 parts or more: {etags:?}"
+    );
+    assert!(
+        !etags[1].contains('-'),
+        "the second chunk is a single PUT: {etags:?}"
+    );
+    let expected = std::fs::read(w.path("pg-main", file)).unwrap();
+    let shipped = w.shipped("pg-main", file).await;
+    let got = shipped.values().last().unwrap();
+    assert_eq!(got.len(), expected.len());
+    assert!(got == &expected, "content differs");
     w.stack.stop().await;
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use bytes::{BufMut, Bytes, BytesMut};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
@@ -182,6 +183,8 @@ pub struct Shipper {
     pub config: Config,
     limiter: tokio::sync::Mutex<TokenBucket>,
     epoch: Instant,
+    /// The one compressed-part buffer (see `ChunkWriter`); files are shipped one at a time.
+    part_buffer: tokio::sync::Mutex<BytesMut>,
 }
 
 /// True when the Lambda deadline is less than `margin` away.
@@ -195,32 +198,54 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Input is fed to the compressor in slices this large and the part is cut as soon as the part
+/// size is reached, so what one slice adds (about the slice at worst, plus what the compressor
+/// held back) stays within the part buffer's slack and the buffer does not reallocate.
+const FEED: usize = 64 * 1024;
+const PART_SLACK: usize = 2 * FEED;
+
 /// One chunk on its way to S3: gzip-compressed as it is read, uploaded in parts once the
-/// compressed data reaches the part size, so memory stays bounded whatever the file size.
-struct ChunkWriter {
+/// compressed data reaches the part size. The compressed bytes go into one part buffer that
+/// lives as long as the `Shipper` and is reused for every part of every chunk, so memory is
+/// bounded by the part size whatever the file size (and the allocator sees no churn of
+/// multi-megabyte blocks that it might not give back).
+struct ChunkWriter<'b> {
     key: String,
-    encoder: GzEncoder<Vec<u8>>,
+    encoder: GzEncoder<bytes::buf::Writer<&'b mut BytesMut>>,
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
     part_size: usize,
 }
 
-impl ChunkWriter {
-    fn new(key: String, part_size: usize) -> Self {
+impl<'b> ChunkWriter<'b> {
+    fn new(key: String, part_size: usize, buffer: &'b mut BytesMut) -> Self {
+        buffer.clear();
+        buffer.reserve(part_size + PART_SLACK);
         Self {
             key,
-            encoder: GzEncoder::new(Vec::with_capacity(part_size.min(1 << 20)), Compression::default()),
+            encoder: GzEncoder::new(buffer.writer(), Compression::default()),
             upload_id: None,
             parts: Vec::new(),
             part_size,
         }
     }
 
+    fn buffer(&mut self) -> &mut BytesMut {
+        self.encoder.get_mut().get_mut()
+    }
+
     async fn write(&mut self, s3: &aws_sdk_s3::Client, bucket: &str, data: &[u8]) -> Result<(), ShipError> {
-        self.encoder.write_all(data)?;
-        if self.encoder.get_ref().len() >= self.part_size {
-            let body = std::mem::take(self.encoder.get_mut());
-            self.upload_part(s3, bucket, body).await?;
+        for slice in data.chunks(FEED) {
+            self.encoder.write_all(slice)?;
+            if self.encoder.get_ref().get_ref().len() >= self.part_size {
+                // The part is split off the buffer without copying; once S3 has it and the SDK
+                // has dropped it, `reserve` takes the same allocation back (it allocates anew only
+                // if something still holds the part).
+                let body = self.buffer().split().freeze();
+                self.upload_part(s3, bucket, body).await?;
+                let capacity = self.part_size + PART_SLACK;
+                self.buffer().reserve(capacity);
+            }
         }
         Ok(())
     }
@@ -229,7 +254,7 @@ impl ChunkWriter {
         &mut self,
         s3: &aws_sdk_s3::Client,
         bucket: &str,
-        body: Vec<u8>,
+        body: Bytes,
     ) -> Result<(), ShipError> {
         let upload_id = match &self.upload_id {
             Some(id) => id.clone(),
@@ -270,7 +295,7 @@ impl ChunkWriter {
     /// Creates the object, only if it does not exist yet (`If-None-Match: *`).
     async fn finish(mut self, s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), ShipError> {
         self.encoder.try_finish()?;
-        let rest = std::mem::take(self.encoder.get_mut());
+        let rest = self.buffer().split().freeze();
         let Some(upload_id) = self.upload_id.clone() else {
             return match s3
                 .put_object()
@@ -351,6 +376,7 @@ impl Shipper {
             config,
             limiter: tokio::sync::Mutex::new(limiter),
             epoch: Instant::now(),
+            part_buffer: tokio::sync::Mutex::new(BytesMut::new()),
         }
     }
 
@@ -694,7 +720,8 @@ impl Shipper {
             &work.date,
             work.offset,
         );
-        let mut writer = ChunkWriter::new(key.clone(), self.config.part_size);
+        let mut buffer = self.part_buffer.lock().await;
+        let mut writer = ChunkWriter::new(key.clone(), self.config.part_size, &mut buffer);
         let mut marker = work.marker.clone();
         let mut offset = work.offset;
         let mut lines = MAX_LINES;

@@ -1,8 +1,8 @@
 //! `make bench` (RDS log shipper): throughput against the RDS emulator with and without its
-//! throttle (next to the throttle's ceiling), API calls per MB, and peak RSS when shipping 10 MB,
-//! 100 MB and 1 GB files. Records the table in BENCHMARKS.md.
+//! throttle (next to the throttle's ceiling), API calls per MB, and peak RSS when shipping files
+//! from 10 MB to 2 GB, and with part sizes of 5, 8 and 16 MiB. Records the table in BENCHMARKS.md.
 //!
-//! Usage: bench-shipper --shipper PATH [--sizes 10,100,1000] [--out BENCHMARKS.md]
+//! Usage: bench-shipper --shipper PATH [--sizes 10,100,1000,2000] [--out BENCHMARKS.md]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,17 +44,20 @@ fn write_log(path: &Path, mb: u64) -> anyhow::Result<()> {
 struct Row {
     size_mb: u64,
     throttle: bool,
+    part_mb: String,
     seconds: f64,
     mbps: f64,
     ceiling_mbps: Option<f64>,
     calls_per_mb: f64,
+    objects: usize,
+    compressed_mb: f64,
     rss_mb: f64,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (mut shipper, mut sizes, mut out) = (None, vec![10u64, 100, 1000], None);
+    let (mut shipper, mut sizes, mut out) = (None, vec![10u64, 100, 1000, 2000], None);
     while let Some(flag) = args.next() {
         let v = args.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
@@ -71,13 +74,14 @@ async fn main() -> anyhow::Result<()> {
     let rows = result?;
     let mut report = String::from(
         "### rds-log-shipper (release binary, x86_64; the emulator's throttle: 300 burst, 12 requests/s; client limit set to the same budget)\n\n\
-         | file | throttle | time | throughput | throttle's ceiling | API calls per MB | peak RSS |\n|---|---|---|---|---|---|---|\n",
+         | file | throttle | part size | time | throughput | throttle's ceiling | API calls per MB | gzip objects | peak RSS |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in &rows {
         report.push_str(&format!(
-            "| {} MB | {} | {:.1} s | {:.1} MB/s | {} | {:.2} | {:.1} MB |\n",
+            "| {} MB | {} | {} MiB | {:.1} s | {:.1} MB/s | {} | {:.2} | {} ({:.1} MB) | {:.1} MB |\n",
             r.size_mb,
             if r.throttle { "on" } else { "off" },
+            r.part_mb,
             r.seconds,
             r.mbps,
             r.ceiling_mbps.map_or("not reached (burst)".into(), |c| format!(
@@ -85,14 +89,21 @@ async fn main() -> anyhow::Result<()> {
                 100.0 * r.mbps / c
             )),
             r.calls_per_mb,
+            r.objects,
+            r.compressed_mb,
             r.rss_mb
         ));
     }
     report.push_str(
         "\nTargets: with the throttle on, at least 90% of its ceiling; peak RSS at most 64 MB at every size. \
-         The ceiling is the file's size over the least time the token bucket allows ((requests - 300) / 12 s); \
+         The ceiling is the file's size over the least time the token bucket allows ((accepted requests - 300) / 12 s); \
          files that fit in the burst are not limited by it. Each run ships one file of one instance into moto's S3 \
-         through the local gateway; RSS is the shipper process's VmHWM.\n",
+         through the local gateway; RSS is the shipper process's VmHWM.\n\n\
+         Memory: a chunk's compressed bytes go into one part buffer of the part size, reused for every part \
+         of every chunk (S3 needs each part's length before the part is sent, and parts of at least 5 MiB), \
+         so peak RSS is the process's baseline plus the smaller of the compressed chunk and the part size. \
+         It follows the part size, not the file size; a file that compresses to less than one part never \
+         fills the buffer, which is why the smallest file shows less.\n",
     );
     println!("{report}");
     if let Some(out) = out {
@@ -113,19 +124,28 @@ async fn main() -> anyhow::Result<()> {
 async fn run(stack: &LocalStack, shipper: &Path, sizes: &[u64]) -> anyhow::Result<Vec<Row>> {
     let rds = stack.enable_rds()?;
     stack.s3().create_bucket().bucket(BUCKET).send().await?;
-    let mut cases: Vec<(u64, bool)> = sizes.iter().map(|s| (*s, true)).collect();
-    if let Some(mid) = sizes
-        .iter()
-        .copied()
-        .find(|s| *s >= 100)
-        .or(sizes.first().copied())
-    {
-        cases.push((mid, false));
+    // (file MB, emulator throttle on, part size MiB): every size with the default 8 MiB parts
+    // and the throttle on; the first size of at least 100 MB without the throttle; and the
+    // first size of at least 1 GB with 5 MiB (S3's minimum) and 16 MiB parts, to show what
+    // memory follows.
+    let mut cases: Vec<(u64, bool, u64)> = sizes.iter().map(|s| (*s, true, 8)).collect();
+    let at_least = |mb: u64| {
+        sizes
+            .iter()
+            .copied()
+            .find(|s| *s >= mb)
+            .or(sizes.iter().copied().max())
+    };
+    if let Some(mid) = at_least(100) {
+        cases.push((mid, false, 8));
+    }
+    if let Some(large) = at_least(1000) {
+        cases.extend([(large, true, 5), (large, true, 16)]);
     }
     let mut rows = Vec::new();
-    for (size_mb, throttle) in cases {
+    for (size_mb, throttle, part_mb) in cases {
         let id = format!(
-            "bench-{size_mb}mb-{}",
+            "bench-{size_mb}mb-{}-{part_mb}mib",
             if throttle { "throttled" } else { "free" }
         );
         let dir = rds.add_instance(DbInstance {
@@ -137,12 +157,14 @@ async fn run(stack: &LocalStack, shipper: &Path, sizes: &[u64]) -> anyhow::Resul
         write_log(&dir.join("error/postgresql.log.2026-11-22-00"), size_mb)?;
         rds.set_throttle(throttle.then(Throttle::default));
         let function = format!("shipper-{id}");
+        let part_mb = part_mb.to_string();
         let env = [
             ("LOG_BUCKET", BUCKET),
             ("INSTANCES", id.as_str()),
             ("RDS_REQUESTS_PER_SECOND", "12"),
             ("RDS_BURST", "300"),
             ("FULL_LISTING_MINUTES", "0"),
+            ("PART_SIZE_MB", part_mb.as_str()),
         ]
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -159,7 +181,8 @@ async fn run(stack: &LocalStack, shipper: &Path, sizes: &[u64]) -> anyhow::Resul
                 },
             )
             .await?;
-        let before: u64 = rds.calls().0.values().sum();
+        let (calls_before, throttled_before) = rds.calls();
+        let before: u64 = calls_before.values().sum();
         let f = stack.function(&function).context("function")?;
         let started = Instant::now();
         let outcome = f
@@ -177,28 +200,60 @@ async fn run(stack: &LocalStack, shipper: &Path, sizes: &[u64]) -> anyhow::Resul
             summary["instances"][0]["complete"] == true,
             "not complete: {summary}"
         );
-        let calls = rds.calls().0.values().sum::<u64>() - before;
+        let (calls_after, throttled_after) = rds.calls();
+        let calls = calls_after.values().sum::<u64>() - before;
+        let throttled = throttled_after - throttled_before;
+        let (objects, compressed) = stored(stack, &id).await?;
         let rss_kib = f.pids().first().and_then(|p| peak_rss_kib(*p)).unwrap_or(0);
         stack.remove_function(&function).await;
         let mb = bytes as f64 / 1_000_000.0;
-        let ceiling = if throttle && calls > 300 {
-            Some(mb / ((calls - 300) as f64 / 12.0))
+        // Only accepted requests take a token; answers of `Throttling` do not.
+        let accepted = calls - throttled;
+        let ceiling = if throttle && accepted > 300 {
+            Some(mb / ((accepted - 300) as f64 / 12.0))
         } else {
             None
         };
         eprintln!(
-            "{id}: {mb:.1} MB in {seconds:.1} s, {calls} calls, peak RSS {} KiB",
+            "{id}: {mb:.1} MB in {seconds:.1} s, {calls} calls ({throttled} throttled), {objects} objects of {:.1} MB, peak RSS {} KiB",
+            compressed as f64 / 1_000_000.0,
             rss_kib
         );
         rows.push(Row {
             size_mb,
             throttle,
+            part_mb,
             seconds,
             mbps: mb / seconds,
             ceiling_mbps: ceiling,
             calls_per_mb: calls as f64 / mb.max(0.001),
+            objects,
+            compressed_mb: compressed as f64 / 1_000_000.0,
             rss_mb: rss_kib as f64 / 1024.0,
         });
     }
     Ok(rows)
+}
+
+/// The instance's gzip objects in S3: how many, and their total size.
+async fn stored(stack: &LocalStack, instance: &str) -> anyhow::Result<(usize, u64)> {
+    let (mut objects, mut bytes, mut token) = (0, 0u64, None);
+    loop {
+        let page = stack
+            .s3()
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .prefix(format!("rds-logs/instance={instance}/"))
+            .set_continuation_token(token)
+            .send()
+            .await?;
+        for o in page.contents() {
+            objects += 1;
+            bytes += u64::try_from(o.size().unwrap_or(0)).unwrap_or(0);
+        }
+        token = page.next_continuation_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok((objects, bytes));
+        }
+    }
 }

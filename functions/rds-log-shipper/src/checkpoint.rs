@@ -29,6 +29,40 @@ pub struct Pending {
     pub end: u64,
     /// The RDS marker after the chunk's last byte, exactly as RDS returned it.
     pub end_marker: String,
+    /// The deadline (epoch ms) of the run that recorded it, plus a margin for clock skew: until
+    /// then that run may still be uploading the chunk, and a missing object is no proof that the
+    /// upload failed. 0 in checkpoints written before this field.
+    #[serde(default)]
+    pub until: i64,
+}
+
+/// Whether a pending chunk without an object may be forgotten: only once the run that recorded
+/// it cannot still be running (an overlapping run must not re-read and re-key its data).
+pub fn pending_expired(p: &Pending, now_ms: i64) -> bool {
+    now_ms >= p.until
+}
+
+/// Bytes of a file's beginning kept in its checkpoint entry, to recognise the file later.
+pub const HEAD_BYTES: usize = 1024;
+
+/// The beginning of a file as kept in its checkpoint entry: up to `HEAD_BYTES`, cut at a
+/// character boundary.
+pub fn head_of(data: &str) -> String {
+    let mut end = data.len().min(HEAD_BYTES);
+    while !data.is_char_boundary(end) {
+        end -= 1;
+    }
+    data[..end].to_owned()
+}
+
+/// Whether a file that starts with `beginning` (read from marker "0") is still the file whose
+/// beginning was recorded as `head`: one must be a prefix of the other. A file that was replaced
+/// under the same name (MySQL's `.log.N` reused the next day, SQL Server's `ERROR.N` shifted, an
+/// instance recreated under the same identifier) starts differently and must be read again from
+/// the beginning, whatever its size.
+pub fn same_file(head: &str, beginning: &str) -> bool {
+    let n = head.len().min(beginning.len());
+    head.as_bytes()[..n] == beginning.as_bytes()[..n]
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,10 +77,19 @@ pub struct FileState {
     pub last_written: i64,
     /// Incremented when the file starts over under the same name (rotated in place).
     pub generation: u32,
-    /// The UTC date (YYYY-MM-DD) the file was first seen: its key's date partition.
+    /// The UTC date (YYYY-MM-DD) this generation of the file was first seen. (A chunk's key has
+    /// the date it is written.)
     pub date: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
+    /// The file's first bytes (see `head_of`); absent in checkpoints written before this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// RDS truncated a line over 1 MB in this generation: `shipped` counts fewer bytes than the
+    /// file holds, so the end of the file is known from RDS (`AdditionalDataPending` false) and
+    /// changes from the listed size, not from `shipped`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lossy: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +170,15 @@ pub fn plan(checkpoint: &Checkpoint, listing: &[ListedFile], complete_listing: b
                 pending: st.pending.clone(),
                 restarted: true,
             }),
-            Some(st) if st.pending.is_some() || f.size > st.shipped || f.last_written > st.last_written => {
+            Some(st)
+                if st.pending.is_some()
+                    || f.last_written > st.last_written
+                    || if st.lossy {
+                        f.size != st.size
+                    } else {
+                        f.size > st.shipped
+                    } =>
+            {
                 Some(Work {
                     name: f.name.clone(),
                     marker: st.marker.clone(),
@@ -171,6 +222,8 @@ fn entry_for<'a>(cp: &'a mut Checkpoint, work: &Work) -> &'a mut FileState {
         generation: work.generation,
         date: work.date.clone(),
         pending: None,
+        head: None,
+        lossy: false,
     })
 }
 
@@ -182,8 +235,34 @@ pub fn begin_chunk(cp: &mut Checkpoint, work: &Work, pending: Pending) {
         entry.shipped = 0;
         entry.generation = work.generation;
         entry.date = work.date.clone();
+        entry.head = None;
+        entry.lossy = false;
     }
     entry.pending = Some(pending);
+}
+
+/// Records what a chunk learnt about its file: its first bytes (a chunk from offset 0), and
+/// whether RDS truncated a line in it.
+pub fn note_file(cp: &mut Checkpoint, name: &str, head: Option<String>, lossy: bool) {
+    if let Some(entry) = cp.files.get_mut(name) {
+        if head.is_some() {
+            entry.head = head;
+        }
+        entry.lossy |= lossy;
+    }
+}
+
+/// The work item that reads a file again from its beginning, as a new generation (the file was
+/// replaced under its name). A pending chunk of the old generation is resolved first.
+pub fn restart(work: Work, generation: u32, today: &str) -> Work {
+    Work {
+        marker: "0".into(),
+        offset: 0,
+        generation,
+        date: today.to_owned(),
+        restarted: true,
+        ..work
+    }
 }
 
 /// Commits the pending chunk of `name`: it is durably in S3.
@@ -208,11 +287,14 @@ pub fn abandon_chunk(cp: &mut Checkpoint, name: &str) {
     }
 }
 
-/// Records a file as seen and complete without a new chunk (e.g. an empty file).
-pub fn touch(cp: &mut Checkpoint, work: &Work) {
+/// Records a file as seen and complete without a new chunk (e.g. an empty file); says whether
+/// the checkpoint changed.
+pub fn touch(cp: &mut Checkpoint, work: &Work) -> bool {
+    let before = cp.files.get(&work.name).map(|e| (e.size, e.last_written));
     let entry = entry_for(cp, work);
     entry.size = work.size;
     entry.last_written = entry.last_written.max(work.last_written);
+    before != Some((entry.size, entry.last_written))
 }
 
 pub fn drop_files(cp: &mut Checkpoint, names: &[String]) {
@@ -242,6 +324,8 @@ mod tests {
             generation: 0,
             date: "2026-11-21".into(),
             pending: None,
+            head: None,
+            lossy: false,
         }
     }
 
@@ -318,6 +402,7 @@ mod tests {
             start: 10,
             end: 20,
             end_marker: "1:20".into(),
+            until: 0,
         });
         cp.files.insert("a.log".into(), st);
         let p = plan(&cp, &[listed("a.log", 20, 1_000)], false, "d");
@@ -337,6 +422,7 @@ mod tests {
                 start: 0,
                 end: 30,
                 end_marker: "5:30".into(),
+                until: 0,
             },
         );
         assert_eq!(cp.files["a.log"].shipped, 0, "nothing counts before the commit");
@@ -372,6 +458,7 @@ mod tests {
                 start: 0,
                 end: 50,
                 end_marker: "1:50".into(),
+                until: 0,
             },
         );
         let e = &cp.files["a.log"];
@@ -381,5 +468,61 @@ mod tests {
         );
         commit_chunk(&mut cp, "a.log", 50, 2_000);
         assert_eq!(cp.files["a.log"].shipped, 50);
+    }
+
+    #[test]
+    fn a_file_is_recognised_by_its_beginning() {
+        let head =
+            head_of("2026-11-22 00:00:01 UTC [1] LOG:  started\n2026-11-22 00:00:02 UTC [1] LOG:  x\n");
+        assert!(same_file(&head, &format!("{head}more lines\n")));
+        assert!(same_file(&head, "2026-11-22 00:00:01 UTC [1] LOG:  sta"));
+        assert!(!same_file(&head, "2026-11-23 00:00:01 UTC [1] LOG:  started\n"));
+        // Nothing to compare: no evidence of a replacement.
+        assert!(same_file(&head, ""));
+        assert!(same_file("", "anything"));
+        // Kept short, cut at a character boundary.
+        let long = "é".repeat(HEAD_BYTES);
+        let h = head_of(&long);
+        assert!(h.len() <= HEAD_BYTES && long.starts_with(&h));
+    }
+
+    #[test]
+    fn a_pending_chunk_is_forgotten_only_after_its_run_ended() {
+        let p = Pending {
+            key: "k".into(),
+            start: 0,
+            end: 10,
+            end_marker: "1:10".into(),
+            until: 5_000,
+        };
+        assert!(!pending_expired(&p, 4_999));
+        assert!(pending_expired(&p, 5_000));
+        // Written before `until` existed: long expired.
+        let old: Pending = serde_json::from_str(r#"{"key":"k","start":0,"end":1,"endMarker":"0"}"#).unwrap();
+        assert!(pending_expired(&old, 1));
+    }
+
+    #[test]
+    fn a_lossy_file_is_read_again_only_when_its_listing_changes() {
+        let mut cp = Checkpoint::new("db1");
+        let mut st = state("5:2000000", 1_048_600, 2_000_000, 1_000);
+        st.lossy = true;
+        cp.files.insert("slow.log".into(), st);
+        // Fewer bytes shipped than listed (a 1 MB line was cut), nothing new: no work.
+        let p = plan(&cp, &[listed("slow.log", 2_000_000, 1_000)], true, "2026-11-22");
+        assert!(p.work.is_empty());
+        let p = plan(&cp, &[listed("slow.log", 2_000_500, 1_000)], true, "2026-11-22");
+        assert_eq!(p.work.len(), 1);
+        assert_eq!(p.work[0].marker, "5:2000000");
+    }
+
+    #[test]
+    fn touching_says_whether_anything_changed() {
+        let mut cp = Checkpoint::new("db1");
+        let w = plan(&cp, &[listed("empty.log", 0, 1_000)], true, "2026-11-22")
+            .work
+            .remove(0);
+        assert!(touch(&mut cp, &w));
+        assert!(!touch(&mut cp, &w));
     }
 }

@@ -1,7 +1,8 @@
 //! The S3 key layout: Hive-style partitions that Athena can query.
 //!
 //! `<prefix>/instance=<id>/log_type=<type>/date=<YYYY-MM-DD>/<file>/g<generation>-<start>.log.gz`
-//! where `<start>` is the chunk's first byte offset, zero-padded so keys sort in file order.
+//! where `<date>` is the UTC day the chunk is written and `<start>` the chunk's first byte
+//! offset, zero-padded so keys sort in file order.
 //! Checkpoints live under `<prefix>/_state/` (Athena skips paths starting with `_`).
 
 /// Characters kept in key segments; anything else becomes `-`.

@@ -17,10 +17,11 @@ pub const TARGET_PORTION_BYTES: usize = 900_000;
 /// in about 900 KB (at most 10,000). Asking for 10,000 long lines again and again would have
 /// every other request truncated and wasted, under a request budget shared by the account.
 pub fn lines_for_next(data: &str) -> u32 {
-    let lines = data.bytes().filter(|b| *b == b'\n').count();
-    if lines == 0 || data.is_empty() {
+    if data.is_empty() {
         return MAX_LINES;
     }
+    // A portion without a newline is one line (one cut at 1 MB, say): its length counts.
+    let lines = data.bytes().filter(|b| *b == b'\n').count().max(1);
     let average = (data.len() / lines).max(1);
     u32::try_from(TARGET_PORTION_BYTES / average)
         .unwrap_or(MAX_LINES)
@@ -116,6 +117,11 @@ mod tests {
         );
         assert_eq!(lines_for_next(&format!("{}\n", "y".repeat(2_000_000))), 1);
         assert_eq!(lines_for_next("a\nb\n"), MAX_LINES);
+        // One line cut at 1 MB, without its newline: the next request is for one line.
+        assert_eq!(
+            lines_for_next(&format!("{}{TRUNCATION_SUFFIX}", "z".repeat(1_048_000))),
+            1
+        );
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub struct Config {
 
 impl Config {
     /// `LOG_BUCKET` (required), `LOG_PREFIX`, `INSTANCES`, `INSTANCE_TAG` (`key=value`),
-    /// `CLUSTERS`, `RDS_REQUESTS_PER_SECOND` (10), `RDS_BURST` (20), `PART_SIZE_MB` (8),
+    /// `CLUSTERS`, `RDS_REQUESTS_PER_SECOND` (8), `RDS_BURST` (20), `PART_SIZE_MB` (8),
     /// `MAX_CHUNK_MB` (1024), `LISTING_OVERLAP_SECONDS` (300), `FULL_LISTING_MINUTES` (60),
     /// `DEADLINE_RESERVE_SECONDS` (20).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
@@ -80,7 +80,7 @@ impl Config {
             bucket: get("LOG_BUCKET").ok_or("LOG_BUCKET is required")?,
             prefix: get("LOG_PREFIX").unwrap_or_else(|| "rds-logs".into()),
             selection,
-            requests_per_second: num("RDS_REQUESTS_PER_SECOND", 10.0)?.clamp(0.1, 12.0),
+            requests_per_second: num("RDS_REQUESTS_PER_SECOND", 8.0)?.clamp(0.1, 12.0),
             burst: num("RDS_BURST", 20.0)?.clamp(1.0, 300.0),
             part_size: (part_mb * 1_048_576.0) as usize,
             max_chunk_bytes: (num("MAX_CHUNK_MB", 1024.0)?.max(1.0) * 1_048_576.0) as u64,
@@ -163,11 +163,27 @@ pub struct InstanceSummary {
     pub files: usize,
     pub bytes: u64,
     pub objects: usize,
+    /// The first `MAX_LISTED_ANOMALIES` anomalies; `anomaly_count` counts them all (a summary
+    /// must stay small: it becomes Step Functions state, limited to 256 KiB).
     pub anomalies: Vec<String>,
+    pub anomaly_count: usize,
     /// Everything listed was shipped (false when the run stopped at its deadline).
     pub complete: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+pub const MAX_LISTED_ANOMALIES: usize = 10;
+
+impl InstanceSummary {
+    /// Records an anomaly: logged always, listed in the summary up to `MAX_LISTED_ANOMALIES`.
+    pub fn anomaly(&mut self, message: String) {
+        warn!(instance = %self.instance, anomaly = %message, "anomaly");
+        self.anomaly_count += 1;
+        if self.anomalies.len() < MAX_LISTED_ANOMALIES {
+            self.anomalies.push(message);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -187,9 +203,27 @@ pub struct Shipper {
     part_buffer: tokio::sync::Mutex<BytesMut>,
 }
 
+/// Whether a listed instance has log files to read now: DescribeDBInstances also lists
+/// DocumentDB and Neptune instances (no log files through this API), and a stopped instance
+/// answers every log call with an error. Instances named explicitly are not filtered.
+pub fn has_reachable_logs(engine: Option<&str>, status: Option<&str>) -> bool {
+    let other_service = engine.is_some_and(|e| matches!(e, "docdb" | "neptune"));
+    let down =
+        status.is_some_and(|s| matches!(s, "stopped" | "stopping" | "starting" | "creating" | "deleting"));
+    !other_service && !down
+}
+
 /// True when the Lambda deadline is less than `margin` away.
 fn near(deadline: Option<Instant>, margin: Duration) -> bool {
     deadline.is_some_and(|d| Instant::now() + margin >= d)
+}
+
+/// Until when a run may still be uploading the chunk it records now: its deadline (or the
+/// longest Lambda run when there is none) plus a minute for clock differences between hosts.
+fn pending_until(deadline: Option<Instant>) -> i64 {
+    const LONGEST_RUN: Duration = Duration::from_secs(15 * 60);
+    let left = deadline.map_or(LONGEST_RUN, |d| d.saturating_duration_since(Instant::now()));
+    now_ms() + i64::try_from(left.as_millis()).unwrap_or(i64::MAX / 2) + 60_000
 }
 
 fn now_ms() -> i64 {
@@ -294,7 +328,10 @@ impl<'b> ChunkWriter<'b> {
 
     /// Creates the object, only if it does not exist yet (`If-None-Match: *`).
     async fn finish(mut self, s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), ShipError> {
-        self.encoder.try_finish()?;
+        if let Err(e) = self.encoder.try_finish() {
+            self.abort(s3, bucket).await;
+            return Err(e.into());
+        }
         let rest = self.buffer().split().freeze();
         let Some(upload_id) = self.upload_id.clone() else {
             return match s3
@@ -312,7 +349,10 @@ impl<'b> ChunkWriter<'b> {
                 Err(e) => Err(aws("S3 PutObject", e)),
             };
         };
-        self.upload_part(s3, bucket, rest).await?;
+        if let Err(e) = self.upload_part(s3, bucket, rest).await {
+            abort_upload(s3, bucket, &self.key, &upload_id).await;
+            return Err(e);
+        }
         let done = s3
             .complete_multipart_upload()
             .bucket(bucket)
@@ -329,13 +369,7 @@ impl<'b> ChunkWriter<'b> {
         match done {
             Ok(_) => Ok(()),
             Err(e) => {
-                let _ = s3
-                    .abort_multipart_upload()
-                    .bucket(bucket)
-                    .key(&self.key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await;
+                abort_upload(s3, bucket, &self.key, &upload_id).await;
                 if is_precondition_failed(&e) {
                     Err(ShipError::ChunkExists(self.key))
                 } else {
@@ -346,15 +380,24 @@ impl<'b> ChunkWriter<'b> {
     }
 
     async fn abort(self, s3: &aws_sdk_s3::Client, bucket: &str) {
-        if let Some(id) = self.upload_id {
-            let _ = s3
-                .abort_multipart_upload()
-                .bucket(bucket)
-                .key(&self.key)
-                .upload_id(id)
-                .send()
-                .await;
+        if let Some(id) = &self.upload_id {
+            abort_upload(s3, bucket, &self.key, id).await;
         }
+    }
+}
+
+/// Best effort: parts of an upload that is not completed are also removed by the bucket's
+/// lifecycle rule.
+async fn abort_upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, upload_id: &str) {
+    if let Err(e) = s3
+        .abort_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await
+    {
+        warn!(key, error = %lambda_common::sdk_error_summary(&e), "multipart upload not aborted");
     }
 }
 
@@ -402,13 +445,21 @@ impl Shipper {
             Selection::Clusters(clusters) => {
                 for c in clusters {
                     self.throttle().await;
-                    let out = self
+                    let out = match self
                         .rds
                         .describe_db_clusters()
                         .db_cluster_identifier(c)
                         .send()
                         .await
-                        .map_err(|e| aws("RDS DescribeDBClusters", e))?;
+                    {
+                        Ok(out) => out,
+                        // A deleted cluster must not stop the others from being shipped.
+                        Err(e) if e.code() == Some("DBClusterNotFoundFault") => {
+                            warn!(cluster = %c, "cluster not found; skipped");
+                            continue;
+                        }
+                        Err(e) => return Err(aws("RDS DescribeDBClusters", e)),
+                    };
                     for cluster in out.db_clusters() {
                         ids.extend(
                             cluster
@@ -431,6 +482,9 @@ impl Shipper {
                         .await
                         .map_err(|e| aws("RDS DescribeDBInstances", e))?;
                     for db in out.db_instances() {
+                        if !has_reachable_logs(db.engine(), db.db_instance_status()) {
+                            continue;
+                        }
                         let wanted = match &self.config.selection {
                             Selection::Tag(k, v) => db
                                 .tag_list()
@@ -565,7 +619,8 @@ impl Shipper {
         }
     }
 
-    /// Ships the instances of the request; one failing instance does not stop the others.
+    /// Ships the instances of the request; one failing instance does not stop the others. With
+    /// `instance` set the answer is that instance's summary, without it a `Summary`.
     pub async fn run(
         &self,
         request: Request,
@@ -574,6 +629,9 @@ impl Shipper {
         if request.action.as_deref() == Some("select") {
             return Ok(serde_json::json!({"instances": self.select().await?}));
         }
+        // One instance (a step of the scale-out state machine): its failure is the invocation's,
+        // so that the state machine's Retry (on `Throttled`) and Catch see its error type.
+        let single = request.instance.is_some();
         let instances = match request.instance {
             Some(i) => vec![i],
             None => self.select().await?,
@@ -594,15 +652,25 @@ impl Shipper {
             };
             match self.ship_instance(&instance, deadline, &mut s).await {
                 Ok(out_of_time) => summary.stopped_at_deadline |= out_of_time,
+                Err(e) if single => return Err(e),
                 Err(e) => {
                     warn!(instance = %instance, error = %lambda_common::error_chain(&e), "instance not shipped");
                     s.error = Some(e.to_string());
                 }
             }
-            info!(instance = %s.instance, files = s.files, bytes = s.bytes, objects = s.objects, complete = s.complete, anomalies = s.anomalies.len(), "instance shipped");
+            info!(instance = %s.instance, files = s.files, bytes = s.bytes, objects = s.objects, complete = s.complete, anomalies = s.anomaly_count, "instance shipped");
             summary.instances.push(s);
         }
-        serde_json::to_value(&summary).map_err(|e| ShipError::Compress(std::io::Error::other(e)))
+        let out = match summary.instances.pop() {
+            // One instance: its summary, flat (the state machine selects fields from it).
+            Some(one) if single => serde_json::to_value(&one),
+            Some(last) => {
+                summary.instances.push(last);
+                serde_json::to_value(&summary)
+            }
+            None => serde_json::to_value(&summary),
+        };
+        out.map_err(|e| ShipError::Compress(std::io::Error::other(e)))
     }
 
     /// Returns whether the run stopped at its deadline.
@@ -627,13 +695,33 @@ impl Shipper {
         let listing = self.list_files(instance, since).await?;
         let today = keys::date_from_epoch_ms(now);
         let plan = checkpoint::plan(&cp, &listing, complete_listing, &today);
-        let mut out_of_time = false;
+        let (mut out_of_time, mut deferred) = (false, false);
         for work in plan.work {
             if near(deadline, self.config.reserve) {
                 out_of_time = true;
                 break;
             }
-            let mut work = self.resolve_pending(&mut cp, &mut etag, work).await?;
+            let name_of_deferred = work.name.clone();
+            let Some(mut work) = self.resolve_pending(&mut cp, &mut etag, work).await? else {
+                // Another run may still be uploading this file's chunk: leave the file to it.
+                info!(instance, file = %name_of_deferred, "a recent pending chunk is left to the run that recorded it");
+                deferred = true;
+                continue;
+            };
+            if !work.restarted && work.offset > 0 {
+                let head = cp.files.get(&work.name).and_then(|f| f.head.clone());
+                if let Some(head) = head
+                    && let Some(beginning) = self.read_beginning(instance, &work.name).await?
+                    && !checkpoint::same_file(&head, &beginning)
+                {
+                    s.anomaly(format!(
+                        "{}: replaced under the same name; shipped again from its beginning as a new generation",
+                        work.name
+                    ));
+                    let generation = cp.files.get(&work.name).map_or(0, |f| f.generation) + 1;
+                    work = checkpoint::restart(work, generation, &today);
+                }
+            }
             s.files += 1;
             loop {
                 let outcome = self
@@ -671,7 +759,7 @@ impl Shipper {
             cp.full_listing_at = now;
             self.save_checkpoint(&cp, &mut etag).await?;
         }
-        s.complete = !out_of_time;
+        s.complete = !out_of_time && !deferred;
         Ok(out_of_time)
     }
 
@@ -681,9 +769,9 @@ impl Shipper {
         cp: &mut Checkpoint,
         etag: &mut Option<String>,
         mut work: Work,
-    ) -> Result<Work, ShipError> {
+    ) -> Result<Option<Work>, ShipError> {
         let Some(p) = work.pending.take() else {
-            return Ok(work);
+            return Ok(Some(work));
         };
         let generation_matches = cp
             .files
@@ -696,11 +784,34 @@ impl Shipper {
                 work.marker = p.end_marker.clone();
                 work.offset = p.end;
             }
-        } else {
+        } else if checkpoint::pending_expired(&p, now_ms()) {
             checkpoint::abandon_chunk(cp, &work.name);
+        } else {
+            return Ok(None);
         }
         self.save_checkpoint(cp, etag).await?;
-        Ok(work)
+        Ok(Some(work))
+    }
+
+    /// The first lines of a file (from marker "0"), to check that it is still the file whose
+    /// beginning the checkpoint recorded. `None` if it is gone (the read that follows says so).
+    async fn read_beginning(&self, instance: &str, file: &str) -> Result<Option<String>, ShipError> {
+        self.throttle().await;
+        match self
+            .rds
+            .download_db_log_file_portion()
+            .db_instance_identifier(instance)
+            .log_file_name(file)
+            .marker("0")
+            .number_of_lines(64)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out.log_file_data().unwrap_or_default().to_owned())),
+            Err(e) if e.code() == Some("DBLogFileNotFoundFault") => Ok(None),
+            Err(e) if e.code() == Some("InvalidParameterValue") => Ok(None),
+            Err(e) => Err(aws("RDS DownloadDBLogFilePortion", e)),
+        }
     }
 
     async fn ship_file(
@@ -712,12 +823,14 @@ impl Shipper {
         deadline: Option<Instant>,
         s: &mut InstanceSummary,
     ) -> Result<FileOutcome, ShipError> {
+        // The date partition is the day the chunk is written: a file written for weeks (an
+        // Oracle alert log, say) keeps landing under recent dates, where Athena looks for it.
         let key = keys::chunk_key(
             &self.config.prefix,
             instance,
             &work.name,
             work.generation,
-            &work.date,
+            &keys::date_from_epoch_ms(now_ms()),
             work.offset,
         );
         let mut buffer = self.part_buffer.lock().await;
@@ -727,6 +840,15 @@ impl Shipper {
         let mut lines = MAX_LINES;
         let mut empties = 0;
         let mut out_of_time = false;
+        // The file's first bytes, when this chunk starts at its beginning.
+        let mut head: Option<String> = None;
+        // A line over 1 MB was cut by RDS (in this chunk or earlier in this generation): bytes
+        // counted fall short of the file's, and RDS's `AdditionalDataPending` tells the end.
+        let lossy_before = cp
+            .files
+            .get(&work.name)
+            .is_some_and(|f| f.lossy && f.generation == work.generation && !work.restarted);
+        let mut lossy = false;
         loop {
             if near(deadline, self.config.reserve / 2) {
                 out_of_time = true;
@@ -748,8 +870,7 @@ impl Shipper {
             let resp = match resp {
                 Ok(r) => r,
                 Err(e) if e.code() == Some("DBLogFileNotFoundFault") => {
-                    s.anomalies
-                        .push(format!("{}: removed or rotated away while being read", work.name));
+                    s.anomaly(format!("{}: removed or rotated away while being read", work.name));
                     break;
                 }
                 Err(e)
@@ -757,9 +878,9 @@ impl Shipper {
                         && e.message().is_some_and(|m| m.contains("binary")) =>
                 {
                     warn!(file = %work.name, "binary log file skipped: RDS serves it only through DownloadCompleteLogFile");
-                    s.anomalies.push(format!("{}: binary file skipped", work.name));
+                    s.anomaly(format!("{}: binary file skipped", work.name));
                     writer.abort(&self.s3, &self.config.bucket).await;
-                    checkpoint::touch(
+                    let _ = checkpoint::touch(
                         cp,
                         &Work {
                             offset: work.size,
@@ -789,10 +910,13 @@ impl Shipper {
                         lines = n;
                         continue;
                     }
-                    Truncation::AcceptAndFlag => s.anomalies.push(format!(
-                        "{}: a line over 1 MB near byte {offset} was truncated by RDS",
-                        work.name
-                    )),
+                    Truncation::AcceptAndFlag => {
+                        lossy = true;
+                        s.anomaly(format!(
+                            "{}: a line over 1 MB near byte {offset} was truncated by RDS",
+                            work.name
+                        ));
+                    }
                 }
             }
             lines = portion::lines_for_next(data);
@@ -800,20 +924,27 @@ impl Shipper {
                 empties += 1;
             } else {
                 empties = 0;
-                writer
-                    .write(&self.s3, &self.config.bucket, data.as_bytes())
-                    .await?;
+                if work.offset == 0 && head.is_none() && offset == 0 {
+                    head = Some(checkpoint::head_of(data));
+                }
+                if let Err(e) = writer.write(&self.s3, &self.config.bucket, data.as_bytes()).await {
+                    writer.abort(&self.s3, &self.config.bucket).await;
+                    return Err(e);
+                }
                 offset += data.len() as u64;
             }
             if let Some(m) = resp.marker().filter(|m| !m.is_empty()) {
                 marker = m.to_owned();
             }
             let pending = resp.additional_data_pending().unwrap_or(false);
+            if (lossy || lossy_before) && !pending {
+                break;
+            }
             match portion::next(pending, offset, work.size, data.len(), empties) {
                 Next::Continue => {}
                 Next::Done => break,
                 Next::Stalled => {
-                    s.anomalies.push(format!(
+                    s.anomaly(format!(
                         "{}: RDS returned no data before the listed size; resuming next run",
                         work.name
                     ));
@@ -824,7 +955,10 @@ impl Shipper {
         let chunk_full = offset - work.offset >= self.config.max_chunk_bytes;
         if offset == work.offset {
             writer.abort(&self.s3, &self.config.bucket).await;
-            checkpoint::touch(cp, work);
+            // Saved now, or a file with nothing to read would be listed and read every run.
+            if checkpoint::touch(cp, work) {
+                self.save_checkpoint(cp, etag).await?;
+            }
             return Ok(FileOutcome {
                 bytes: 0,
                 objects: 0,
@@ -841,11 +975,16 @@ impl Shipper {
                 start: work.offset,
                 end: offset,
                 end_marker: marker,
+                until: pending_until(deadline),
             },
         );
-        self.save_checkpoint(cp, etag).await?;
+        if let Err(e) = self.save_checkpoint(cp, etag).await {
+            writer.abort(&self.s3, &self.config.bucket).await;
+            return Err(e);
+        }
         writer.finish(&self.s3, &self.config.bucket).await?;
         checkpoint::commit_chunk(cp, &work.name, work.size, work.last_written);
+        checkpoint::note_file(cp, &work.name, head, lossy);
         self.save_checkpoint(cp, etag).await?;
         Ok(FileOutcome {
             bytes: offset - work.offset,

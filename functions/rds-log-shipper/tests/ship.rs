@@ -95,7 +95,7 @@ async fn a_file_is_shipped_then_checkpointed_ahead_and_after() {
     let (list, cp) = (listing(14), no_checkpoint());
     let s = shipper(&[&list, &download], &[&cp, &checkpoint_writes, &chunk]);
     let out = run(&s).await;
-    let i = &out["instances"][0];
+    let i = &out;
     assert_eq!(
         (
             i["bytes"].as_u64(),
@@ -127,7 +127,7 @@ async fn a_truncated_portion_is_read_again_with_fewer_lines() {
     let (list, cp, p) = (listing(6), no_checkpoint(), puts());
     let s = shipper(&[&list, &truncated, &fewer], &[&cp, &p]);
     let out = run(&s).await;
-    assert_eq!(out["instances"][0]["bytes"], 6, "{out}");
+    assert_eq!(out["bytes"], 6, "{out}");
     assert_eq!((truncated.num_calls(), fewer.num_calls()), (1, 1));
 }
 
@@ -148,7 +148,7 @@ async fn a_file_rotated_away_mid_read_keeps_what_was_read() {
     let (list, cp, p) = (listing(100), no_checkpoint(), puts());
     let s = shipper(&[&list, &first, &gone], &[&cp, &p]);
     let out = run(&s).await;
-    let i = &out["instances"][0];
+    let i = &out;
     assert_eq!(i["bytes"], 5, "{out}");
     assert!(
         i["anomalies"][0]
@@ -171,7 +171,7 @@ async fn binary_files_are_skipped_with_a_warning() {
     let (list, cp, p) = (listing(100), no_checkpoint(), puts());
     let s = shipper(&[&list, &binary], &[&cp, &p]);
     let out = run(&s).await;
-    let i = &out["instances"][0];
+    let i = &out;
     assert_eq!(i["objects"], 0);
     assert!(
         i["anomalies"][0]
@@ -182,8 +182,7 @@ async fn binary_files_are_skipped_with_a_warning() {
     );
 }
 
-#[tokio::test]
-async fn a_concurrent_run_that_moved_the_checkpoint_first_stops_this_one() {
+fn conflicting_shipper() -> (Shipper, Rule) {
     let download =
         mock!(aws_sdk_rds::Client::download_db_log_file_portion).then_output(|| portion("x\n", "1:2", false));
     let conflict = mock!(aws_sdk_s3::Client::put_object)
@@ -191,8 +190,37 @@ async fn a_concurrent_run_that_moved_the_checkpoint_first_stops_this_one() {
         .then_error(|| PutObjectError::generic(ErrorMetadata::builder().code("PreconditionFailed").build()));
     let chunk = puts();
     let (list, cp) = (listing(2), no_checkpoint());
-    let s = shipper(&[&list, &download], &[&cp, &conflict, &chunk]);
-    let out = run(&s).await;
+    (shipper(&[&list, &download], &[&cp, &conflict, &chunk]), chunk)
+}
+
+#[tokio::test]
+async fn a_concurrent_run_that_moved_the_checkpoint_first_stops_this_one() {
+    // One instance (a state machine step): the invocation fails with a stable error type, for
+    // the state machine's Retry and Catch.
+    let (s, chunk) = conflicting_shipper();
+    let err = s
+        .run(
+            Request {
+                action: Some("ship".into()),
+                instance: Some("db1".into()),
+            },
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(lambda_common::ErrorType::error_type(&err), "CheckpointConflict");
+    assert!(
+        err.to_string().contains("another run advanced the checkpoint"),
+        "{err}"
+    );
+    assert_eq!(
+        chunk.num_calls(),
+        0,
+        "nothing is uploaded once the write-ahead record fails"
+    );
+    // A scheduled run over the selection: the instance's error is in the summary, the run goes on.
+    let (s, _) = conflicting_shipper();
+    let out = s.run(Request::default(), None).await.unwrap();
     let i = &out["instances"][0];
     assert!(
         i["error"]
@@ -201,9 +229,71 @@ async fn a_concurrent_run_that_moved_the_checkpoint_first_stops_this_one() {
             .contains("another run advanced the checkpoint"),
         "{out}"
     );
-    assert_eq!(
-        chunk.num_calls(),
-        0,
-        "nothing is uploaded once the write-ahead record fails"
+}
+
+fn checkpoint_with(json: &'static str) -> Rule {
+    mock!(aws_sdk_s3::Client::get_object).then_output(move || {
+        aws_sdk_s3::operation::get_object::GetObjectOutput::builder()
+            .e_tag("\"cp1\"")
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(json.as_bytes()))
+            .build()
+    })
+}
+
+#[tokio::test]
+async fn a_recent_pending_chunk_without_its_object_is_left_to_the_run_that_recorded_it() {
+    // Another run recorded this chunk and may still be uploading it (its deadline is far off):
+    // this run must neither forget it nor read the file again under the same key.
+    let cp = checkpoint_with(
+        r#"{"version":1,"instance":"db1","fullListingAt":0,"files":{"error/postgresql.log":
+            {"marker":"1:2","shipped":2,"size":2,"lastWritten":500,"generation":0,"date":"2026-11-22",
+             "pending":{"key":"k","start":2,"end":4,"endMarker":"1:4","until":99999999999999}}}}"#,
+    );
+    let head = mock!(aws_sdk_s3::Client::head_object).then_error(|| {
+        aws_sdk_s3::operation::head_object::HeadObjectError::NotFound(
+            aws_sdk_s3::types::error::NotFound::builder().build(),
+        )
+    });
+    let download = mock!(aws_sdk_rds::Client::download_db_log_file_portion)
+        .then_output(|| portion("zz\n", "1:7", false));
+    let put = puts();
+    let list = listing(7);
+    let s = shipper(&[&list, &download], &[&cp, &head, &put]);
+    let out = run(&s).await;
+    assert_eq!(out["complete"], false, "{out}");
+    assert_eq!(out["bytes"], 0, "{out}");
+    assert_eq!(download.num_calls(), 0);
+    // Only the hourly full-listing save (no file entry changed).
+    let saved = put.num_calls();
+    assert!(saved <= 1, "{saved}");
+}
+
+#[tokio::test]
+async fn a_file_replaced_under_its_name_is_shipped_again_from_its_beginning() {
+    // The checkpoint knows how the file began; the file listed under that name now begins
+    // differently (and is larger): a new generation from marker "0", not a resume.
+    let cp = checkpoint_with(
+        r#"{"version":1,"instance":"db1","fullListingAt":0,"files":{"error/postgresql.log":
+            {"marker":"1:6","shipped":6,"size":6,"lastWritten":500,"generation":0,"date":"2026-11-22",
+             "head":"day 1\n"}}}"#,
+    );
+    let beginning = mock!(aws_sdk_rds::Client::download_db_log_file_portion)
+        .match_requests(|r| r.marker() == Some("0"))
+        .then_output(|| portion("day 2, longer\n", "1:14", false));
+    let resumed = mock!(aws_sdk_rds::Client::download_db_log_file_portion)
+        .match_requests(|r| r.marker() == Some("1:6"))
+        .then_output(|| portion("longer\n", "1:14", false));
+    let put = puts();
+    let list = listing(14);
+    let s = shipper(&[&list, &beginning, &resumed], &[&cp, &put]);
+    let out = run(&s).await;
+    assert_eq!(out["bytes"], 14, "{out}");
+    assert_eq!(resumed.num_calls(), 0, "the old marker is not used");
+    assert!(
+        out["anomalies"][0]
+            .as_str()
+            .unwrap()
+            .contains("replaced under the same name"),
+        "{out}"
     );
 }

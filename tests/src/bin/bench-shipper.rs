@@ -195,11 +195,8 @@ async fn run(stack: &LocalStack, shipper: &Path, sizes: &[u64]) -> anyhow::Resul
             Outcome::Response(b) => serde_json::from_slice::<serde_json::Value>(&b)?,
             Outcome::Error(b) => bail!("shipper failed: {}", String::from_utf8_lossy(&b)),
         };
-        let bytes = summary["instances"][0]["bytes"].as_u64().unwrap_or(0);
-        anyhow::ensure!(
-            summary["instances"][0]["complete"] == true,
-            "not complete: {summary}"
-        );
+        let bytes = summary["bytes"].as_u64().unwrap_or(0);
+        anyhow::ensure!(summary["complete"] == true, "not complete: {summary}");
         let (calls_after, throttled_after) = rds.calls();
         let calls = calls_after.values().sum::<u64>() - before;
         let throttled = throttled_after - throttled_before;

@@ -90,6 +90,19 @@ pub struct FileState {
     /// changes from the listed size, not from `shipped`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lossy: bool,
+    /// Bytes at the file's beginning that were shipped under another name: the file is an
+    /// earlier file renamed by rotation (MySQL's `x.log` -> `x.log.<hour>`), whose first `skip`
+    /// bytes are in that file's objects. They are read past, not shipped again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skip: u64,
+    /// This generation's bytes were taken over by a renamed copy (see `skip`); no other file
+    /// can continue it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub claimed: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +141,10 @@ pub struct Work {
     pub pending: Option<Pending>,
     /// The file restarted under the same name (its size fell below what was shipped).
     pub restarted: bool,
+    /// Bytes at the beginning already shipped under another name (see `FileState::skip`).
+    pub skip: u64,
+    /// The file whose generation this one continues (it was renamed into this one).
+    pub continues: Option<String>,
 }
 
 /// What a run does for one instance.
@@ -157,6 +174,8 @@ pub fn plan(checkpoint: &Checkpoint, listing: &[ListedFile], complete_listing: b
                 date: today.to_owned(),
                 pending: None,
                 restarted: false,
+                skip: 0,
+                continues: None,
             }),
             Some(st) if f.size < st.shipped => Some(Work {
                 name: f.name.clone(),
@@ -169,6 +188,8 @@ pub fn plan(checkpoint: &Checkpoint, listing: &[ListedFile], complete_listing: b
                 // A pending chunk of the old generation: resolve it before starting over.
                 pending: st.pending.clone(),
                 restarted: true,
+                skip: 0,
+                continues: None,
             }),
             Some(st)
                 if st.pending.is_some()
@@ -189,6 +210,8 @@ pub fn plan(checkpoint: &Checkpoint, listing: &[ListedFile], complete_listing: b
                     date: st.date.clone(),
                     pending: st.pending.clone(),
                     restarted: false,
+                    skip: st.skip,
+                    continues: None,
                 })
             }
             Some(_) => None,
@@ -224,6 +247,8 @@ fn entry_for<'a>(cp: &'a mut Checkpoint, work: &Work) -> &'a mut FileState {
         pending: None,
         head: None,
         lossy: false,
+        skip: work.skip,
+        claimed: false,
     })
 }
 
@@ -237,8 +262,59 @@ pub fn begin_chunk(cp: &mut Checkpoint, work: &Work, pending: Pending) {
         entry.date = work.date.clone();
         entry.head = None;
         entry.lossy = false;
+        entry.skip = work.skip;
+        entry.claimed = false;
     }
     entry.pending = Some(pending);
+    claim(cp, work);
+}
+
+/// Marks the generation that `work` continues as taken over, in the same checkpoint write as
+/// the work's first progress.
+fn claim(cp: &mut Checkpoint, work: &Work) {
+    if let Some(source) = work.continues.as_ref().and_then(|name| cp.files.get_mut(name)) {
+        source.claimed = true;
+    }
+}
+
+/// Progress without a chunk: everything read was already shipped under another name.
+pub fn read_past(cp: &mut Checkpoint, work: &Work, marker: String, offset: u64, head: Option<String>) {
+    let entry = entry_for(cp, work);
+    if work.restarted && entry.generation != work.generation {
+        entry.generation = work.generation;
+        entry.date = work.date.clone();
+        entry.lossy = false;
+        entry.claimed = false;
+    }
+    entry.marker = marker;
+    entry.shipped = offset;
+    entry.skip = work.skip;
+    entry.size = work.size;
+    entry.last_written = entry.last_written.max(work.last_written);
+    if head.is_some() {
+        entry.head = head;
+    }
+    claim(cp, work);
+}
+
+/// The file whose current generation a file starting from its beginning may continue: one whose
+/// name plus a suffix is this file's name (`x.log` -> `x.log.3`, `ERROR` -> `ERROR.1`), with
+/// bytes shipped, a recorded beginning, and not already continued. The caller compares the
+/// beginnings (`same_file`) before believing it.
+pub fn rotation_source<'a>(cp: &'a Checkpoint, name: &str) -> Option<(&'a str, &'a FileState)> {
+    cp.files
+        .iter()
+        .filter(|(source, st)| {
+            name.len() > source.len() + 1
+                && name.starts_with(source.as_str())
+                && name.as_bytes()[source.len()] == b'.'
+                && st.head.as_ref().is_some_and(|h| !h.is_empty())
+                && st.shipped > 0
+                && !st.claimed
+                && st.pending.is_none()
+        })
+        .max_by_key(|(source, _)| source.len())
+        .map(|(source, st)| (source.as_str(), st))
 }
 
 /// Records what a chunk learnt about its file: its first bytes (a chunk from offset 0), and
@@ -261,6 +337,8 @@ pub fn restart(work: Work, generation: u32, today: &str) -> Work {
         generation,
         date: today.to_owned(),
         restarted: true,
+        skip: 0,
+        continues: None,
         ..work
     }
 }
@@ -326,6 +404,8 @@ mod tests {
             pending: None,
             head: None,
             lossy: false,
+            skip: 0,
+            claimed: false,
         }
     }
 
@@ -524,5 +604,22 @@ mod tests {
             .remove(0);
         assert!(touch(&mut cp, &w));
         assert!(!touch(&mut cp, &w));
+    }
+
+    #[test]
+    fn a_renamed_file_may_continue_the_generation_it_came_from() {
+        let mut cp = Checkpoint::new("db1");
+        let mut active = state("18:500", 500, 500, 1_000);
+        active.head = Some("# Time: 18:00:01\n".into());
+        cp.files.insert("slowquery/mysql-slowquery.log".into(), active);
+        cp.files
+            .insert("slowquery/mysql-slowquery".into(), state("1:1", 1, 1, 1));
+        let (source, st) = rotation_source(&cp, "slowquery/mysql-slowquery.log.18").unwrap();
+        assert_eq!((source, st.shipped), ("slowquery/mysql-slowquery.log", 500));
+        assert!(rotation_source(&cp, "slowquery/mysql-slowquery.logx").is_none());
+        assert!(rotation_source(&cp, "slowquery/mysql-slowquery.log").is_none());
+        // Continued once only.
+        cp.files.get_mut("slowquery/mysql-slowquery.log").unwrap().claimed = true;
+        assert!(rotation_source(&cp, "slowquery/mysql-slowquery.log.19").is_none());
     }
 }

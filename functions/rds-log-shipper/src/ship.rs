@@ -708,19 +708,26 @@ impl Shipper {
                 deferred = true;
                 continue;
             };
+            let mut beginning: Option<String> = None;
             if !work.restarted && work.offset > 0 {
                 let head = cp.files.get(&work.name).and_then(|f| f.head.clone());
-                if let Some(head) = head
-                    && let Some(beginning) = self.read_beginning(instance, &work.name).await?
-                    && !checkpoint::same_file(&head, &beginning)
-                {
-                    s.anomaly(format!(
-                        "{}: replaced under the same name; shipped again from its beginning as a new generation",
-                        work.name
-                    ));
-                    let generation = cp.files.get(&work.name).map_or(0, |f| f.generation) + 1;
-                    work = checkpoint::restart(work, generation, &today);
+                if let Some(head) = head {
+                    beginning = self.read_beginning(instance, &work.name).await?;
+                    if beginning
+                        .as_deref()
+                        .is_some_and(|b| !checkpoint::same_file(&head, b))
+                    {
+                        s.anomaly(format!(
+                            "{}: replaced under the same name; shipped again from its beginning as a new generation",
+                            work.name
+                        ));
+                        let generation = cp.files.get(&work.name).map_or(0, |f| f.generation) + 1;
+                        work = checkpoint::restart(work, generation, &today);
+                    }
                 }
+            }
+            if work.offset == 0 && work.skip == 0 {
+                self.continue_rotated(instance, &cp, &mut work, beginning).await?;
             }
             s.files += 1;
             loop {
@@ -793,6 +800,36 @@ impl Shipper {
         Ok(Some(work))
     }
 
+    /// A file read from its beginning that is an earlier file renamed by rotation (MySQL renames
+    /// `x.log` to `x.log.<hour>` every hour): the bytes of it already shipped under the earlier
+    /// name are read past, not shipped twice. Recognised by name (`x.log` + suffix) and by the
+    /// first bytes recorded for the earlier file's current generation.
+    async fn continue_rotated(
+        &self,
+        instance: &str,
+        cp: &Checkpoint,
+        work: &mut Work,
+        beginning: Option<String>,
+    ) -> Result<(), ShipError> {
+        let Some((source, st)) = checkpoint::rotation_source(cp, &work.name) else {
+            return Ok(());
+        };
+        let beginning = match beginning {
+            Some(b) => Some(b),
+            None => self.read_beginning(instance, &work.name).await?,
+        };
+        let head = st.head.as_deref().unwrap_or_default();
+        if let Some(b) = beginning
+            && !b.is_empty()
+            && checkpoint::same_file(head, &b)
+        {
+            info!(instance, file = %work.name, from = %source, bytes = st.shipped, "a renamed file continues one already shipped in part");
+            work.skip = st.shipped;
+            work.continues = Some(source.to_owned());
+        }
+        Ok(())
+    }
+
     /// The first lines of a file (from marker "0"), to check that it is still the file whose
     /// beginning the checkpoint recorded. `None` if it is gone (the read that follows says so).
     async fn read_beginning(&self, instance: &str, file: &str) -> Result<Option<String>, ShipError> {
@@ -823,6 +860,9 @@ impl Shipper {
         deadline: Option<Instant>,
         s: &mut InstanceSummary,
     ) -> Result<FileOutcome, ShipError> {
+        // The first byte this chunk ships: bytes before `skip` are already in another file's
+        // objects (a file renamed by rotation) and are read past.
+        let start = work.offset.max(work.skip);
         // The date partition is the day the chunk is written: a file written for weeks (an
         // Oracle alert log, say) keeps landing under recent dates, where Athena looks for it.
         let key = keys::chunk_key(
@@ -831,7 +871,7 @@ impl Shipper {
             &work.name,
             work.generation,
             &keys::date_from_epoch_ms(now_ms()),
-            work.offset,
+            start,
         );
         let mut buffer = self.part_buffer.lock().await;
         let mut writer = ChunkWriter::new(key.clone(), self.config.part_size, &mut buffer);
@@ -842,6 +882,11 @@ impl Shipper {
         let mut out_of_time = false;
         // The file's first bytes, when this chunk starts at its beginning.
         let mut head: Option<String> = None;
+        let known_head = cp
+            .files
+            .get(&work.name)
+            .and_then(|f| f.head.clone())
+            .filter(|h| h.len() as u64 == work.offset && h.len() < checkpoint::HEAD_BYTES);
         // A line over 1 MB was cut by RDS (in this chunk or earlier in this generation): bytes
         // counted fall short of the file's, and RDS's `AdditionalDataPending` tells the end.
         let lossy_before = cp
@@ -854,7 +899,7 @@ impl Shipper {
                 out_of_time = true;
                 break;
             }
-            if offset - work.offset >= self.config.max_chunk_bytes {
+            if offset.saturating_sub(start) >= self.config.max_chunk_bytes {
                 break;
             }
             self.throttle().await;
@@ -924,10 +969,22 @@ impl Shipper {
                 empties += 1;
             } else {
                 empties = 0;
-                if work.offset == 0 && head.is_none() && offset == 0 {
-                    head = Some(checkpoint::head_of(data));
+                if offset == work.offset {
+                    // The file's first bytes, or more of them if too few were recorded so far.
+                    head = match &known_head {
+                        _ if work.offset == 0 => Some(checkpoint::head_of(data)),
+                        Some(h) => Some(checkpoint::head_of(&format!("{h}{}", checkpoint::head_of(data)))),
+                        None => None,
+                    };
                 }
-                if let Err(e) = writer.write(&self.s3, &self.config.bucket, data.as_bytes()).await {
+                let from = usize::try_from(start.saturating_sub(offset))
+                    .unwrap_or(usize::MAX)
+                    .min(data.len());
+                if from < data.len()
+                    && let Err(e) = writer
+                        .write(&self.s3, &self.config.bucket, &data.as_bytes()[from..])
+                        .await
+                {
                     writer.abort(&self.s3, &self.config.bucket).await;
                     return Err(e);
                 }
@@ -952,7 +1009,19 @@ impl Shipper {
                 }
             }
         }
-        let chunk_full = offset - work.offset >= self.config.max_chunk_bytes;
+        let chunk_full = offset.saturating_sub(start) >= self.config.max_chunk_bytes;
+        if offset > work.offset && offset <= start {
+            // Everything read was already shipped under the name this file had before.
+            writer.abort(&self.s3, &self.config.bucket).await;
+            checkpoint::read_past(cp, work, marker, offset, head);
+            self.save_checkpoint(cp, etag).await?;
+            return Ok(FileOutcome {
+                bytes: 0,
+                objects: 0,
+                out_of_time,
+                chunk_full: false,
+            });
+        }
         if offset == work.offset {
             writer.abort(&self.s3, &self.config.bucket).await;
             // Saved now, or a file with nothing to read would be listed and read every run.
@@ -972,7 +1041,7 @@ impl Shipper {
             work,
             Pending {
                 key: key.clone(),
-                start: work.offset,
+                start,
                 end: offset,
                 end_marker: marker,
                 until: pending_until(deadline),
@@ -987,7 +1056,7 @@ impl Shipper {
         checkpoint::note_file(cp, &work.name, head, lossy);
         self.save_checkpoint(cp, etag).await?;
         Ok(FileOutcome {
-            bytes: offset - work.offset,
+            bytes: offset - start,
             objects: 1,
             out_of_time,
             chunk_full,

@@ -1010,22 +1010,18 @@ impl Shipper {
             }
         }
         let chunk_full = offset.saturating_sub(start) >= self.config.max_chunk_bytes;
-        if offset > work.offset && offset <= start {
-            // Everything read was already shipped under the name this file had before.
+        if offset <= start {
+            // Nothing to upload: nothing was read, or everything read was already shipped under
+            // the name this file had before (a file renamed by rotation).
             writer.abort(&self.s3, &self.config.bucket).await;
-            checkpoint::read_past(cp, work, marker, offset, head);
-            self.save_checkpoint(cp, etag).await?;
-            return Ok(FileOutcome {
-                bytes: 0,
-                objects: 0,
-                out_of_time,
-                chunk_full: false,
-            });
-        }
-        if offset == work.offset {
-            writer.abort(&self.s3, &self.config.bucket).await;
-            // Saved now, or a file with nothing to read would be listed and read every run.
-            if checkpoint::touch(cp, work) {
+            let changed = if offset > work.offset {
+                checkpoint::read_past(cp, work, marker, offset, head);
+                true
+            } else {
+                // Saved now, or a file with nothing to read would be listed and read every run.
+                checkpoint::touch(cp, work)
+            };
+            if changed {
                 self.save_checkpoint(cp, etag).await?;
             }
             return Ok(FileOutcome {

@@ -297,24 +297,54 @@ pub fn read_past(cp: &mut Checkpoint, work: &Work, marker: String, offset: u64, 
     claim(cp, work);
 }
 
-/// The file whose current generation a file starting from its beginning may continue: one whose
-/// name plus a suffix is this file's name (`x.log` -> `x.log.3`, `ERROR` -> `ERROR.1`), with
-/// bytes shipped, a recorded beginning, and not already continued. The caller compares the
-/// beginnings (`same_file`) before believing it.
-pub fn rotation_source<'a>(cp: &'a Checkpoint, name: &str) -> Option<(&'a str, &'a FileState)> {
+/// A file's rotation family: its name without a trailing `.<number>` (`x.log.18` -> `x.log`,
+/// `ERROR.2` -> `ERROR`; `postgresql.log.2026-11-22-03` is its own).
+pub fn rotation_stem(name: &str) -> &str {
+    match name.rsplit_once('.') {
+        Some((stem, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => stem,
+        _ => name,
+    }
+}
+
+/// The file whose current generation `name`, read from its beginning, continues: rotation renamed
+/// that generation into `name` (MySQL: `x.log` -> `x.log.<hour>`; SQL Server: `ERROR` ->
+/// `ERROR.1` -> `ERROR.2`). It is in the same rotation family, has bytes shipped, is not
+/// continued already, and its recorded first bytes agree with `beginning`; with several, the one
+/// whose recorded first bytes agree the longest.
+pub fn rotation_source<'a>(
+    cp: &'a Checkpoint,
+    name: &str,
+    beginning: &str,
+) -> Option<(&'a str, &'a FileState)> {
+    if beginning.is_empty() {
+        return None;
+    }
+    let stem = rotation_stem(name);
     cp.files
         .iter()
-        .filter(|(source, st)| {
-            name.len() > source.len() + 1
-                && name.starts_with(source.as_str())
-                && name.as_bytes()[source.len()] == b'.'
-                && st.head.as_ref().is_some_and(|h| !h.is_empty())
+        .filter(|(other, st)| {
+            other.as_str() != name
+                && rotation_stem(other) == stem
                 && st.shipped > 0
                 && !st.claimed
                 && st.pending.is_none()
+                // All of the recorded first bytes must be compared: a file that so far holds
+                // only a header line common to the whole family proves nothing.
+                && st.head.as_ref().is_some_and(|h| {
+                    !h.is_empty() && beginning.len() >= h.len() && same_file(h, beginning)
+                })
         })
-        .max_by_key(|(source, _)| source.len())
-        .map(|(source, st)| (source.as_str(), st))
+        .max_by_key(|(_, st)| st.head.as_ref().map_or(0, String::len))
+        .map(|(other, st)| (other.as_str(), st))
+}
+
+/// Whether any other file of `name`'s rotation family is in the checkpoint (only then is a new
+/// file's beginning worth a request).
+pub fn has_rotation_siblings(cp: &Checkpoint, name: &str) -> bool {
+    let stem = rotation_stem(name);
+    cp.files
+        .keys()
+        .any(|other| other.as_str() != name && rotation_stem(other) == stem)
 }
 
 /// Records what a chunk learnt about its file: its first bytes (a chunk from offset 0), and
@@ -609,17 +639,50 @@ mod tests {
     #[test]
     fn a_renamed_file_may_continue_the_generation_it_came_from() {
         let mut cp = Checkpoint::new("db1");
-        let mut active = state("18:500", 500, 500, 1_000);
-        active.head = Some("# Time: 18:00:01\n".into());
-        cp.files.insert("slowquery/mysql-slowquery.log".into(), active);
-        cp.files
-            .insert("slowquery/mysql-slowquery".into(), state("1:1", 1, 1, 1));
-        let (source, st) = rotation_source(&cp, "slowquery/mysql-slowquery.log.18").unwrap();
+        let with_head = |head: &str, shipped: u64| {
+            let mut st = state("m", shipped, shipped, 1_000);
+            st.head = Some(head.into());
+            st
+        };
+        cp.files.insert(
+            "slowquery/mysql-slowquery.log".into(),
+            with_head("hdr\n# Time: 18:00\n", 500),
+        );
+        cp.files.insert(
+            "slowquery/mysql-slowquery.log.17".into(),
+            with_head("hdr\n# Time: 17:00\n", 400),
+        );
+        assert_eq!(
+            rotation_stem("slowquery/mysql-slowquery.log.18"),
+            "slowquery/mysql-slowquery.log"
+        );
+        assert_eq!(
+            rotation_stem("error/postgresql.log.2026-11-22-03"),
+            "error/postgresql.log.2026-11-22-03"
+        );
+        let beginning = "hdr\n# Time: 18:00\nselect 1;\n";
+        let (source, st) = rotation_source(&cp, "slowquery/mysql-slowquery.log.18", beginning).unwrap();
         assert_eq!((source, st.shipped), ("slowquery/mysql-slowquery.log", 500));
-        assert!(rotation_source(&cp, "slowquery/mysql-slowquery.logx").is_none());
-        assert!(rotation_source(&cp, "slowquery/mysql-slowquery.log").is_none());
+        // A beginning that matches no recorded one, or nothing to compare: no continuation.
+        assert!(rotation_source(&cp, "slowquery/mysql-slowquery.log.18", "hdr\n# Time: 19:00\n").is_none());
+        assert!(rotation_source(&cp, "slowquery/mysql-slowquery.log.18", "").is_none());
+        assert!(rotation_source(&cp, "slowquery/mysql-slowquery.logx", beginning).is_none());
+        // A new active file that holds only the family's header line so far is no continuation.
+        assert!(rotation_source(&cp, "slowquery/mysql-slowquery.log.18", "hdr\n").is_none());
         // Continued once only.
         cp.files.get_mut("slowquery/mysql-slowquery.log").unwrap().claimed = true;
-        assert!(rotation_source(&cp, "slowquery/mysql-slowquery.log.19").is_none());
+        assert!(rotation_source(&cp, "slowquery/mysql-slowquery.log.19", beginning).is_none());
+        // SQL Server shifts every file on restart: ERROR.2 now holds what ERROR.1 held.
+        let mut cp = Checkpoint::new("sql1");
+        cp.files
+            .insert("log/ERROR".into(), with_head("2026-11-22 boot 3", 90));
+        cp.files
+            .insert("log/ERROR.1".into(), with_head("2026-11-21 boot 2", 80));
+        let (source, _) = rotation_source(&cp, "log/ERROR.2", "2026-11-21 boot 2\nmore").unwrap();
+        assert_eq!(source, "log/ERROR.1");
+        let (source, _) = rotation_source(&cp, "log/ERROR.1", "2026-11-22 boot 3\nmore").unwrap();
+        assert_eq!(source, "log/ERROR");
+        assert!(has_rotation_siblings(&cp, "log/ERROR.3"));
+        assert!(!has_rotation_siblings(&cp, "log/SQLAgent.out"));
     }
 }

@@ -802,8 +802,8 @@ impl Shipper {
 
     /// A file read from its beginning that is an earlier file renamed by rotation (MySQL renames
     /// `x.log` to `x.log.<hour>` every hour): the bytes of it already shipped under the earlier
-    /// name are read past, not shipped twice. Recognised by name (`x.log` + suffix) and by the
-    /// first bytes recorded for the earlier file's current generation.
+    /// name are read past, not shipped twice. Recognised by name (the same rotation family) and
+    /// by the first bytes recorded for the earlier file's current generation.
     async fn continue_rotated(
         &self,
         instance: &str,
@@ -811,17 +811,16 @@ impl Shipper {
         work: &mut Work,
         beginning: Option<String>,
     ) -> Result<(), ShipError> {
-        let Some((source, st)) = checkpoint::rotation_source(cp, &work.name) else {
+        if !checkpoint::has_rotation_siblings(cp, &work.name) {
             return Ok(());
-        };
+        }
         let beginning = match beginning {
             Some(b) => Some(b),
             None => self.read_beginning(instance, &work.name).await?,
         };
-        let head = st.head.as_deref().unwrap_or_default();
-        if let Some(b) = beginning
-            && !b.is_empty()
-            && checkpoint::same_file(head, &b)
+        if let Some((source, st)) = beginning
+            .as_deref()
+            .and_then(|b| checkpoint::rotation_source(cp, &work.name, b))
         {
             info!(instance, file = %work.name, from = %source, bytes = st.shipped, "a renamed file continues one already shipped in part");
             work.skip = st.shipped;

@@ -224,7 +224,10 @@ impl World {
         let Some(after) = self.checkpoint(instance).await else {
             return;
         };
-        let mut crashed = before.clone();
+        // The run kept all it committed except, for each file that advanced by exactly one chunk
+        // within its generation, that chunk: recorded as pending (write-ahead) when it crashed,
+        // after the upload or before it.
+        let mut crashed = after.clone();
         for (name, was) in &before.files {
             let Some(now) = after.files.get(name) else {
                 continue;
@@ -232,7 +235,16 @@ impl World {
             if now.generation != was.generation || now.shipped <= was.shipped {
                 continue;
             }
-            let key = keys::chunk_key(PREFIX, instance, name, was.generation, &was.date, was.shipped);
+            let key = keys::chunk_key(PREFIX, instance, name, was.generation, &self.date, was.shipped);
+            let keys_now = self.chunk_keys(instance, name).await;
+            let generation_prefix = &key[..key.rfind('-').unwrap()];
+            if !keys_now.contains(&key)
+                || keys_now
+                    .iter()
+                    .any(|k| k.starts_with(generation_prefix) && k > &key)
+            {
+                continue;
+            }
             if before_upload {
                 self.stack
                     .s3()
@@ -244,6 +256,8 @@ impl World {
                     .unwrap();
             }
             if let Some(f) = crashed.files.get_mut(name) {
+                f.marker = was.marker.clone();
+                f.shipped = was.shipped;
                 f.pending = Some(Pending {
                     key,
                     start: was.shipped,

@@ -114,7 +114,29 @@ pub struct Checkpoint {
     #[serde(default)]
     pub full_listing_at: i64,
     pub files: BTreeMap<String, FileState>,
+    /// Generations replaced under their name before a renamed copy continued them: kept (for
+    /// `RETIRED_FOR_MS`) so that a copy listed later can still continue them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<Retired>,
 }
+
+/// A file generation that was shipped in part and then replaced under its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Retired {
+    pub name: String,
+    pub generation: u32,
+    pub head: String,
+    pub shipped: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lossy: bool,
+    /// Its file's last-written time (epoch ms) when it was replaced.
+    pub at: i64,
+}
+
+/// Longer than RDS keeps rotated MySQL logs (24 hours).
+pub const RETIRED_FOR_MS: i64 = 48 * 3600 * 1000;
+pub const MAX_RETIRED: usize = 200;
 
 impl Checkpoint {
     pub fn new(instance: &str) -> Self {
@@ -123,6 +145,7 @@ impl Checkpoint {
             instance: instance.to_owned(),
             full_listing_at: 0,
             files: BTreeMap::new(),
+            retired: Vec::new(),
         }
     }
 }
@@ -143,8 +166,24 @@ pub struct Work {
     pub restarted: bool,
     /// Bytes at the beginning already shipped under another name (see `FileState::skip`).
     pub skip: u64,
-    /// The file whose generation this one continues (it was renamed into this one).
-    pub continues: Option<String>,
+    /// The generation this file continues (it was renamed into this one).
+    pub continues: Option<Continues>,
+}
+
+/// Where a file's first bytes were shipped before it was renamed into its current name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Continues {
+    pub source: Source,
+    /// The source generation had a line over 1 MB cut: so has this file.
+    pub lossy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The current generation of another file in the checkpoint.
+    Current(String),
+    /// A retired generation (name, generation).
+    Retired(String, u32),
 }
 
 /// What a run does for one instance.
@@ -252,8 +291,27 @@ fn entry_for<'a>(cp: &'a mut Checkpoint, work: &Work) -> &'a mut FileState {
     })
 }
 
-/// Records a chunk before it is uploaded.
-pub fn begin_chunk(cp: &mut Checkpoint, work: &Work, pending: Pending) {
+/// The entry of `work`'s file, reset first if `work` starts a new generation; the generation
+/// it replaces is retired if a renamed copy may still continue it.
+fn generation_entry<'a>(cp: &'a mut Checkpoint, work: &Work) -> &'a mut FileState {
+    if work.restarted
+        && let Some(old) = cp.files.get(&work.name)
+        && old.generation != work.generation
+        && old.shipped > 0
+        && !old.claimed
+        && old.pending.is_none()
+        && let Some(head) = old.head.clone()
+    {
+        let retired = Retired {
+            name: work.name.clone(),
+            generation: old.generation,
+            head,
+            shipped: old.shipped.max(old.skip),
+            lossy: old.lossy,
+            at: old.last_written,
+        };
+        cp.retired.push(retired);
+    }
     let entry = entry_for(cp, work);
     if work.restarted && entry.generation != work.generation {
         entry.marker = "0".into();
@@ -265,36 +323,69 @@ pub fn begin_chunk(cp: &mut Checkpoint, work: &Work, pending: Pending) {
         entry.skip = work.skip;
         entry.claimed = false;
     }
+    entry
+}
+
+/// Records a chunk before it is uploaded, with the file's first bytes when the chunk has them.
+pub fn begin_chunk(cp: &mut Checkpoint, work: &Work, pending: Pending, head: Option<String>) {
+    let entry = generation_entry(cp, work);
     entry.pending = Some(pending);
+    if head.is_some() {
+        entry.head = head;
+    }
     claim(cp, work);
 }
 
 /// Marks the generation that `work` continues as taken over, in the same checkpoint write as
-/// the work's first progress.
+/// the work's first progress; the continuing file inherits its lossiness.
 fn claim(cp: &mut Checkpoint, work: &Work) {
-    if let Some(source) = work.continues.as_ref().and_then(|name| cp.files.get_mut(name)) {
-        source.claimed = true;
+    let Some(c) = &work.continues else {
+        return;
+    };
+    match &c.source {
+        Source::Current(name) => {
+            if let Some(source) = cp.files.get_mut(name) {
+                source.claimed = true;
+            }
+        }
+        Source::Retired(name, generation) => cp
+            .retired
+            .retain(|r| !(&r.name == name && r.generation == *generation)),
+    }
+    if let Some(entry) = cp.files.get_mut(&work.name) {
+        entry.lossy |= c.lossy;
     }
 }
 
 /// Progress without a chunk: everything read was already shipped under another name.
-pub fn read_past(cp: &mut Checkpoint, work: &Work, marker: String, offset: u64, head: Option<String>) {
-    let entry = entry_for(cp, work);
-    if work.restarted && entry.generation != work.generation {
-        entry.generation = work.generation;
-        entry.date = work.date.clone();
-        entry.lossy = false;
-        entry.claimed = false;
-    }
+pub fn read_past(
+    cp: &mut Checkpoint,
+    work: &Work,
+    marker: String,
+    offset: u64,
+    head: Option<String>,
+    lossy: bool,
+) {
+    let entry = generation_entry(cp, work);
     entry.marker = marker;
     entry.shipped = offset;
     entry.skip = work.skip;
     entry.size = work.size;
     entry.last_written = entry.last_written.max(work.last_written);
+    entry.lossy |= lossy;
     if head.is_some() {
         entry.head = head;
     }
     claim(cp, work);
+}
+
+/// Drops retired generations that no renamed copy can still come for.
+pub fn prune_retired(cp: &mut Checkpoint, now_ms: i64) {
+    cp.retired.retain(|r| now_ms - r.at < RETIRED_FOR_MS);
+    if cp.retired.len() > MAX_RETIRED {
+        cp.retired.sort_by_key(|r| std::cmp::Reverse(r.at));
+        cp.retired.truncate(MAX_RETIRED);
+    }
 }
 
 /// A file's rotation family: its name without a trailing `.<number>` (`x.log.18` -> `x.log`,
@@ -306,45 +397,80 @@ pub fn rotation_stem(name: &str) -> &str {
     }
 }
 
-/// The file whose current generation `name`, read from its beginning, continues: rotation renamed
-/// that generation into `name` (MySQL: `x.log` -> `x.log.<hour>`; SQL Server: `ERROR` ->
-/// `ERROR.1` -> `ERROR.2`). It is in the same rotation family, has bytes shipped, is not
-/// continued already, and its recorded first bytes agree with `beginning`; with several, the one
-/// whose recorded first bytes agree the longest.
-pub fn rotation_source<'a>(
-    cp: &'a Checkpoint,
-    name: &str,
-    beginning: &str,
-) -> Option<(&'a str, &'a FileState)> {
-    if beginning.is_empty() {
-        return None;
-    }
-    let stem = rotation_stem(name);
-    cp.files
-        .iter()
-        .filter(|(other, st)| {
-            other.as_str() != name
-                && rotation_stem(other) == stem
-                && st.shipped > 0
-                && !st.claimed
-                && st.pending.is_none()
-                // All of the recorded first bytes must be compared: a file that so far holds
-                // only a header line common to the whole family proves nothing.
-                && st.head.as_ref().is_some_and(|h| {
-                    !h.is_empty() && beginning.len() >= h.len() && same_file(h, beginning)
-                })
-        })
-        .max_by_key(|(_, st)| st.head.as_ref().map_or(0, String::len))
-        .map(|(other, st)| (other.as_str(), st))
+/// What a file read from its beginning continues, if anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// Nothing: the file is shipped from its beginning.
+    New,
+    /// A generation renamed into this file: its first `skip` bytes are already shipped.
+    Continues { continues: Continues, skip: u64 },
+    /// The generation it continues has a chunk in flight: wait for it to be resolved.
+    Wait(String),
 }
 
-/// Whether any other file of `name`'s rotation family is in the checkpoint (only then is a new
-/// file's beginning worth a request).
+/// Whether recorded first bytes are evidence enough to skip what was shipped: all of them are
+/// compared, and they cover either everything shipped or the whole `HEAD_BYTES`.
+fn trusted(head: &str, shipped: u64, beginning: &str) -> bool {
+    !head.is_empty()
+        && beginning.len() >= head.len()
+        && (head.len() as u64 >= shipped || head.len() >= HEAD_BYTES)
+        && same_file(head, beginning)
+}
+
+/// Which generation `name`, read from its beginning, continues: rotation renamed it into `name`
+/// (MySQL: `x.log` -> `x.log.<hour>`; SQL Server: `ERROR` -> `ERROR.1` -> `ERROR.2`). It is the
+/// current or a retired generation of a file of the same rotation family, with bytes shipped,
+/// not continued already, whose recorded first bytes agree with `beginning` (see `trusted`);
+/// with several, the one with the most recorded bytes.
+pub fn rotation_source(cp: &Checkpoint, name: &str, beginning: &str) -> Rotation {
+    if beginning.is_empty() {
+        return Rotation::New;
+    }
+    let stem = rotation_stem(name);
+    let current = cp
+        .files
+        .iter()
+        .filter(|(other, st)| other.as_str() != name && rotation_stem(other) == stem && !st.claimed)
+        .filter_map(|(other, st)| {
+            let shipped = st.shipped.max(st.skip);
+            let head = st.head.as_deref()?;
+            (shipped > 0 && trusted(head, shipped, beginning)).then(|| {
+                let c = Continues {
+                    source: Source::Current(other.clone()),
+                    lossy: st.lossy,
+                };
+                (head.len(), c, shipped, st.pending.is_some())
+            })
+        });
+    let retired = cp
+        .retired
+        .iter()
+        .filter(|r| r.name != name && rotation_stem(&r.name) == stem)
+        .filter(|r| r.shipped > 0 && trusted(&r.head, r.shipped, beginning))
+        .map(|r| {
+            let c = Continues {
+                source: Source::Retired(r.name.clone(), r.generation),
+                lossy: r.lossy,
+            };
+            (r.head.len(), c, r.shipped, false)
+        });
+    match current.chain(retired).max_by_key(|(len, ..)| *len) {
+        None => Rotation::New,
+        Some((_, c, _, true)) => match c.source {
+            Source::Current(n) | Source::Retired(n, _) => Rotation::Wait(n),
+        },
+        Some((_, continues, skip, false)) => Rotation::Continues { continues, skip },
+    }
+}
+
+/// Whether any other file of `name`'s rotation family, or a retired generation of the family, is
+/// in the checkpoint (only then is a new file's beginning worth a request).
 pub fn has_rotation_siblings(cp: &Checkpoint, name: &str) -> bool {
     let stem = rotation_stem(name);
     cp.files
         .keys()
         .any(|other| other.as_str() != name && rotation_stem(other) == stem)
+        || cp.retired.iter().any(|r| rotation_stem(&r.name) == stem)
 }
 
 /// Records what a chunk learnt about its file: its first bytes (a chunk from offset 0), and
@@ -402,7 +528,12 @@ pub fn touch(cp: &mut Checkpoint, work: &Work) -> bool {
     let entry = entry_for(cp, work);
     entry.size = work.size;
     entry.last_written = entry.last_written.max(work.last_written);
-    before != Some((entry.size, entry.last_written))
+    let changed = before != Some((entry.size, entry.last_written));
+    // A continuation recorded (its `skip`) claims its source in the same write.
+    if changed {
+        claim(cp, work);
+    }
+    changed
 }
 
 pub fn drop_files(cp: &mut Checkpoint, names: &[String]) {
@@ -534,8 +665,14 @@ mod tests {
                 end_marker: "5:30".into(),
                 until: 0,
             },
+            Some("first line\n".into()),
         );
         assert_eq!(cp.files["a.log"].shipped, 0, "nothing counts before the commit");
+        assert_eq!(
+            cp.files["a.log"].head.as_deref(),
+            Some("first line\n"),
+            "the file's first bytes are recorded with the write-ahead record"
+        );
         let json = serde_json::to_string(&cp).unwrap();
         let back: Checkpoint = serde_json::from_str(&json).unwrap();
         assert_eq!(back, cp);
@@ -570,6 +707,7 @@ mod tests {
                 end_marker: "1:50".into(),
                 until: 0,
             },
+            None,
         );
         let e = &cp.files["a.log"];
         assert_eq!(
@@ -636,6 +774,13 @@ mod tests {
         assert!(!touch(&mut cp, &w));
     }
 
+    fn source_of(r: Rotation) -> Option<(Source, u64)> {
+        match r {
+            Rotation::Continues { continues, skip } => Some((continues.source, skip)),
+            _ => None,
+        }
+    }
+
     #[test]
     fn a_renamed_file_may_continue_the_generation_it_came_from() {
         let mut cp = Checkpoint::new("db1");
@@ -644,45 +789,123 @@ mod tests {
             st.head = Some(head.into());
             st
         };
-        cp.files.insert(
-            "slowquery/mysql-slowquery.log".into(),
-            with_head("hdr\n# Time: 18:00\n", 500),
-        );
-        cp.files.insert(
-            "slowquery/mysql-slowquery.log.17".into(),
-            with_head("hdr\n# Time: 17:00\n", 400),
-        );
-        assert_eq!(
-            rotation_stem("slowquery/mysql-slowquery.log.18"),
-            "slowquery/mysql-slowquery.log"
-        );
+        let active = "slowquery/mysql-slowquery.log";
+        cp.files
+            .insert(active.into(), with_head("hdr\n# Time: 18:00\n", 17));
+        cp.files
+            .insert(format!("{active}.17"), with_head("hdr\n# Time: 17:00\n", 17));
+        assert_eq!(rotation_stem("slowquery/mysql-slowquery.log.18"), active);
         assert_eq!(
             rotation_stem("error/postgresql.log.2026-11-22-03"),
             "error/postgresql.log.2026-11-22-03"
         );
         let beginning = "hdr\n# Time: 18:00\nselect 1;\n";
-        let (source, st) = rotation_source(&cp, "slowquery/mysql-slowquery.log.18", beginning).unwrap();
-        assert_eq!((source, st.shipped), ("slowquery/mysql-slowquery.log", 500));
+        let renamed = format!("{active}.18");
+        assert_eq!(
+            source_of(rotation_source(&cp, &renamed, beginning)),
+            Some((Source::Current(active.into()), 17))
+        );
         // A beginning that matches no recorded one, or nothing to compare: no continuation.
-        assert!(rotation_source(&cp, "slowquery/mysql-slowquery.log.18", "hdr\n# Time: 19:00\n").is_none());
-        assert!(rotation_source(&cp, "slowquery/mysql-slowquery.log.18", "").is_none());
-        assert!(rotation_source(&cp, "slowquery/mysql-slowquery.logx", beginning).is_none());
+        assert_eq!(
+            rotation_source(&cp, &renamed, "hdr\n# Time: 19:00\n"),
+            Rotation::New
+        );
+        assert_eq!(rotation_source(&cp, &renamed, ""), Rotation::New);
+        assert_eq!(
+            rotation_source(&cp, "slowquery/mysql-slowquery.logx", beginning),
+            Rotation::New
+        );
         // A new active file that holds only the family's header line so far is no continuation.
-        assert!(rotation_source(&cp, "slowquery/mysql-slowquery.log.18", "hdr\n").is_none());
+        assert_eq!(rotation_source(&cp, &renamed, "hdr\n"), Rotation::New);
+        // Recorded bytes that cover neither all that was shipped nor a whole HEAD_BYTES: not
+        // evidence enough to skip the rest.
+        cp.files.get_mut(active).unwrap().shipped = 5_000;
+        assert_eq!(rotation_source(&cp, &renamed, beginning), Rotation::New);
+        cp.files.get_mut(active).unwrap().shipped = 17;
+        // A chunk of the source in flight: wait for it.
+        cp.files.get_mut(active).unwrap().pending = Some(Pending {
+            key: "k".into(),
+            start: 17,
+            end: 40,
+            end_marker: "m".into(),
+            until: 0,
+        });
+        assert_eq!(
+            rotation_source(&cp, &renamed, beginning),
+            Rotation::Wait(active.into())
+        );
+        cp.files.get_mut(active).unwrap().pending = None;
         // Continued once only.
-        cp.files.get_mut("slowquery/mysql-slowquery.log").unwrap().claimed = true;
-        assert!(rotation_source(&cp, "slowquery/mysql-slowquery.log.19", beginning).is_none());
+        cp.files.get_mut(active).unwrap().claimed = true;
+        assert_eq!(rotation_source(&cp, &renamed, beginning), Rotation::New);
         // SQL Server shifts every file on restart: ERROR.2 now holds what ERROR.1 held.
         let mut cp = Checkpoint::new("sql1");
         cp.files
-            .insert("log/ERROR".into(), with_head("2026-11-22 boot 3", 90));
+            .insert("log/ERROR".into(), with_head("2026-11-22 boot 3", 17));
         cp.files
-            .insert("log/ERROR.1".into(), with_head("2026-11-21 boot 2", 80));
-        let (source, _) = rotation_source(&cp, "log/ERROR.2", "2026-11-21 boot 2\nmore").unwrap();
-        assert_eq!(source, "log/ERROR.1");
-        let (source, _) = rotation_source(&cp, "log/ERROR.1", "2026-11-22 boot 3\nmore").unwrap();
-        assert_eq!(source, "log/ERROR");
+            .insert("log/ERROR.1".into(), with_head("2026-11-21 boot 2", 17));
+        assert_eq!(
+            source_of(rotation_source(&cp, "log/ERROR.2", "2026-11-21 boot 2\nmore")),
+            Some((Source::Current("log/ERROR.1".into()), 17))
+        );
         assert!(has_rotation_siblings(&cp, "log/ERROR.3"));
         assert!(!has_rotation_siblings(&cp, "log/SQLAgent.out"));
+    }
+
+    #[test]
+    fn a_generation_replaced_before_its_renamed_copy_was_listed_is_kept_for_it() {
+        // x.log restarts (new content) in a run whose listing did not include x.log.18 yet.
+        let mut cp = Checkpoint::new("db1");
+        let mut st = state("18:900", 900, 900, 1_000);
+        st.head = Some("old beginning\n".repeat(100));
+        cp.files.insert("x.log".into(), st);
+        let w = plan(&cp, &[listed("x.log", 10, 2_000)], false, "2026-11-22")
+            .work
+            .remove(0);
+        assert!(w.restarted);
+        begin_chunk(
+            &mut cp,
+            &w,
+            Pending {
+                key: "k".into(),
+                start: 0,
+                end: 10,
+                end_marker: "19:10".into(),
+                until: 0,
+            },
+            Some("new beginning\n".into()),
+        );
+        assert_eq!(cp.retired.len(), 1);
+        assert_eq!((cp.retired[0].generation, cp.retired[0].shipped), (0, 900));
+        // The copy, listed later, continues the retired generation, which is then claimed.
+        let beginning = "old beginning\n".repeat(100);
+        let Rotation::Continues { continues, skip } = rotation_source(&cp, "x.log.18", &beginning) else {
+            panic!("no continuation");
+        };
+        assert_eq!(
+            (continues.source.clone(), skip),
+            (Source::Retired("x.log".into(), 0), 900)
+        );
+        let copy = Work {
+            skip,
+            continues: Some(continues),
+            ..plan(&cp, &[listed("x.log.18", 1_000, 1_500)], true, "2026-11-22")
+                .work
+                .remove(0)
+        };
+        read_past(&mut cp, &copy, "18:900".into(), 900, None, false);
+        assert!(cp.retired.is_empty());
+        assert_eq!(rotation_source(&cp, "x.log.19", &beginning), Rotation::New);
+        // Kept 48 hours at most.
+        cp.retired.push(Retired {
+            name: "x.log".into(),
+            generation: 1,
+            head: "h".into(),
+            shipped: 1,
+            lossy: false,
+            at: 0,
+        });
+        prune_retired(&mut cp, RETIRED_FOR_MS);
+        assert!(cp.retired.is_empty());
     }
 }

@@ -13,7 +13,7 @@ use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::checkpoint::{self, Checkpoint, ListedFile, Pending, Work};
+use crate::checkpoint::{self, Checkpoint, ListedFile, Pending, Rotation, Work};
 use crate::keys;
 use crate::portion::{self, MAX_LINES, Next, Truncation};
 use crate::rate::TokenBucket;
@@ -712,7 +712,7 @@ impl Shipper {
             if !work.restarted && work.offset > 0 {
                 let head = cp.files.get(&work.name).and_then(|f| f.head.clone());
                 if let Some(head) = head {
-                    beginning = self.read_beginning(instance, &work.name).await?;
+                    beginning = self.read_beginning(instance, &work.name, work.size).await?;
                     if beginning
                         .as_deref()
                         .is_some_and(|b| !checkpoint::same_file(&head, b))
@@ -726,8 +726,12 @@ impl Shipper {
                     }
                 }
             }
-            if work.offset == 0 && work.skip == 0 {
-                self.continue_rotated(instance, &cp, &mut work, beginning).await?;
+            if work.offset == 0
+                && work.skip == 0
+                && !self.continue_rotated(instance, &cp, &mut work, beginning).await?
+            {
+                deferred = true;
+                continue;
             }
             s.files += 1;
             loop {
@@ -763,6 +767,7 @@ impl Shipper {
         }
         if complete_listing && !out_of_time {
             checkpoint::drop_files(&mut cp, &plan.dropped);
+            checkpoint::prune_retired(&mut cp, now);
             cp.full_listing_at = now;
             self.save_checkpoint(&cp, &mut etag).await?;
         }
@@ -803,51 +808,78 @@ impl Shipper {
     /// A file read from its beginning that is an earlier file renamed by rotation (MySQL renames
     /// `x.log` to `x.log.<hour>` every hour): the bytes of it already shipped under the earlier
     /// name are read past, not shipped twice. Recognised by name (the same rotation family) and
-    /// by the first bytes recorded for the earlier file's current generation.
+    /// by the first bytes recorded for the earlier generation. `false`: leave the file for now.
     async fn continue_rotated(
         &self,
         instance: &str,
         cp: &Checkpoint,
         work: &mut Work,
         beginning: Option<String>,
-    ) -> Result<(), ShipError> {
+    ) -> Result<bool, ShipError> {
         if !checkpoint::has_rotation_siblings(cp, &work.name) {
-            return Ok(());
+            return Ok(true);
         }
         let beginning = match beginning {
-            Some(b) => Some(b),
-            None => self.read_beginning(instance, &work.name).await?,
+            Some(b) => b,
+            None => self
+                .read_beginning(instance, &work.name, work.size)
+                .await?
+                .unwrap_or_default(),
         };
-        if let Some((source, st)) = beginning
-            .as_deref()
-            .and_then(|b| checkpoint::rotation_source(cp, &work.name, b))
-        {
-            info!(instance, file = %work.name, from = %source, bytes = st.shipped, "a renamed file continues one already shipped in part");
-            work.skip = st.shipped;
-            work.continues = Some(source.to_owned());
+        match checkpoint::rotation_source(cp, &work.name, &beginning) {
+            Rotation::New => Ok(true),
+            Rotation::Continues { continues, skip } => {
+                info!(instance, file = %work.name, from = ?continues.source, bytes = skip, "a renamed file continues one already shipped in part");
+                work.skip = skip;
+                work.continues = Some(continues);
+                Ok(true)
+            }
+            Rotation::Wait(source) => {
+                info!(instance, file = %work.name, from = %source, "a renamed file waits for the chunk in flight of the file it continues");
+                Ok(false)
+            }
         }
-        Ok(())
     }
 
-    /// The first lines of a file (from marker "0"), to check that it is still the file whose
-    /// beginning the checkpoint recorded. `None` if it is gone (the read that follows says so).
-    async fn read_beginning(&self, instance: &str, file: &str) -> Result<Option<String>, ShipError> {
-        self.throttle().await;
-        match self
-            .rds
-            .download_db_log_file_portion()
-            .db_instance_identifier(instance)
-            .log_file_name(file)
-            .marker("0")
-            .number_of_lines(64)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(out.log_file_data().unwrap_or_default().to_owned())),
-            Err(e) if e.code() == Some("DBLogFileNotFoundFault") => Ok(None),
-            Err(e) if e.code() == Some("InvalidParameterValue") => Ok(None),
-            Err(e) => Err(aws("RDS DownloadDBLogFilePortion", e)),
+    /// The first bytes of a file (from marker "0", up to `HEAD_BYTES` or its listed size), to
+    /// check which file it is. RDS may answer with a short portion: a few more requests follow
+    /// the marker. `None` if it is gone (the read that follows says so).
+    async fn read_beginning(
+        &self,
+        instance: &str,
+        file: &str,
+        size: u64,
+    ) -> Result<Option<String>, ShipError> {
+        let want = usize::try_from(size)
+            .unwrap_or(usize::MAX)
+            .min(checkpoint::HEAD_BYTES);
+        let mut beginning = String::new();
+        let mut marker = "0".to_owned();
+        for _ in 0..4 {
+            self.throttle().await;
+            let out = match self
+                .rds
+                .download_db_log_file_portion()
+                .db_instance_identifier(instance)
+                .log_file_name(file)
+                .marker(&marker)
+                .number_of_lines(64)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) if e.code() == Some("DBLogFileNotFoundFault") => return Ok(None),
+                Err(e) if e.code() == Some("InvalidParameterValue") => return Ok(None),
+                Err(e) => return Err(aws("RDS DownloadDBLogFilePortion", e)),
+            };
+            let data = out.log_file_data().unwrap_or_default();
+            beginning.push_str(data);
+            match out.marker().filter(|m| !m.is_empty()) {
+                Some(m) if !data.is_empty() && beginning.len() < want => marker = m.to_owned(),
+                _ => break,
+            }
         }
+        Ok(Some(beginning))
     }
 
     async fn ship_file(
@@ -879,13 +911,17 @@ impl Shipper {
         let mut lines = MAX_LINES;
         let mut empties = 0;
         let mut out_of_time = false;
-        // The file's first bytes, when this chunk starts at its beginning.
-        let mut head: Option<String> = None;
-        let known_head = cp
-            .files
-            .get(&work.name)
-            .and_then(|f| f.head.clone())
-            .filter(|h| h.len() as u64 == work.offset && h.len() < checkpoint::HEAD_BYTES);
+        // The file's first bytes (up to `HEAD_BYTES`), extended portion after portion while they
+        // cover everything read: from this chunk's start at the beginning, or from those
+        // recorded when they end where this chunk starts.
+        let mut head: Option<String> = if work.offset == 0 {
+            Some(String::new())
+        } else {
+            cp.files
+                .get(&work.name)
+                .and_then(|f| f.head.clone())
+                .filter(|h| h.len() as u64 == work.offset)
+        };
         // A line over 1 MB was cut by RDS (in this chunk or earlier in this generation): bytes
         // counted fall short of the file's, and RDS's `AdditionalDataPending` tells the end.
         let lossy_before = cp
@@ -968,13 +1004,11 @@ impl Shipper {
                 empties += 1;
             } else {
                 empties = 0;
-                if offset == work.offset {
-                    // The file's first bytes, or more of them if too few were recorded so far.
-                    head = match &known_head {
-                        _ if work.offset == 0 => Some(checkpoint::head_of(data)),
-                        Some(h) => Some(checkpoint::head_of(&format!("{h}{}", checkpoint::head_of(data)))),
-                        None => None,
-                    };
+                if let Some(h) = head.as_mut()
+                    && h.len() as u64 == offset
+                    && h.len() < checkpoint::HEAD_BYTES
+                {
+                    *h = checkpoint::head_of(&format!("{h}{}", checkpoint::head_of(data)));
                 }
                 let from = usize::try_from(start.saturating_sub(offset))
                     .unwrap_or(usize::MAX)
@@ -993,7 +1027,9 @@ impl Shipper {
                 marker = m.to_owned();
             }
             let pending = resp.additional_data_pending().unwrap_or(false);
-            if (lossy || lossy_before) && !pending {
+            // After a cut line the byte count falls short of `Size`: the end is RDS's empty answer
+            // with nothing pending (a short portion may also say nothing is pending).
+            if (lossy || lossy_before) && !pending && data.is_empty() {
                 break;
             }
             match portion::next(pending, offset, work.size, data.len(), empties) {
@@ -1008,13 +1044,14 @@ impl Shipper {
                 }
             }
         }
+        let head = head.filter(|h| !h.is_empty());
         let chunk_full = offset.saturating_sub(start) >= self.config.max_chunk_bytes;
         if offset <= start {
             // Nothing to upload: nothing was read, or everything read was already shipped under
             // the name this file had before (a file renamed by rotation).
             writer.abort(&self.s3, &self.config.bucket).await;
             let changed = if offset > work.offset {
-                checkpoint::read_past(cp, work, marker, offset, head);
+                checkpoint::read_past(cp, work, marker, offset, head, lossy);
                 true
             } else {
                 // Saved now, or a file with nothing to read would be listed and read every run.
@@ -1041,6 +1078,7 @@ impl Shipper {
                 end_marker: marker,
                 until: pending_until(deadline),
             },
+            head.clone(),
         );
         if let Err(e) = self.save_checkpoint(cp, etag).await {
             writer.abort(&self.s3, &self.config.bucket).await;

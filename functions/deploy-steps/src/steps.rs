@@ -229,6 +229,23 @@ fn page_from_sdk(out: &DescribeChangeSetOutput) -> ChangeSetPage {
     }
 }
 
+/// The stack inputs of a deployment, set on a CreateStack or a CreateChangeSet request: two SDK
+/// builder types with the same setters.
+macro_rules! with_stack_inputs {
+    ($req:expr, $plan:expr) => {{
+        let plan: &Plan = $plan;
+        let req = $req
+            .set_parameters(Some(cfn_parameters(plan)))
+            .set_capabilities(Some(capabilities(plan)))
+            .set_tags(Some(cfn_tags(plan)))
+            .set_role_arn(plan.role_arn.clone());
+        match &plan.template {
+            TemplateSource::Body(b) => req.template_body(b),
+            TemplateSource::Url(u) => req.template_url(u),
+        }
+    }};
+}
+
 fn cfn_parameters(plan: &Plan) -> Vec<CfnParameter> {
     plan.parameters
         .iter()
@@ -406,18 +423,7 @@ impl Steps {
     pub async fn create_stack(&self, state: State) -> Result<Created, StepError> {
         let plan = &state.plan;
         let name = state.target_stack().to_owned();
-        let req = self
-            .cfn
-            .create_stack()
-            .stack_name(&name)
-            .set_parameters(Some(cfn_parameters(plan)))
-            .set_capabilities(Some(capabilities(plan)))
-            .set_tags(Some(cfn_tags(plan)))
-            .set_role_arn(plan.role_arn.clone());
-        let req = match &plan.template {
-            TemplateSource::Body(b) => req.template_body(b),
-            TemplateSource::Url(u) => req.template_url(u),
-        };
+        let req = with_stack_inputs!(self.cfn.create_stack().stack_name(&name), plan);
         let stack_id = match req.send().await {
             Ok(out) => out.stack_id().unwrap_or(&name).to_owned(),
             // A retried step whose first attempt created the stack (CheckStack found it absent,
@@ -468,15 +474,8 @@ impl Steps {
             .change_set_name(&plan.change_set_name)
             .change_set_type(kind.clone())
             .include_nested_stacks(true)
-            .description(format!("Deployment of {}", plan.template_path))
-            .set_parameters(Some(cfn_parameters(plan)))
-            .set_capabilities(Some(capabilities(plan)))
-            .set_tags(Some(cfn_tags(plan)))
-            .set_role_arn(plan.role_arn.clone());
-        let req = match &plan.template {
-            TemplateSource::Body(b) => req.template_body(b),
-            TemplateSource::Url(u) => req.template_url(u),
-        };
+            .description(format!("Deployment of {}", plan.template_path));
+        let req = with_stack_inputs!(req, plan);
         let out = match req.send().await {
             Ok(out) => out,
             Err(e) if is_no_updates(&e) => {

@@ -182,11 +182,7 @@ async fn unsafe_path_deletes_the_change_set_and_leaves_the_stack_untouched() {
     let status_before = w.status(STACK).await;
 
     let out = w.deploy("v3-remove.yaml", json!({})).await;
-    let ActionStatus::Failed {
-        failure_type,
-        message,
-    } = &out.status
-    else {
+    let Some((failure_type, message)) = out.status.failure() else {
         panic!("{out:#?}")
     };
     assert_eq!(failure_type, "JobFailed");

@@ -82,11 +82,7 @@ async fn a_failed_execution_fails_the_job_with_status_error_and_cause() {
     let spec = world.action(Some(&params));
     let outcome = run_action(&world.stack, &spec).await.expect("action");
 
-    let ActionStatus::Failed {
-        failure_type,
-        message,
-    } = &outcome.status
-    else {
+    let Some((failure_type, message)) = outcome.status.failure() else {
         panic!("{outcome:#?}")
     };
     assert_eq!(failure_type, "JobFailed");
@@ -215,11 +211,7 @@ async fn configuration_faults_end_the_job_with_a_configuration_error() {
     for (params, expected) in cases {
         let spec = world.action(params.as_deref());
         let outcome = run_action(&world.stack, &spec).await.expect("action");
-        let ActionStatus::Failed {
-            failure_type,
-            message,
-        } = &outcome.status
-        else {
+        let Some((failure_type, message)) = outcome.status.failure() else {
             panic!("{params:?}: {outcome:#?}")
         };
         assert_eq!(failure_type, "ConfigurationError", "{params:?}: {message}");

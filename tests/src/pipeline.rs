@@ -163,6 +163,19 @@ pub enum ActionStatus {
     StillRunning,
 }
 
+impl ActionStatus {
+    /// `(failure type, message)` of a failed action.
+    pub fn failure(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::Failed {
+                failure_type,
+                message,
+            } => Some((failure_type, message)),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ActionOutcome {
     pub status: ActionStatus,

@@ -701,10 +701,7 @@ impl Shipper {
                 out_of_time = true;
                 break;
             }
-            let name_of_deferred = work.name.clone();
             let Some(mut work) = self.resolve_pending(&mut cp, &mut etag, work).await? else {
-                // Another run may still be uploading this file's chunk: leave the file to it.
-                info!(instance, file = %name_of_deferred, "a recent pending chunk is left to the run that recorded it");
                 deferred = true;
                 continue;
             };
@@ -775,7 +772,8 @@ impl Shipper {
         Ok(out_of_time)
     }
 
-    /// A chunk recorded before a crash: committed if it reached S3, forgotten otherwise.
+    /// A chunk recorded before a crash: committed if it reached S3, forgotten otherwise once the
+    /// run that recorded it is past its deadline; `None` (leave the file) until then.
     async fn resolve_pending(
         &self,
         cp: &mut Checkpoint,
@@ -799,6 +797,8 @@ impl Shipper {
         } else if checkpoint::pending_expired(&p, now_ms()) {
             checkpoint::abandon_chunk(cp, &work.name);
         } else {
+            // Another run may still be uploading this chunk: leave the file to it.
+            info!(file = %work.name, key = %p.key, "a recent pending chunk is left to the run that recorded it");
             return Ok(None);
         }
         self.save_checkpoint(cp, etag).await?;

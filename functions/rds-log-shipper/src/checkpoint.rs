@@ -326,10 +326,13 @@ fn generation_entry<'a>(cp: &'a mut Checkpoint, work: &Work) -> &'a mut FileStat
     entry
 }
 
-/// Records a chunk before it is uploaded, with the file's first bytes when the chunk has them.
-pub fn begin_chunk(cp: &mut Checkpoint, work: &Work, pending: Pending, head: Option<String>) {
+/// Records a chunk before it is uploaded, with what reading it taught about the file: its first
+/// bytes when the chunk has them, and whether RDS cut a line over 1 MB (true of the file's
+/// generation whether or not the chunk reaches S3).
+pub fn begin_chunk(cp: &mut Checkpoint, work: &Work, pending: Pending, head: Option<String>, lossy: bool) {
     let entry = generation_entry(cp, work);
     entry.pending = Some(pending);
+    entry.lossy |= lossy;
     if head.is_some() {
         entry.head = head;
     }
@@ -471,17 +474,6 @@ pub fn has_rotation_siblings(cp: &Checkpoint, name: &str) -> bool {
         .keys()
         .any(|other| other.as_str() != name && rotation_stem(other) == stem)
         || cp.retired.iter().any(|r| rotation_stem(&r.name) == stem)
-}
-
-/// Records what a chunk learnt about its file: its first bytes (a chunk from offset 0), and
-/// whether RDS truncated a line in it.
-pub fn note_file(cp: &mut Checkpoint, name: &str, head: Option<String>, lossy: bool) {
-    if let Some(entry) = cp.files.get_mut(name) {
-        if head.is_some() {
-            entry.head = head;
-        }
-        entry.lossy |= lossy;
-    }
 }
 
 /// The work item that reads a file again from its beginning, as a new generation (the file was
@@ -666,6 +658,7 @@ mod tests {
                 until: 0,
             },
             Some("first line\n".into()),
+            false,
         );
         assert_eq!(cp.files["a.log"].shipped, 0, "nothing counts before the commit");
         assert_eq!(
@@ -708,6 +701,7 @@ mod tests {
                 until: 0,
             },
             None,
+            false,
         );
         let e = &cp.files["a.log"];
         assert_eq!(
@@ -874,6 +868,7 @@ mod tests {
                 until: 0,
             },
             Some("new beginning\n".into()),
+            false,
         );
         assert_eq!(cp.retired.len(), 1);
         assert_eq!((cp.retired[0].generation, cp.retired[0].shipped), (0, 900));

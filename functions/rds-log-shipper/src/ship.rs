@@ -1078,7 +1078,8 @@ impl Shipper {
                 end_marker: marker,
                 until: pending_until(deadline),
             },
-            head.clone(),
+            head,
+            lossy,
         );
         if let Err(e) = self.save_checkpoint(cp, etag).await {
             writer.abort(&self.s3, &self.config.bucket).await;
@@ -1086,7 +1087,6 @@ impl Shipper {
         }
         writer.finish(&self.s3, &self.config.bucket).await?;
         checkpoint::commit_chunk(cp, &work.name, work.size, work.last_written);
-        checkpoint::note_file(cp, &work.name, head, lossy);
         self.save_checkpoint(cp, etag).await?;
         Ok(FileOutcome {
             bytes: offset - start,

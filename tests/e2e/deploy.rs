@@ -38,8 +38,12 @@ impl DeployWorld {
         e2e::seed::put_object(&self.stack, ARTIFACT_BUCKET, &key, &zip)
             .await
             .unwrap();
-        let mut input =
-            json!({"environmentName": "e2e", "stackName": "app", "templatePath": "infra/app.yaml"});
+        // moto's change sets never say whether a Modify replaces its resource (AWS always does):
+        // the gate refuses that unless the deployment opts in, as these tests do by default.
+        let mut input = json!({
+            "environmentName": "e2e", "stackName": "app", "templatePath": "infra/app.yaml",
+            "policy": {"unreportedReplacement": "allow"},
+        });
         if let (Some(i), Some(o)) = (input.as_object_mut(), options.as_object()) {
             i.extend(o.clone());
         }
@@ -170,6 +174,33 @@ async fn safe_update_path_executes_the_change_set() {
     assert_eq!(after["Assets"], before["Assets"]);
     assert_eq!(after["Uploads"], before["Uploads"]);
     assert!(w.bucket_exists(&after["Reports"]).await);
+    w.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modify_that_does_not_say_whether_it_replaces_is_refused_by_default() {
+    let w = DeployWorld::start().await;
+    assert_succeeded(&w.deploy("v1.yaml", json!({})).await);
+    let before = w.resources(STACK).await;
+
+    // The default policy: moto's Modify changes carry no Replacement and no details.
+    let out = w.deploy("v2-add.yaml", json!({"policy": {}})).await;
+    let Some((failure_type, message)) = out.status.failure() else {
+        panic!("{out:#?}")
+    };
+    assert_eq!(failure_type, "JobFailed");
+    assert!(message.contains("Error: UnsafeChangeSet."), "{message}");
+    assert!(
+        message.contains("Uploads (AWS::S3::Bucket): replacement not reported"),
+        "{message}"
+    );
+    assert_eq!(
+        w.resources(STACK).await,
+        before,
+        "the change set was never executed"
+    );
+    assert_eq!(w.status(STACK).await, "CREATE_COMPLETE");
+    assert!(w.executable_change_sets(STACK).await.is_empty());
     w.stack.stop().await;
 }
 

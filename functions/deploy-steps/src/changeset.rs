@@ -108,11 +108,16 @@ pub fn change_set_state(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Policy {
-    /// `Replacement: Conditional`: `block` (default) or `allow`. CDK stacks show it on almost
-    /// every change (CDKMetadata); allow it, or allow those resources by type or logical id.
+    /// A conditional replacement (`Replacement: Conditional`, a detail with `RequiresRecreation:
+    /// Conditionally`): `block` (default) or `allow`. CDK stacks show it on almost every change
+    /// (CDKMetadata); allow it, or allow those resources by type or logical id.
     pub conditional_replacement: Treatment,
     /// `Action: Dynamic` (the change cannot be known until execution): `block` (default) or `allow`.
     pub dynamic: Treatment,
+    /// A `Modify` that says nothing about replacement (no `Replacement`, no detail with
+    /// `RequiresRecreation`, no `PolicyAction`): `block` (default) or `allow`. AWS always sends
+    /// `Replacement` for a `Modify`; emulators such as moto never do.
+    pub unreported_replacement: Treatment,
     /// Resource types or logical ids that may be replaced.
     pub allow_replacement: Vec<String>,
     /// Resource types or logical ids that may be removed.
@@ -124,6 +129,7 @@ impl Default for Policy {
         Self {
             conditional_replacement: Treatment::Block,
             dynamic: Treatment::Block,
+            unreported_replacement: Treatment::Block,
             allow_replacement: Vec::new(),
             allow_removal: Vec::new(),
         }
@@ -161,76 +167,279 @@ fn allowed(list: &[String], resource_type: &str, logical_id: &str) -> bool {
     list.iter().any(|a| a == resource_type || a == logical_id)
 }
 
-const DESTRUCTIVE_POLICY_ACTIONS: [&str; 4] = [
+/// How far a change goes in recreating its resource, least impact first, as AWS ranks
+/// `RequiresRecreation` values when it derives `Replacement` from a change's details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Recreation {
+    /// `RequiresRecreation: Never`, `Replacement: False`.
+    Never,
+    /// `RequiresRecreation: Conditionally`.
+    Conditionally,
+    /// `RequiresRecreation: Always` with `Evaluation: Dynamic`: replaced if the value, known only
+    /// at execution, changes. AWS reports it as `Replacement: Conditional`; it is still a
+    /// replacement of a property that always recreates, so only `allowReplacement` lets it pass.
+    AlwaysIfChanged,
+    /// `RequiresRecreation: Always` (static or unstated evaluation), `Replacement: True`,
+    /// `PolicyAction: ReplaceAnd*`.
+    Always,
+}
+
+impl Recreation {
+    /// The `Replacement` values consistent with this level.
+    fn agrees_with(self, replacement: Recreation) -> bool {
+        match replacement {
+            Recreation::Conditionally | Recreation::AlwaysIfChanged => {
+                matches!(self, Recreation::Conditionally | Recreation::AlwaysIfChanged)
+            }
+            r => self == r,
+        }
+    }
+}
+
+/// The `Replacement` field, read: `False`, `Conditional` or `True`.
+fn replacement_level(value: &str) -> Option<Recreation> {
+    match value {
+        "False" => Some(Recreation::Never),
+        "Conditional" => Some(Recreation::Conditionally),
+        "True" => Some(Recreation::Always),
+        _ => None,
+    }
+}
+
+/// One detail's `RequiresRecreation`, weighed by its `Evaluation`.
+fn detail_level(requires: &str, evaluation: Option<&str>) -> Option<Recreation> {
+    match (requires, evaluation) {
+        ("Never", _) => Some(Recreation::Never),
+        ("Conditionally", _) => Some(Recreation::Conditionally),
+        ("Always", Some("Dynamic")) => Some(Recreation::AlwaysIfChanged),
+        ("Always", _) => Some(Recreation::Always),
+        _ => None,
+    }
+}
+
+const KNOWN_EVALUATIONS: [&str; 2] = ["Static", "Dynamic"];
+const KNOWN_POLICY_ACTIONS: [&str; 6] = [
     "Delete",
+    "Retain",
+    "Snapshot",
     "ReplaceAndDelete",
     "ReplaceAndRetain",
     "ReplaceAndSnapshot",
 ];
 
+/// Everything a change's fields say about removing or replacing its resource.
+#[derive(Debug, Default)]
+struct Signals {
+    /// `Replacement`, when recognised.
+    reported: Option<Recreation>,
+    /// The most impactful `RequiresRecreation` among the details that state one.
+    derived: Option<Recreation>,
+    /// Details that may recreate the resource: their property (or attribute) and level.
+    causes: Vec<(String, Recreation)>,
+    /// `PolicyAction: ReplaceAnd*` (the resource is replaced).
+    policy_replaces: bool,
+    /// `PolicyAction: Delete` (the resource is deleted).
+    policy_deletes: bool,
+    /// Values this code does not know, as `Field: value`.
+    unrecognised: Vec<String>,
+}
+
+impl Signals {
+    fn read(change: &ResourceChange) -> Signals {
+        let mut s = Signals::default();
+        if let Some(r) = change.replacement.as_deref() {
+            match replacement_level(r) {
+                Some(level) => s.reported = Some(level),
+                None => s.unrecognised.push(format!("Replacement: {r}")),
+            }
+        }
+        for detail in &change.details {
+            let evaluation = detail.evaluation.as_deref();
+            if let Some(e) = evaluation.filter(|e| !KNOWN_EVALUATIONS.contains(e)) {
+                s.unrecognised.push(format!("Evaluation: {e}"));
+            }
+            let Some(target) = &detail.target else { continue };
+            let Some(requires) = target.requires_recreation.as_deref() else {
+                continue;
+            };
+            let Some(level) = detail_level(requires, evaluation) else {
+                s.unrecognised.push(format!("RequiresRecreation: {requires}"));
+                continue;
+            };
+            s.derived = s.derived.max(Some(level));
+            if level > Recreation::Never {
+                let name = target.name.clone().or_else(|| target.attribute.clone());
+                s.causes.push((name.unwrap_or_else(|| "?".into()), level));
+            }
+        }
+        match change.policy_action.as_deref() {
+            Some(p) if p.starts_with("Replace") && KNOWN_POLICY_ACTIONS.contains(&p) => {
+                s.policy_replaces = true
+            }
+            Some("Delete") => s.policy_deletes = true,
+            Some(p) if !KNOWN_POLICY_ACTIONS.contains(&p) => {
+                s.unrecognised.push(format!("PolicyAction: {p}"))
+            }
+            _ => {}
+        }
+        s
+    }
+
+    /// The replacement the fields add up to: the most impactful of them.
+    fn level(&self) -> Option<Recreation> {
+        let by_policy = self.policy_replaces.then_some(Recreation::Always);
+        self.reported.max(self.derived).max(by_policy)
+    }
+
+    /// Where `Replacement`, the details and `PolicyAction` contradict each other. AWS derives
+    /// `Replacement` from the details, and replaces only what `PolicyAction` says it replaces.
+    fn disagreement(&self, change: &ResourceChange) -> Option<String> {
+        let replacement = change.replacement.as_deref().unwrap_or("-");
+        if let (Some(reported), Some(derived)) = (self.reported, self.derived)
+            && !derived.agrees_with(reported)
+        {
+            let details = if self.causes.is_empty() {
+                "every detail says RequiresRecreation: Never".to_owned()
+            } else {
+                format!("the details say {}", self.describe_causes())
+            };
+            return Some(format!("Replacement says {replacement} but {details}"));
+        }
+        let pa = change.policy_action.as_deref().unwrap_or("-");
+        if self.policy_replaces && self.reported.max(self.derived) == Some(Recreation::Never) {
+            return Some(format!(
+                "PolicyAction says {pa} but Replacement says {replacement}"
+            ));
+        }
+        None
+    }
+
+    fn describe_causes(&self) -> String {
+        let list: Vec<String> = self
+            .causes
+            .iter()
+            .map(|(name, level)| match level {
+                Recreation::Always => format!("RequiresRecreation: Always for {name}"),
+                Recreation::AlwaysIfChanged => {
+                    format!("RequiresRecreation: Always for {name}, evaluated at execution")
+                }
+                _ => format!("RequiresRecreation: Conditionally for {name}"),
+            })
+            .collect();
+        list.join(", ")
+    }
+
+    /// What says the resource is (or may be) replaced at `level`, for the offence's reason.
+    fn evidence(&self, change: &ResourceChange, level: Recreation) -> String {
+        let replacement = change.replacement.as_deref().unwrap_or("-");
+        if self.reported == Some(level) {
+            let names: Vec<&str> = self.causes.iter().map(|(n, _)| n.as_str()).collect();
+            if level == Recreation::Conditionally && !names.is_empty() {
+                return format!("Replacement: Conditional, because of {}", names.join(", "));
+            }
+            return format!("Replacement: {replacement}");
+        }
+        if self.derived == Some(level) {
+            return self.describe_causes();
+        }
+        format!("PolicyAction {}", change.policy_action.as_deref().unwrap_or("-"))
+    }
+}
+
 /// The offences of one resource change (`path` is the nested-stack prefix, empty at the root).
+///
+/// Fails closed: every field that can signal a removal or a replacement is read (`Action`,
+/// `Replacement`, each detail's `RequiresRecreation` and `Evaluation`, `PolicyAction`); the most
+/// impactful of them decides; fields that contradict each other, values this code does not know,
+/// and a `Modify` that says nothing about replacement are unsafe.
 pub fn judge(change: &ResourceChange, policy: &Policy, path: &str) -> Vec<Offence> {
     let logical = change.logical_resource_id.as_deref().unwrap_or("?");
     let rtype = change.resource_type.as_deref().unwrap_or("?");
     let action = change.action.as_deref().unwrap_or("?");
-    let offence = |reason: String| Offence {
-        logical_resource_id: format!("{path}{logical}"),
-        resource_type: rtype.to_owned(),
-        action: action.to_owned(),
-        reason,
-    };
+    let reason = offence_reason(change, policy, rtype, logical);
+    reason
+        .map(|reason| Offence {
+            logical_resource_id: format!("{path}{logical}"),
+            resource_type: rtype.to_owned(),
+            action: action.to_owned(),
+            reason,
+        })
+        .into_iter()
+        .collect()
+}
+
+/// Why `change` is unsafe under `policy`, or `None` when it is safe.
+fn offence_reason(change: &ResourceChange, policy: &Policy, rtype: &str, logical: &str) -> Option<String> {
     let may_replace = allowed(&policy.allow_replacement, rtype, logical);
     let may_remove = allowed(&policy.allow_removal, rtype, logical);
-    let mut found = Vec::new();
-    match action {
-        "Add" | "Import" => {}
-        "Remove" if !may_remove => found.push(offence("removed".into())),
-        "Remove" => {}
-        "Modify" => match change.replacement.as_deref() {
-            Some("True") if !may_replace => found.push(offence("replaced (Replacement: True)".into())),
-            Some("Conditional") if !may_replace && policy.conditional_replacement == Treatment::Block => {
-                let causes: Vec<String> = change
-                    .details
-                    .iter()
-                    .filter_map(|d| d.target.as_ref())
-                    .filter(|t| matches!(t.requires_recreation.as_deref(), Some("Conditionally" | "Always")))
-                    .filter_map(|t| t.name.clone().or_else(|| t.attribute.clone()))
-                    .collect();
-                let why = if causes.is_empty() {
-                    String::new()
-                } else {
-                    format!(", because of {}", causes.join(", "))
-                };
-                found.push(offence(format!(
-                    "may be replaced (Replacement: Conditional{why})"
-                )));
-            }
-            _ => {}
-        },
-        "Dynamic" if policy.dynamic == Treatment::Block => found.push(offence(
-            "dynamic change: what it does is known only at execution (Action: Dynamic)".into(),
-        )),
-        "Dynamic" => {}
-        other => found.push(offence(format!("unknown action {other}: refused until reviewed"))),
-    }
-    if rtype == "AWS::CloudFormation::Stack"
-        && matches!(action, "Modify" | "Dynamic")
-        && change.change_set_id.is_none()
-        && found.is_empty()
-    {
-        found.push(offence(
-            "nested stack changes could not be inspected (no nested change set was created)".into(),
+    let signals = Signals::read(change);
+    if !signals.unrecognised.is_empty() {
+        return Some(format!(
+            "unrecognised {}: refused until reviewed",
+            signals.unrecognised.join(", ")
         ));
     }
-    if let Some(pa) = change.policy_action.as_deref()
-        && DESTRUCTIVE_POLICY_ACTIONS.contains(&pa)
-        && found.is_empty()
-        && !(pa == "Delete" && may_remove)
-        && !(pa.starts_with("Replace") && may_replace)
-    {
-        found.push(offence(format!("PolicyAction {pa}")));
+    let action = change.action.as_deref().unwrap_or("?");
+    let replaces = matches!(action, "Modify" | "Dynamic");
+    if !matches!(action, "Add" | "Import" | "Modify" | "Dynamic" | "Remove") {
+        return Some(format!("unknown action {action}: refused until reviewed"));
     }
-    found
+    let level = signals.level();
+    let disagreement = if replaces {
+        let fields = signals.disagreement(change).filter(|_| !may_replace);
+        fields.or_else(|| {
+            (action == "Modify" && signals.policy_deletes && !may_remove)
+                .then(|| "PolicyAction says Delete but Action says Modify".to_owned())
+        })
+    } else {
+        // An Add, Import or Remove replaces nothing: a replacement signal on one contradicts it.
+        level
+            .filter(|l| *l > Recreation::Never && !may_replace)
+            .map(|l| format!("Action says {action} but {}", signals.evidence(change, l)))
+    };
+    let deletes = action == "Remove" || signals.policy_deletes;
+    let primary = if deletes && !may_remove {
+        Some(
+            if action == "Remove" {
+                "removed"
+            } else {
+                "deleted (PolicyAction Delete)"
+            }
+            .to_owned(),
+        )
+    } else if !replaces || may_replace {
+        None
+    } else {
+        match level {
+            Some(l @ Recreation::Always) => Some(format!("replaced ({})", signals.evidence(change, l))),
+            Some(l @ Recreation::AlwaysIfChanged) => {
+                Some(format!("may be replaced ({})", signals.evidence(change, l)))
+            }
+            Some(l @ Recreation::Conditionally) if policy.conditional_replacement == Treatment::Block => {
+                Some(format!("may be replaced ({})", signals.evidence(change, l)))
+            }
+            None if action == "Modify" && policy.unreported_replacement == Treatment::Block => Some(
+                "replacement not reported (no Replacement, RequiresRecreation or PolicyAction): \
+                     refused until reviewed"
+                    .to_owned(),
+            ),
+            _ => None,
+        }
+    };
+    let primary = primary.or_else(|| {
+        (action == "Dynamic" && policy.dynamic == Treatment::Block)
+            .then(|| "dynamic change: what it does is known only at execution (Action: Dynamic)".to_owned())
+    });
+    let primary = primary.or_else(|| {
+        (rtype == "AWS::CloudFormation::Stack" && replaces && change.change_set_id.is_none()).then(|| {
+            "nested stack changes could not be inspected (no nested change set was created)".to_owned()
+        })
+    });
+    match (primary, disagreement) {
+        (Some(p), Some(d)) => Some(format!("{p}, and the change's fields disagree: {d}")),
+        (None, Some(d)) => Some(format!("the change's fields disagree: {d}")),
+        (p, None) => p,
+    }
 }
 
 /// The verdict on a change set (all pages and nested change sets already gathered).

@@ -147,7 +147,11 @@ fn policy_actions_alone_are_flagged() {
     };
     let found = judge(&rc, &Policy::default(), "");
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].reason, "PolicyAction ReplaceAndSnapshot");
+    assert_eq!(
+        found[0].reason,
+        "replaced (PolicyAction ReplaceAndSnapshot), and the change's fields disagree: \
+         PolicyAction says ReplaceAndSnapshot but Replacement says False"
+    );
     let retain = ResourceChange {
         policy_action: Some("Retain".into()),
         ..rc

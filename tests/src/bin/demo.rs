@@ -173,7 +173,12 @@ async fn deploy_demo(stack: &LocalStack) -> anyhow::Result<bool> {
         let key = format!("MyPipeline/SourceArti/commit-{n}");
         let zip = zip_files(&[("infra/app.yaml", fixture_template(template)?.as_bytes())])?;
         put_object(stack, ARTIFACT_BUCKET, &key, &zip).await?;
-        let params = serde_json::json!({"input": {"environmentName": "demo", "stackName": "app", "templatePath": "infra/app.yaml"}}).to_string();
+        let params = serde_json::json!({"input": {
+            "environmentName": "demo", "stackName": "app", "templatePath": "infra/app.yaml",
+            // moto never says whether a Modify replaces its resource; AWS always does.
+            "policy": {"unreportedReplacement": "allow"},
+        }})
+        .to_string();
         let spec = ActionSpec::new(
             "pipeline-trigger",
             Some(params.clone()),

@@ -105,7 +105,7 @@ impl LocalStack {
         }
         let endpoint = format!("http://127.0.0.1:{port}");
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(lambda_common::http_client())
+            .http_client(lambda_common::sdk::http_client())
             .region(aws_config::Region::new(REGION))
             .endpoint_url(&endpoint)
             .credentials_provider(aws_sdk_s3::config::Credentials::new(

@@ -94,7 +94,7 @@ where
         Some(_) if status.is_some_and(|s| (400..500).contains(&s)) => AwsErrorKind::Rejected,
         _ => AwsErrorKind::Other,
     };
-    let message = lambda_common::sdk_error_summary(&err);
+    let message = lambda_common::sdk::summary(&err);
     StepError::Aws {
         operation,
         kind,

@@ -118,10 +118,10 @@ impl Steps {
 /// The whole `main` of a step binary: tracing, configuration and clients once, then the loop.
 pub async fn serve(step: Step) -> Result<(), lambda_runtime::Error> {
     lambda_common::init_tracing();
-    let sdk = lambda_common::load_sdk_config().await;
+    let sdk = lambda_common::sdk::load_config().await;
     let steps = Steps {
         cfn: aws_sdk_cloudformation::Client::new(&sdk),
-        s3: lambda_common::s3_client(&sdk),
+        s3: lambda_common::sdk::s3_client(&sdk),
         config: StepConfig::from_lookup(|k| std::env::var(k).ok()),
     };
     let steps = &steps;

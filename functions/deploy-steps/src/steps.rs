@@ -360,7 +360,7 @@ impl Steps {
             .key(key)
             .send()
             .await
-            .map_err(|e| artifact_err(lambda_common::sdk_error_summary(&e), Box::new(e)))?;
+            .map_err(|e| artifact_err(lambda_common::sdk::summary(&e), Box::new(e)))?;
         let mut file = tempfile_in_tmp().map_err(|e| artifact_err(e.to_string(), Box::new(e)))?;
         let mut body = out.body;
         while let Some(chunk) = body

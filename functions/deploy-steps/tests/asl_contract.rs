@@ -2,6 +2,8 @@
 //! steps really emit with a value they really produce, every Task keeps its output where the
 //! next steps read it, and every function placeholder names a real binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is a panic
+
 use deploy_steps::FUNCTIONS;
 use deploy_steps::changeset::ChangeSetState;
 use deploy_steps::plan::OnUnsafe;

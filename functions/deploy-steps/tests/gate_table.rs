@@ -3,6 +3,8 @@
 //! `PolicyAction`. Each expectation is stated here in plain terms from the AWS API reference, not
 //! recomputed the way `judge` computes it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is a panic
+
 use deploy_steps::changeset::{Detail, Policy, ResourceChange, Target, Treatment, judge, verdict};
 
 const ACTIONS: [Option<&str>; 7] = [

@@ -1,5 +1,7 @@
 //! The inspection and status decisions over change sets in the shape DescribeChangeSet returns.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is a panic
+
 use deploy_steps::changeset::{
     ChangeSetPage, ChangeSetState, NO_CHANGES, Policy, SAFE, Treatment, UNSAFE, change_set_state,
     nested_change_sets, verdict,

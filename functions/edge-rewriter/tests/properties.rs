@@ -2,6 +2,8 @@
 //! output URIs start with a single `/`, and a redirect's target is served without another
 //! redirect.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is a panic
+
 use edge_rewriter::rules::{Decision, Options, decide, validate_path};
 use proptest::prelude::*;
 

@@ -1,5 +1,7 @@
 //! Table-driven tests of every rule.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is a panic
+
 use edge_rewriter::abi;
 use edge_rewriter::rules::{Decision, Extensionless, Options, decide, validate_path};
 

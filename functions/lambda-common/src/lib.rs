@@ -1,8 +1,15 @@
-//! Start-up plumbing shared by every function in this workspace.
+//! Plumbing shared by every function in this workspace.
 //!
-//! Everything here runs once, at cold start: tracing set-up, the SDK configuration read from
-//! the standard environment (`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`, ...),
-//! and the mapping of typed handler errors to Lambda diagnostics with stable `errorType` names.
+//! Layout:
+//! - this file: tracing set-up (JSON under Lambda's JSON log format, payload logging capped) and
+//!   typed errors to Lambda diagnostics with stable `errorType` names ([`ErrorType`],
+//!   [`diagnostic`], [`impl_diagnostic!`]);
+//! - [`sdk`]: the SDK configuration and clients from the standard environment (`AWS_REGION`,
+//!   `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`, ...), one classification of SDK errors;
+//! - [`clock`]: epoch milliseconds and the invocation's deadline.
+
+pub mod clock;
+pub mod sdk;
 
 use std::fmt::Display;
 
@@ -95,63 +102,6 @@ pub fn init_tracing() {
     let _ = result;
 }
 
-/// The HTTPS client every SDK client uses: hyper 1 and rustls with the ring provider, trusting
-/// the system's root certificates.
-pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls;
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
-        .build_https()
-}
-
-/// Loads the SDK configuration from the standard environment once, at cold start.
-pub async fn load_sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http_client())
-        .load()
-        .await
-}
-
-/// True when `url` points at this machine (`localhost`, `127.0.0.0/8`, `[::1]`).
-pub fn is_loopback_endpoint(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(stripped) = host.strip_prefix('[') {
-        stripped.split(']').next().unwrap_or("")
-    } else {
-        host.split(':').next().unwrap_or("")
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Decides S3 addressing from the environment: path-style when `S3_FORCE_PATH_STYLE` is true, or
-/// when the S3 endpoint (`AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`) is a loopback address,
-/// where virtual-hosted bucket names cannot resolve.
-pub fn s3_path_style(force: Option<&str>, s3_endpoint: Option<&str>, endpoint: Option<&str>) -> bool {
-    if let Some(f) = force.filter(|f| !f.is_empty()) {
-        return matches!(f.to_ascii_lowercase().as_str(), "1" | "true" | "yes");
-    }
-    s3_endpoint
-        .filter(|e| !e.is_empty())
-        .or(endpoint.filter(|e| !e.is_empty()))
-        .is_some_and(is_loopback_endpoint)
-}
-
-/// Builds the S3 client from the shared configuration, path-style against a loopback endpoint.
-pub fn s3_client(conf: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    let path_style = s3_path_style(
-        std::env::var("S3_FORCE_PATH_STYLE").ok().as_deref(),
-        std::env::var("AWS_ENDPOINT_URL_S3").ok().as_deref(),
-        std::env::var("AWS_ENDPOINT_URL").ok().as_deref(),
-    );
-    let s3_conf = aws_sdk_s3::config::Builder::from(conf)
-        .force_path_style(path_style)
-        .build();
-    aws_sdk_s3::Client::from_conf(s3_conf)
-}
-
 /// A handler error with a stable name for Lambda's `errorType` (matched by ASL `Retry`/`Catch`).
 pub trait ErrorType: Display {
     fn error_type(&self) -> &'static str;
@@ -173,18 +123,18 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// `Code: message` of an SDK error, the part an operator can act on; the whole chain when the
-/// service sent no code (timeouts, connection failures). Every SDK crate shares this error type.
-pub fn sdk_error_summary<E>(err: &aws_sdk_s3::error::SdkError<E>) -> String
-where
-    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    use aws_sdk_s3::error::ProvideErrorMetadata;
-    match (err.code(), err.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => error_chain(err),
-    }
+/// Implements `From<$error> for lambda_runtime::Diagnostic` through [`diagnostic`], so that a
+/// handler returns its own error type and `main` needs no `map_err`. The error type must
+/// implement [`ErrorType`] and `std::error::Error`.
+#[macro_export]
+macro_rules! impl_diagnostic {
+    ($error:ty) => {
+        impl From<$error> for ::lambda_runtime::Diagnostic {
+            fn from(err: $error) -> Self {
+                $crate::diagnostic(&err)
+            }
+        }
+    };
 }
 
 /// Converts a typed error into the diagnostic Lambda reports, with its whole source chain.
@@ -198,45 +148,6 @@ pub fn diagnostic<E: ErrorType + std::error::Error + 'static>(err: &E) -> Diagno
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_detection() {
-        for url in [
-            "http://127.0.0.1:4566",
-            "http://localhost:5000/",
-            "http://[::1]:9000",
-            "127.0.0.5:80",
-            "http://user@LOCALHOST",
-        ] {
-            assert!(is_loopback_endpoint(url), "{url}");
-        }
-        for url in [
-            "https://s3.eu-west-1.amazonaws.com",
-            "http://10.0.0.1:4566",
-            "http://localhost.example.com",
-            "",
-        ] {
-            assert!(!is_loopback_endpoint(url), "{url}");
-        }
-    }
-
-    #[test]
-    fn path_style_rules() {
-        assert!(s3_path_style(None, None, Some("http://127.0.0.1:1")));
-        assert!(s3_path_style(
-            None,
-            Some("http://localhost:1"),
-            Some("https://x.amazonaws.com")
-        ));
-        assert!(!s3_path_style(
-            None,
-            Some("https://s3.amazonaws.com"),
-            Some("http://127.0.0.1:1")
-        ));
-        assert!(!s3_path_style(None, None, None));
-        assert!(s3_path_style(Some("true"), None, None));
-        assert!(!s3_path_style(Some("false"), None, Some("http://127.0.0.1:1")));
-    }
 
     fn level_for(f: &Targets, target: &str) -> Option<LevelFilter> {
         [

@@ -96,7 +96,7 @@ pub enum JobError {
     },
 }
 
-use lambda_common::sdk_error_summary;
+use lambda_common::sdk::summary as sdk_error_summary;
 
 impl JobError {
     /// The failure message for CodePipeline: what failed, then the service's code and message.

@@ -5,9 +5,9 @@ use serde_json::Value;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_common::init_tracing();
-    let sdk = lambda_common::load_sdk_config().await;
+    let sdk = lambda_common::sdk::load_config().await;
     let trigger = Trigger {
-        s3: lambda_common::s3_client(&sdk),
+        s3: lambda_common::sdk::s3_client(&sdk),
         sfn: aws_sdk_sfn::Client::new(&sdk),
         codepipeline: aws_sdk_codepipeline::Client::new(&sdk),
         config: Config::from_lookup(|k| std::env::var(k).ok()),

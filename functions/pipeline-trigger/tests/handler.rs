@@ -1,6 +1,8 @@
 //! Handler tests: the real handler and real SDK clients, with every AWS call answered by
 //! aws-smithy-mocks. Each fault case checks that the job got exactly one result.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is a panic
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_codepipeline::operation::put_job_failure_result::PutJobFailureResultOutput;
@@ -598,7 +600,7 @@ async fn a_first_invocation_out_of_time_keeps_polling_the_jobs_own_execution() {
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
             .endpoint_url(&endpoint)
-            .http_client(lambda_common::http_client())
+            .http_client(lambda_common::sdk::http_client())
             .force_path_style(true)
             .build(),
     );
@@ -635,7 +637,7 @@ async fn a_poll_out_of_time_still_fails_the_job_in_time() {
             .region(aws_sdk_sfn::config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_sfn::config::Credentials::for_tests())
             .endpoint_url(&endpoint)
-            .http_client(lambda_common::http_client())
+            .http_client(lambda_common::sdk::http_client())
             .build(),
     );
     let started = std::time::Instant::now();

@@ -8,14 +8,14 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_common::init_tracing();
     let config = Config::from_lookup(|k| std::env::var(k).ok())?;
-    let sdk = lambda_common::load_sdk_config().await;
+    let sdk = lambda_common::sdk::load_config().await;
     // Throttling is expected under a shared budget: more retries, with backoff, than the default.
     let rds_conf = aws_sdk_rds::config::Builder::from(&sdk)
         .retry_config(aws_sdk_rds::config::retry::RetryConfig::standard().with_max_attempts(8))
         .build();
     let shipper = Shipper::new(
         aws_sdk_rds::Client::from_conf(rds_conf),
-        lambda_common::s3_client(&sdk),
+        lambda_common::sdk::s3_client(&sdk),
         config,
     );
     let shipper = &shipper;

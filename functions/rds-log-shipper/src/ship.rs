@@ -132,7 +132,7 @@ where
         err.code(),
         Some("Throttling" | "ThrottlingException" | "SlowDown")
     );
-    let message = lambda_common::sdk_error_summary(&err);
+    let message = lambda_common::sdk::summary(&err);
     ShipError::Aws {
         operation,
         message,
@@ -397,7 +397,7 @@ async fn abort_upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, upload_i
         .send()
         .await
     {
-        warn!(key, error = %lambda_common::sdk_error_summary(&e), "multipart upload not aborted");
+        warn!(key, error = %lambda_common::sdk::summary(&e), "multipart upload not aborted");
     }
 }
 

@@ -1,5 +1,7 @@
 //! Handler tests: the real shipping run and SDK clients, every call answered by aws-smithy-mocks.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is a panic
+
 use aws_sdk_rds::operation::describe_db_log_files::DescribeDbLogFilesOutput;
 use aws_sdk_rds::operation::download_db_log_file_portion::{
     DownloadDBLogFilePortionError, DownloadDbLogFilePortionOutput,

@@ -18,17 +18,12 @@ export CARGO_TERM_COLOR ?= never
 
 .PHONY: help setup rust-toolchain lint test test-long test-build demo postgres stack bench bench-trigger bench-edge bench-shipper edge edge-test clean
 
-help:
-	@echo "make demo    run a CodePipeline job through the pipeline trigger on the local AWS stack"
-	@echo "make test    lint + unit, handler and end-to-end tests (installs what it needs)"
-	@echo "make stack   run the local AWS stack until Ctrl-C"
-	@echo "make bench   release size, cold start, latency and memory figures -> BENCHMARKS.md"
-	@echo "make lint    rustfmt, clippy, sam validate --lint, cfn-lint, asl-validator"
-	@echo "make edge    the Lambda@Edge package (Rust rules as wasm + Node.js handler)"
+help: ## this list: every target with the comment on its line
+	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## /\1\t/' | awk -F'\t' '{printf "make %-14s %s\n", $$1, $$2}'
 
 ## Installation -------------------------------------------------------------------------------
 
-setup: $(VENV)/.installed node_modules/.installed rust-toolchain
+setup: $(VENV)/.installed node_modules/.installed rust-toolchain ## install everything the other targets need (.venv, node_modules, rustup components and targets)
 
 # moto (local AWS), cargo-lambda, SAM CLI and cfn-lint, pinned, in a repo-local venv.
 $(VENV)/.installed: requirements-dev.txt
@@ -42,56 +37,59 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-rust-toolchain:
+rust-toolchain: ## the rustup components (clippy, rustfmt) and targets (aarch64 Linux, wasm32)
 	@rustup component add clippy rustfmt >/dev/null 2>&1 || rustup component add clippy rustfmt
 	@rustup target add $(RUST_TARGETS) >/dev/null 2>&1 || rustup target add $(RUST_TARGETS)
 
 ## Checks --------------------------------------------------------------------------------------
 
-lint: setup
+lint: setup ## rustfmt, clippy, sam validate --lint, cfn-lint, asl-validator
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	sam validate --lint --template template.yaml
 	sam validate --lint --template $(EDGE_DIR)/template.yaml
 	cfn-lint template.yaml $(EDGE_DIR)/template.yaml
 	@for f in $(STATE_MACHINES); do asl-validator --json-path "$$f" || exit 1; done
+	@# `make help` lists every target: each .PHONY target carries a `## ` description.
+	@missing=$$(for t in $$(sed -n 's/^\.PHONY: //p' Makefile); do grep -qE "^$$t:.*## " Makefile || echo $$t; done); \
+	  test -z "$$missing" || { echo "targets without a description for make help: $$missing"; exit 1; }
 
 # One build serves the tests, the demo and the local stack: the end-to-end tests run the
 # workspace's function binaries, which `cargo test` builds next to the test executables.
-test-build: setup
+test-build: setup ## build the workspace and its tests once (the end-to-end tests run these binaries)
 	cargo test --workspace --locked --no-run
 
-test: lint test-build edge
+test: lint test-build edge ## lint + unit, handler and end-to-end tests, and the edge handler's Node tests
 	cargo test --workspace --locked
 	EDGE_PACKAGE_DIR=$(EDGE_PKG) node --test $(EDGE_DIR)/test/
 
 # The RDS shipper's randomized exactly-once scenario with many seeds (make test runs one).
-test-long: test-build
+test-long: test-build ## the RDS shipper's randomized exactly-once scenario with 40 seeds
 	RDS_SHIPPER_SEEDS=$$(seq -s, 1 40) cargo test --workspace --locked --test rds_shipper -- --nocapture
 
 ## Local AWS stack -----------------------------------------------------------------------------
 
-demo: test-build edge postgres
+demo: test-build edge postgres ## the main job on the local AWS stack: pipeline jobs, deploy paths, edge rules, RDS logs
 	$(BIN)/demo
 	node $(EDGE_DIR)/demo.js $(EDGE_PKG)
 	$(BIN)/demo-rds
 
 # A real PostgreSQL server for the RDS shipper's demo (Debian's package).
-postgres:
+postgres: ## Debian's PostgreSQL server, for the RDS shipper demo (needs root)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql; }
 
-stack: test-build
+stack: test-build ## run the local AWS stack until Ctrl-C, printing the environment to point the AWS CLI at it
 	$(BIN)/local-stack
 
 ## Benchmarks ----------------------------------------------------------------------------------
 
 BENCH_DIR := $(TARGET_DIR)/bench
 
-bench: bench-trigger bench-edge bench-shipper
+bench: bench-trigger bench-edge bench-shipper ## every benchmark below -> BENCHMARKS.md
 
 # Release bootstraps for both Lambda architectures (cargo lambda cross-links with zig), then
 # cold start, warm latency and peak RSS of the x86_64 bootstrap through the Runtime API host.
-bench-trigger: test-build
+bench-trigger: test-build ## release bootstraps (arm64, x86_64): size, cold start, warm latency, peak RSS
 	mkdir -p $(BENCH_DIR)
 	cargo lambda build --release --arm64 --output-format zip -p pipeline-trigger
 	cp $(TARGET_DIR)/lambda/pipeline-trigger/bootstrap.zip $(BENCH_DIR)/pipeline-trigger-arm64.zip
@@ -105,7 +103,7 @@ bench-trigger: test-build
 	  --zip-x86-64 $(BENCH_DIR)/pipeline-trigger-x86_64.zip \
 	  --out BENCHMARKS.md
 
-clean:
+clean: ## remove target/, .venv, node_modules and .aws-sam
 	cargo clean
 	rm -rf $(VENV) node_modules .aws-sam
 
@@ -118,7 +116,7 @@ EDGE_ZIP := $(EDGE_OUT)/edge-rewriter.zip
 
 # The Rust rules as WebAssembly, with the Node.js handler and config.json, zipped; fails when the
 # zip exceeds the 1 MB viewer-request limit.
-edge: rust-toolchain
+edge: rust-toolchain ## the Lambda@Edge package (Rust rules as wasm + Node.js handler), checked against the 1 MB limit
 	cargo build -p edge-rewriter --profile wasm --target wasm32-unknown-unknown --locked
 	rm -rf $(EDGE_PKG) && mkdir -p $(EDGE_PKG)
 	cp $(TARGET_DIR)/wasm32-unknown-unknown/wasm/edge_rewriter.wasm $(EDGE_PKG)/rewriter.wasm
@@ -126,15 +124,15 @@ edge: rust-toolchain
 	python3 -c 'import sys, zipfile, os; z = zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED, compresslevel=9); [z.write(os.path.join(sys.argv[2], f), f) for f in ("index.js", "config.json", "rewriter.wasm")]; z.close()' $(EDGE_ZIP) $(EDGE_PKG)
 	@size=$$(stat -c %s $(EDGE_ZIP)); echo "edge package $(EDGE_ZIP): $$size bytes (viewer-request limit 1048576)"; test $$size -le 1048576
 
-edge-test: edge
+edge-test: edge ## the edge handler's Node tests against the built package
 	EDGE_PACKAGE_DIR=$(EDGE_PKG) node --test $(EDGE_DIR)/test/
 
 # Throughput against the RDS emulator (with and without its throttle), API calls per MB and
 # peak RSS shipping 10 MB, 100 MB and 1 GB files, with the release binary.
-bench-shipper: test-build
+bench-shipper: test-build ## RDS shipper throughput, API calls per MB and peak RSS, 10 MB to 2 GB files
 	cargo build --release --locked -p rds-log-shipper --bin rds-log-shipper
 	$(BIN)/bench-shipper --shipper $(TARGET_DIR)/release/rds-log-shipper --sizes 10,100,1000,2000 --out BENCHMARKS.md
 
 # Per-event time next to a JavaScript regex handler, cold init, package size.
-bench-edge: edge
+bench-edge: edge ## edge: per-event time next to a JavaScript regex handler, cold init, package size
 	node $(EDGE_DIR)/bench.js $(EDGE_PKG) $(EDGE_ZIP) BENCHMARKS.md

@@ -7,7 +7,8 @@
 
 use std::cell::RefCell;
 
-use crate::rules::{Decision, Options, decide};
+use crate::config::{ConfigError, Options};
+use crate::rules::{Decision, decide};
 
 /// Encodes a decision for the handler.
 pub fn encode(decision: &Decision) -> Vec<u8> {
@@ -41,8 +42,8 @@ thread_local! {
 }
 
 /// Replaces the options from `config.json`; `Err` with the reason when they are invalid.
-pub fn configure(json: &[u8]) -> Result<(), String> {
-    let text = std::str::from_utf8(json).map_err(|_| "config.json is not UTF-8".to_owned())?;
+pub fn configure(json: &[u8]) -> Result<(), ConfigError> {
+    let text = std::str::from_utf8(json).map_err(|_| ConfigError::NotUtf8)?;
     let opts = Options::from_json(text)?;
     OPTIONS.with(|o| *o.borrow_mut() = opts);
     Ok(())
@@ -92,7 +93,8 @@ mod exports {
     #[unsafe(no_mangle)]
     pub unsafe extern "C" fn configure(ptr: *mut u8, len: usize) -> u64 {
         let input = unsafe { take(ptr, len) };
-        leak(super::configure(&input).err().unwrap_or_default().into_bytes())
+        let problem = super::configure(&input).err().map(|e| e.to_string());
+        leak(problem.unwrap_or_default().into_bytes())
     }
 
     /// # Safety

@@ -1,83 +1,12 @@
 //! The rewrite rules: what the edge does with one request. Pure functions, no I/O.
 
-use serde::Deserialize;
+use crate::config::{Extensionless, Options};
 
 /// CloudFront refuses a URI plus query string of 8,192 characters or more.
 pub const MAX_URI_AND_QUERY: usize = 8_192;
 
-/// What to do with extensionless paths such as `/about`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Extensionless {
-    /// Redirect to `/about/`, so relative links on the page resolve (default).
-    #[default]
-    Redirect,
-    /// Serve `/about/index.html` directly, without a redirect.
-    Rewrite,
-}
-
-/// Options compiled into the edge package (`config.json`): Lambda@Edge has no environment.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-pub struct Options {
-    pub index_document: String,
-    pub extensionless: Extensionless,
-    /// Extensionless paths under these prefixes (single-page applications) are answered with
-    /// the prefix's index document, e.g. `/app/` -> `/app/index.html`.
-    pub spa_prefixes: Vec<String>,
-    pub redirect_status: u16,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            index_document: "index.html".into(),
-            extensionless: Extensionless::Redirect,
-            spa_prefixes: Vec::new(),
-            redirect_status: 301,
-        }
-    }
-}
-
-impl Options {
-    /// Parses and checks `config.json`. SPA prefixes are normalised to `/…/`.
-    pub fn from_json(json: &str) -> Result<Self, String> {
-        let mut o: Options = serde_json::from_str(json).map_err(|e| format!("invalid edge options: {e}"))?;
-        o.validate()?;
-        for p in &mut o.spa_prefixes {
-            if !p.ends_with('/') {
-                p.push('/');
-            }
-        }
-        Ok(o)
-    }
-
-    fn validate(&self) -> Result<(), String> {
-        let doc = &self.index_document;
-        if doc.is_empty() || doc.contains('/') || doc.contains('\\') || !doc.contains('.') || !is_plain(doc) {
-            return Err(format!(
-                "indexDocument \"{doc}\" must be a file name with an extension (such as index.html)"
-            ));
-        }
-        if ![301, 302, 307, 308].contains(&self.redirect_status) {
-            return Err(format!(
-                "redirectStatus {} must be 301, 302, 307 or 308",
-                self.redirect_status
-            ));
-        }
-        for p in &self.spa_prefixes {
-            if !p.starts_with('/') || p.starts_with("//") || !is_plain(p) || validate_path(p).is_err() {
-                return Err(format!(
-                    "spaPrefix \"{p}\" must be a plain path starting with a single /"
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Printable ASCII without `%`, `?` or `#`: safe to use verbatim in a URI.
-fn is_plain(s: &str) -> bool {
+pub(crate) fn is_plain(s: &str) -> bool {
     s.bytes()
         .all(|b| (0x21..0x7f).contains(&b) && !matches!(b, b'%' | b'?' | b'#'))
 }
@@ -270,18 +199,5 @@ pub fn decide(method: &str, uri: &str, querystring: &str, opts: &Options) -> Dec
                 location,
             }
         }
-    }
-}
-
-/// The reason phrase CloudFront shows for a status.
-pub fn status_description(status: u16) -> &'static str {
-    match status {
-        301 => "Moved Permanently",
-        302 => "Found",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        414 => "URI Too Long",
-        _ => "",
     }
 }

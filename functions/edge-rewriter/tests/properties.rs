@@ -4,7 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is a panic
 
-use edge_rewriter::rules::{Decision, Options, decide, validate_path};
+use edge_rewriter::Options;
+use edge_rewriter::rules::{Decision, decide, validate_path};
 use proptest::prelude::*;
 
 /// URIs built from the pieces attackers and real sites use.

@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is a panic
 
 use edge_rewriter::abi;
-use edge_rewriter::rules::{Decision, Extensionless, Options, decide, validate_path};
+use edge_rewriter::rules::{Decision, decide, validate_path};
+use edge_rewriter::{Extensionless, Options};
 
 fn pass() -> Decision {
     Decision::Pass

@@ -6,10 +6,10 @@ use aws_sdk_codepipeline::operation::put_job_success_result::PutJobSuccessResult
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionError;
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use lambda_common::sdk::summary;
 
-use crate::outcome::FailureKind;
-use crate::params::ConfigError;
+use crate::outcome::{self, FailureKind, JobResult};
+use crate::params::ActionConfigError;
 use crate::token::TokenError;
 
 type S3Error<E> = aws_sdk_s3::error::SdkError<E>;
@@ -20,7 +20,7 @@ type PipelineError<E> = aws_sdk_codepipeline::error::SdkError<E>;
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    ActionConfig(#[from] ActionConfigError),
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error("the job data is malformed: {0}")]
@@ -96,23 +96,21 @@ pub enum JobError {
     },
 }
 
-use lambda_common::sdk::summary as sdk_error_summary;
-
 impl JobError {
     /// The failure message for CodePipeline: what failed, then the service's code and message.
     pub fn operator_message(&self) -> String {
         let detail = match self {
             Self::InputAccessDenied { source, .. }
             | Self::InputBucketMissing { source, .. }
-            | Self::InputRead { source, .. } => Some(sdk_error_summary(source)),
+            | Self::InputRead { source, .. } => Some(summary(source)),
             Self::StartAccessDenied { source, .. }
             | Self::StartRejected { source, .. }
-            | Self::Start { source, .. } => Some(sdk_error_summary(source)),
+            | Self::Start { source, .. } => Some(summary(source)),
             Self::DescribeAccessDenied { source, .. }
             | Self::Describe { source, .. }
-            | Self::ExecutionMissing { source, .. } => Some(sdk_error_summary(source)),
+            | Self::ExecutionMissing { source, .. } => Some(summary(source)),
             Self::InputBody { source, .. } => Some(lambda_common::error_chain(source)),
-            Self::Config(_) | Self::Token(_) | Self::MalformedJobData(_) => None,
+            Self::ActionConfig(_) | Self::Token(_) | Self::MalformedJobData(_) => None,
         };
         match detail {
             Some(d) => format!("{self}: {d}"),
@@ -122,7 +120,7 @@ impl JobError {
 
     pub fn failure_kind(&self) -> FailureKind {
         match self {
-            Self::Config(_)
+            Self::ActionConfig(_)
             | Self::MalformedJobData(_)
             | Self::InputBucketMissing { .. }
             | Self::StartRejected { .. } => FailureKind::ConfigurationError,
@@ -138,6 +136,15 @@ impl JobError {
         }
     }
 
+    /// The failure result CodePipeline gets for this error.
+    pub fn job_result(&self) -> JobResult {
+        JobResult::Failed {
+            kind: self.failure_kind(),
+            message: outcome::truncate_chars(&self.operator_message(), outcome::MAX_FAILURE_MESSAGE_CHARS),
+            external_execution_id: self.external_execution_id().map(str::to_owned),
+        }
+    }
+
     /// The execution this failure concerns, when known.
     pub fn external_execution_id(&self) -> Option<&str> {
         match self {
@@ -147,21 +154,6 @@ impl JobError {
             _ => None,
         }
     }
-}
-
-/// True for 403s and the access-denied codes of S3 and Step Functions (every SDK crate shares one
-/// `SdkError` type).
-pub fn is_access_denied<E: ProvideErrorMetadata>(err: &aws_sdk_s3::error::SdkError<E>) -> bool {
-    matches!(
-        err.code(),
-        Some(
-            "AccessDenied"
-                | "AccessDeniedException"
-                | "InvalidAccessKeyId"
-                | "SignatureDoesNotMatch"
-                | "ExpiredToken"
-        )
-    ) || err.raw_response().is_some_and(|r| r.status().as_u16() == 403)
 }
 
 /// Errors returned to Lambda: there was no job to answer, or the answer could not be recorded.
@@ -199,3 +191,5 @@ impl lambda_common::ErrorType for HandlerError {
         }
     }
 }
+
+lambda_common::impl_diagnostic!(HandlerError);

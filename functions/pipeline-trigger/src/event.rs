@@ -1,12 +1,61 @@
-//! The parts of a CodePipeline job event that this function reads.
+//! The request: the parts of a CodePipeline job event that this function reads.
 //!
 //! Parsing is deliberately lenient: as long as the job id can be found, the function can answer
 //! the job, so every other problem becomes a `ConfigurationError` result instead of a hung job.
 //! `artifactCredentials` is not modelled at all: it is never deserialised, so it can never be
-//! logged, formatted or returned.
+//! logged, formatted or returned (the payload holding it is dropped once the request is built).
 
+use lambda_runtime::LambdaEvent;
 use serde::Deserialize;
 use serde_json::Value;
+use tracing::error;
+
+use crate::error::HandlerError;
+
+/// One invocation's request: the job to answer and what its data says.
+#[derive(Debug)]
+pub struct Request {
+    /// `CodePipeline.job.id`, the id every result must be recorded against.
+    pub job_id: String,
+    /// `CodePipeline.job.accountId`, when present (and a string).
+    pub account_id: Option<String>,
+    /// The Lambda request id, logged with the job id.
+    pub request_id: String,
+    /// `CodePipeline.job.data`; malformed data is kept as its error, which becomes the job's
+    /// failure result (the job id is known, so the job can still be answered).
+    pub data: Result<JobData, serde_json::Error>,
+}
+
+impl Request {
+    /// Reads the request from a job event's payload. `None` when it has no job id: there is then
+    /// nothing to answer.
+    pub fn from_payload(payload: &Value, request_id: impl Into<String>) -> Option<Self> {
+        Some(Self {
+            job_id: job_id(payload)?.to_owned(),
+            account_id: account_id(payload).map(str::to_owned),
+            request_id: request_id.into(),
+            data: job_data(payload),
+        })
+    }
+
+    /// The job data of a first invocation (no continuation token), when it is well formed.
+    pub fn first_invocation(&self) -> Option<&JobData> {
+        self.data.as_ref().ok().filter(|d| d.continuation_token.is_none())
+    }
+}
+
+impl TryFrom<LambdaEvent<Value>> for Request {
+    type Error = HandlerError;
+
+    /// Fails with [`HandlerError::NotAJobEvent`] (`NotACodePipelineJob`) when the event has no
+    /// job id.
+    fn try_from(event: LambdaEvent<Value>) -> Result<Self, HandlerError> {
+        Self::from_payload(&event.payload, event.context.request_id).ok_or_else(|| {
+            error!("event has no CodePipeline job id; nothing can be answered");
+            HandlerError::NotAJobEvent
+        })
+    }
+}
 
 /// `CodePipeline.job.id`, the id every result must be recorded against.
 pub fn job_id(payload: &Value) -> Option<&str> {
@@ -60,7 +109,6 @@ impl JobData {
             bucket: &s3.bucket_name,
             key: &s3.object_key,
             revision: artifact.revision.as_deref(),
-            artifact_name: artifact.name.as_deref(),
         })
     }
 }
@@ -70,7 +118,6 @@ pub struct Revision<'a> {
     pub bucket: &'a str,
     pub key: &'a str,
     pub revision: Option<&'a str>,
-    pub artifact_name: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -81,8 +128,6 @@ pub struct ActionConfiguration {
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct ActionConfigurationValues {
-    #[serde(rename = "FunctionName", default)]
-    pub function_name: Option<String>,
     #[serde(rename = "UserParameters", default)]
     pub user_parameters: Option<String>,
 }
@@ -90,8 +135,6 @@ pub struct ActionConfigurationValues {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Artifact {
-    #[serde(default)]
-    pub name: Option<String>,
     #[serde(default)]
     pub revision: Option<String>,
     #[serde(default)]
@@ -101,8 +144,6 @@ pub struct Artifact {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ArtifactLocation {
-    #[serde(rename = "type", default)]
-    pub kind: Option<String>,
     #[serde(default)]
     pub s3_location: Option<S3Location>,
 }
@@ -176,5 +217,80 @@ mod tests {
         let debug = format!("{data:?}");
         assert!(!debug.contains("AKIAEXAMPLECREDENTIAL"));
         assert!(!debug.contains("secretExampleValue"));
+        let request = Request::from_payload(&fixture(), "req").unwrap();
+        let debug = format!("{request:?}");
+        assert!(debug.contains("11111111-abcd-1111-abcd-111111abcdef"), "{debug}");
+        assert!(!debug.contains("AKIAEXAMPLECREDENTIAL"));
+        assert!(!debug.contains("secretExampleValue"));
+        assert!(!debug.contains("sessionTokenExampleValue"));
+    }
+
+    fn event(payload: Value) -> LambdaEvent<Value> {
+        let mut context = lambda_runtime::Context::default();
+        context.request_id = "req-1".into();
+        LambdaEvent::new(payload, context)
+    }
+
+    #[test]
+    fn the_request_of_a_job_event() {
+        let request = Request::try_from(event(fixture())).unwrap();
+        assert_eq!(request.job_id, "11111111-abcd-1111-abcd-111111abcdef");
+        assert_eq!(request.account_id.as_deref(), Some("111111111111"));
+        assert_eq!(request.request_id, "req-1");
+        assert_eq!(request.data.as_ref().unwrap(), &job_data(&fixture()).unwrap());
+        assert!(request.first_invocation().is_some());
+        let continuation: Value =
+            serde_json::from_str(include_str!("../tests/fixtures/job-continuation.json")).unwrap();
+        assert!(
+            Request::try_from(event(continuation))
+                .unwrap()
+                .first_invocation()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn malformed_job_data_still_makes_a_request_for_the_job() {
+        let request = Request::try_from(event(
+            json!({"CodePipeline.job": {"id": "j", "data": {"inputArtifacts": "nope"}}}),
+        ))
+        .unwrap();
+        assert_eq!(request.job_id, "j");
+        assert_eq!(request.account_id, None);
+        assert!(request.data.is_err());
+        assert!(request.first_invocation().is_none());
+    }
+
+    #[test]
+    fn an_event_without_a_job_id_is_not_a_request() {
+        for payload in [
+            json!({}),
+            json!({"CodePipeline.job": {"id": " "}}),
+            json!({"Records": []}),
+        ] {
+            let err = Request::try_from(event(payload)).unwrap_err();
+            assert!(matches!(err, HandlerError::NotAJobEvent), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn fields_this_function_does_not_read_may_have_any_shape() {
+        let payload = json!({"CodePipeline.job": {"id": "j", "data": {
+            "actionConfiguration": {"configuration": {"FunctionName": 7, "UserParameters": "{}"}},
+            "inputArtifacts": [{"name": ["x"], "revision": "r", "location": {"type": {"S3": true},
+                "s3Location": {"bucketName": "b", "objectKey": "k"}}}],
+            "outputArtifacts": "anything",
+            "artifactCredentials": 42
+        }}});
+        let data = job_data(&payload).unwrap();
+        assert_eq!(data.user_parameters(), Some("{}"));
+        assert_eq!(
+            data.first_input_revision(),
+            Some(Revision {
+                bucket: "b",
+                key: "k",
+                revision: Some("r")
+            })
+        );
     }
 }

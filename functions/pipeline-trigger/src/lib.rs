@@ -1,14 +1,31 @@
 //! CodePipeline Lambda invoke action that starts a Step Functions execution and polls it with
 //! continuation tokens until it ends.
 //!
-//! The decisions (parameters, execution input, tokens, results and their limits) are pure
-//! functions in [`params`], [`token`] and [`outcome`]; [`handler`] only orchestrates the calls.
+//! Layout:
+//! - [`config`]: the environment, read once at cold start (the default state machine);
+//! - [`event`]: the typed [`Request`]: the job id and the parts of the job event this function
+//!   reads (`artifactCredentials` is never deserialised);
+//! - [`handler`]: the invocation, orchestration only: the job's result within the work budget,
+//!   then exactly one result recorded for the job;
+//! - [`params`]: decisions: `UserParameters`, the state machine, the execution name and input;
+//! - [`token`]: decisions: the continuation token between invocations;
+//! - [`outcome`]: decisions: the job's result from the execution's state, within CodePipeline's
+//!   limits;
+//! - [`sdk`]: the SDK adapters: the S3, Step Functions and CodePipeline requests, their outputs
+//!   as the pure types, their errors classified;
+//! - [`error`]: typed errors: [`error::JobError`] (a failure result for the job) and
+//!   [`HandlerError`] (returned to Lambda, with stable `errorType` names).
 
+pub mod config;
 pub mod error;
 pub mod event;
 pub mod handler;
 pub mod outcome;
 pub mod params;
+pub mod sdk;
 pub mod token;
 
-pub use handler::{Config, Trigger};
+pub use config::Config;
+pub use error::HandlerError;
+pub use event::Request;
+pub use handler::Trigger;

@@ -164,6 +164,47 @@ pub fn started(
     })
 }
 
+/// The first invocation's answer when the start was not confirmed before the Lambda deadline.
+/// The execution may have started (its name is derived from the job id), so the job continues
+/// with that execution's ARN: the next poll finds it, or reports that it was never started.
+/// Failing the job instead would let a retried stage start a second deployment while the first
+/// one runs.
+pub fn start_unconfirmed(execution_arn: &str, execution_name: &str, state_machine_name: &str) -> JobResult {
+    match started(execution_arn, execution_name, state_machine_name) {
+        Ok(JobResult::Continue {
+            token,
+            external_execution_id,
+            ..
+        }) => JobResult::Continue {
+            token,
+            summary: format!(
+                "The start of execution {execution_name} was not confirmed before the Lambda deadline; \
+                 checking it on the next poll"
+            ),
+            external_execution_id,
+        },
+        _ => out_of_time(),
+    }
+}
+
+/// The answer when the job logic did not finish before the Lambda deadline (and the job cannot
+/// continue with its execution).
+pub fn out_of_time() -> JobResult {
+    JobResult::failed(
+        FailureKind::JobFailed,
+        "the pipeline trigger did not finish before its Lambda deadline; retry the action or raise \
+         the function's timeout",
+    )
+}
+
+/// The answer when the job logic panicked (`panic` is the panic's text).
+pub fn panicked(panic: &str) -> JobResult {
+    JobResult::failed(
+        FailureKind::JobFailed,
+        format!("internal error in the pipeline trigger (panic: {panic}); see the function's logs"),
+    )
+}
+
 /// A continuation's answer, from the execution's current state. `polls` counts this poll.
 pub fn decide(view: &ExecutionView, polls: u32) -> Result<JobResult, crate::token::TokenError> {
     let external_execution_id = truncate_chars(&view.arn, MAX_EXTERNAL_EXECUTION_ID_CHARS);
@@ -483,6 +524,62 @@ mod tests {
         };
         assert_eq!(summary, "Started Step Functions execution e of state machine m");
         assert_eq!(ContinuationToken::decode(&token).unwrap().polls, 0);
+    }
+
+    #[test]
+    fn an_unconfirmed_start_continues_with_the_jobs_execution() {
+        let arn = "arn:aws:states:r:1:execution:m:codepipeline-j1";
+        let JobResult::Continue {
+            token,
+            summary,
+            external_execution_id,
+        } = start_unconfirmed(arn, "codepipeline-j1", "m")
+        else {
+            panic!()
+        };
+        assert_eq!(
+            ContinuationToken::decode(&token).unwrap(),
+            ContinuationToken {
+                execution_arn: arn.into(),
+                polls: 0
+            }
+        );
+        assert_eq!(
+            summary,
+            "The start of execution codepipeline-j1 was not confirmed before the Lambda deadline; \
+             checking it on the next poll"
+        );
+        assert_eq!(external_execution_id, arn);
+        // An ARN no token can hold: the job fails as out of time.
+        assert_eq!(start_unconfirmed(&"a".repeat(3000), "e", "m"), out_of_time());
+    }
+
+    #[test]
+    fn out_of_time_and_panics_fail_the_job() {
+        let JobResult::Failed {
+            kind,
+            message,
+            external_execution_id: None,
+        } = out_of_time()
+        else {
+            panic!()
+        };
+        assert_eq!(kind, FailureKind::JobFailed);
+        assert!(
+            message.contains("did not finish before its Lambda deadline"),
+            "{message}"
+        );
+        assert_eq!(
+            panicked("boom"),
+            JobResult::failed(
+                FailureKind::JobFailed,
+                "internal error in the pipeline trigger (panic: boom); see the function's logs"
+            )
+        );
+        let JobResult::Failed { message, .. } = panicked(&"p".repeat(10_000)) else {
+            panic!()
+        };
+        assert_eq!(message.chars().count(), MAX_FAILURE_MESSAGE_CHARS);
     }
 
     #[test]

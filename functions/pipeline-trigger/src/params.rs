@@ -8,9 +8,11 @@ use crate::event::Revision;
 /// Step Functions refuses execution input larger than 256 KiB.
 pub const MAX_EXECUTION_INPUT_BYTES: usize = 262_144;
 
-/// What is wrong with the action's configuration; reported as a `ConfigurationError` result.
+/// What is wrong with the action's configuration (its `UserParameters`, the state machine, the
+/// input file); reported as a `ConfigurationError` result. Not to be confused with the function's
+/// environment ([`crate::config`]), which nothing rejects.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
+pub enum ActionConfigError {
     #[error(
         "the action has no UserParameters; expected JSON such as \
          {{\"s3Bucket\": \"my-bucket\", \"stateMachineFile\": \"path/input.json\"}} or {{\"input\": {{...}}}}"
@@ -79,37 +81,50 @@ pub struct ActionParams {
     pub state_machine_arn: Option<String>,
 }
 
-fn non_empty(value: Option<String>, field: &'static str) -> Result<Option<String>, ConfigError> {
+fn non_empty(value: Option<String>, field: &'static str) -> Result<Option<String>, ActionConfigError> {
     match value {
-        Some(v) if v.trim().is_empty() => Err(ConfigError::EmptyField(field)),
+        Some(v) if v.trim().is_empty() => Err(ActionConfigError::EmptyField(field)),
         other => Ok(other),
     }
 }
 
 /// Parses the sample's `{"s3Bucket", "stateMachineFile"}`, optionally with an inline `"input"`
 /// object (merged over the file's keys) and a per-action `"stateMachineArn"`.
-pub fn parse_user_parameters(raw: Option<&str>) -> Result<ActionParams, ConfigError> {
+pub fn parse_user_parameters(raw: Option<&str>) -> Result<ActionParams, ActionConfigError> {
     let raw = raw
         .filter(|r| !r.trim().is_empty())
-        .ok_or(ConfigError::MissingUserParameters)?;
+        .ok_or(ActionConfigError::MissingUserParameters)?;
     let parsed: RawUserParameters =
-        serde_json::from_str(raw).map_err(|e| ConfigError::InvalidUserParameters(e.to_string()))?;
+        serde_json::from_str(raw).map_err(|e| ActionConfigError::InvalidUserParameters(e.to_string()))?;
     let bucket = non_empty(parsed.s3_bucket, "s3Bucket")?;
     let file = non_empty(parsed.state_machine_file, "stateMachineFile")?;
     let state_machine_arn = non_empty(parsed.state_machine_arn, "stateMachineArn")?;
     let input_file = match (bucket, file) {
         (Some(bucket), Some(key)) => Some(InputFile { bucket, key }),
-        (None, Some(_)) => return Err(ConfigError::MissingBucket),
+        (None, Some(_)) => return Err(ActionConfigError::MissingBucket),
         (_, None) => None,
     };
     if input_file.is_none() && parsed.input.is_none() {
-        return Err(ConfigError::NoInput);
+        return Err(ActionConfigError::NoInput);
     }
     Ok(ActionParams {
         input_file,
         inline_input: parsed.input,
         state_machine_arn,
     })
+}
+
+/// The state machine to start: the action's `stateMachineArn`, else the function's default.
+pub fn state_machine(
+    params: &ActionParams,
+    default_arn: Option<&str>,
+) -> Result<StateMachineArn, ActionConfigError> {
+    let arn = params
+        .state_machine_arn
+        .as_deref()
+        .or(default_arn)
+        .ok_or(ActionConfigError::NoStateMachine)?;
+    StateMachineArn::parse(arn)
 }
 
 /// A parsed state machine ARN: `arn:<partition>:states:<region>:<account>:stateMachine:<name>`.
@@ -120,8 +135,8 @@ pub struct StateMachineArn {
 }
 
 impl StateMachineArn {
-    pub fn parse(arn: &str) -> Result<Self, ConfigError> {
-        let invalid = || ConfigError::InvalidStateMachineArn(arn.to_owned());
+    pub fn parse(arn: &str) -> Result<Self, ActionConfigError> {
+        let invalid = || ActionConfigError::InvalidStateMachineArn(arn.to_owned());
         let parts: Vec<&str> = arn.split(':').collect();
         let [prefix, partition, service, region, account, kind, name] = parts.as_slice() else {
             return Err(invalid());
@@ -189,7 +204,7 @@ pub fn build_execution_input(
     file: Option<Map<String, Value>>,
     inline: Option<Map<String, Value>>,
     job: JobContext<'_>,
-) -> Result<String, ConfigError> {
+) -> Result<String, ActionConfigError> {
     let mut input = file.unwrap_or_default();
     if let Some(inline) = inline {
         input.extend(inline);
@@ -207,21 +222,21 @@ pub fn build_execution_input(
     }
     let json = Value::Object(input).to_string();
     if json.len() > MAX_EXECUTION_INPUT_BYTES {
-        return Err(ConfigError::InputTooLarge { bytes: json.len() });
+        return Err(ActionConfigError::InputTooLarge { bytes: json.len() });
     }
     Ok(json)
 }
 
 /// Parses the input file's bytes: it must be one JSON object.
-pub fn parse_input_file(file: &InputFile, bytes: &[u8]) -> Result<Map<String, Value>, ConfigError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| ConfigError::InputFileNotJson {
+pub fn parse_input_file(file: &InputFile, bytes: &[u8]) -> Result<Map<String, Value>, ActionConfigError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| ActionConfigError::InputFileNotJson {
         bucket: file.bucket.clone(),
         key: file.key.clone(),
         reason: e.to_string(),
     })?;
     match value {
         Value::Object(map) => Ok(map),
-        other => Err(ConfigError::InputFileNotObject {
+        other => Err(ActionConfigError::InputFileNotObject {
             bucket: file.bucket.clone(),
             key: file.key.clone(),
             found: json_kind(&other),
@@ -277,29 +292,29 @@ mod tests {
     fn configuration_errors_name_the_problem() {
         assert_eq!(
             parse_user_parameters(None),
-            Err(ConfigError::MissingUserParameters)
+            Err(ActionConfigError::MissingUserParameters)
         );
         assert_eq!(
             parse_user_parameters(Some("  ")),
-            Err(ConfigError::MissingUserParameters)
+            Err(ActionConfigError::MissingUserParameters)
         );
-        assert_eq!(parse_user_parameters(Some("{}")), Err(ConfigError::NoInput));
+        assert_eq!(parse_user_parameters(Some("{}")), Err(ActionConfigError::NoInput));
         assert_eq!(
             parse_user_parameters(Some(r#"{"stateMachineFile": "a"}"#)),
-            Err(ConfigError::MissingBucket)
+            Err(ActionConfigError::MissingBucket)
         );
         assert_eq!(
             parse_user_parameters(Some(r#"{"s3Bucket": "", "stateMachineFile": "a"}"#)),
-            Err(ConfigError::EmptyField("s3Bucket"))
+            Err(ActionConfigError::EmptyField("s3Bucket"))
         );
         let typo = parse_user_parameters(Some(r#"{"s3bucket": "b", "stateMachineFile": "a"}"#)).unwrap_err();
         assert!(typo.to_string().contains("unknown field `s3bucket`"), "{typo}");
         let not_json = parse_user_parameters(Some("s3Bucket=b")).unwrap_err();
-        assert!(matches!(not_json, ConfigError::InvalidUserParameters(_)));
+        assert!(matches!(not_json, ActionConfigError::InvalidUserParameters(_)));
         let wrong_type = parse_user_parameters(Some(r#"{"input": [1]}"#)).unwrap_err();
         assert!(wrong_type.to_string().contains("invalid type"), "{wrong_type}");
         let array = parse_user_parameters(Some("[]")).unwrap_err();
-        assert!(matches!(array, ConfigError::InvalidUserParameters(_)));
+        assert!(matches!(array, ActionConfigError::InvalidUserParameters(_)));
     }
 
     #[test]
@@ -329,6 +344,26 @@ mod tests {
     }
 
     #[test]
+    fn the_action_s_state_machine_wins_over_the_default() {
+        let own = "arn:aws:states:us-east-1:1:stateMachine:own";
+        let default = Some("arn:aws:states:us-east-1:1:stateMachine:default");
+        let named = parse_user_parameters(Some(&format!(r#"{{"input": {{}}, "stateMachineArn": "{own}"}}"#)))
+            .unwrap();
+        let unnamed = parse_user_parameters(Some(r#"{"input": {}}"#)).unwrap();
+        assert_eq!(state_machine(&named, default).unwrap().name(), "own");
+        assert_eq!(state_machine(&named, Some("not an arn")).unwrap().name(), "own");
+        assert_eq!(state_machine(&unnamed, default).unwrap().name(), "default");
+        assert_eq!(
+            state_machine(&unnamed, None),
+            Err(ActionConfigError::NoStateMachine)
+        );
+        assert_eq!(
+            state_machine(&unnamed, Some("not an arn")),
+            Err(ActionConfigError::InvalidStateMachineArn("not an arn".into()))
+        );
+    }
+
+    #[test]
     fn execution_names_are_deterministic_and_valid() {
         let id = "11111111-abcd-1111-abcd-111111abcdef";
         assert_eq!(execution_name(id), execution_name(id));
@@ -345,7 +380,6 @@ mod tests {
             bucket: "artifacts",
             key: "p/Source/abc",
             revision: Some("c0ffee"),
-            artifact_name: Some("SourceArtifact"),
         };
         let json = build_execution_input(
             file.as_object().cloned(),
@@ -385,7 +419,7 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(matches!(err, ConfigError::InputTooLarge { .. }));
+        assert!(matches!(err, ActionConfigError::InputTooLarge { .. }));
     }
 
     #[test]
@@ -401,7 +435,7 @@ mod tests {
         );
         assert!(matches!(
             parse_input_file(&f, b"{nope").unwrap_err(),
-            ConfigError::InputFileNotJson { .. }
+            ActionConfigError::InputFileNotJson { .. }
         ));
     }
 }

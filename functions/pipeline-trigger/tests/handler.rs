@@ -21,7 +21,7 @@ use aws_sdk_sfn::types::error::{ExecutionAlreadyExists, ExecutionDoesNotExist, S
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
 use lambda_runtime::{Context, LambdaEvent};
-use pipeline_trigger::{Config, Trigger};
+use pipeline_trigger::{Config, HandlerError, Request, Trigger};
 use serde_json::{Value, json};
 
 const JOB: &str = "11111111-abcd-1111-abcd-111111abcdef";
@@ -130,11 +130,14 @@ fn failure_recorded(expected: FailureType, message_contains: &'static str) -> Ru
         .then_output(|| PutJobFailureResultOutput::builder().build())
 }
 
+/// One invocation as `main` makes it: the deadline from the context, the typed request.
+async fn invoke(t: &Trigger, event: LambdaEvent<Value>) -> Result<(), HandlerError> {
+    let deadline = lambda_common::clock::deadline(&event.context);
+    t.handle(Request::try_from(event)?, deadline).await
+}
+
 async fn run(m: &Mocks, payload: Value) -> Result<(), lambda_runtime::Diagnostic> {
-    trigger(m)
-        .handle(lambda_event(payload, Duration::from_secs(30)))
-        .await
-        .map_err(|e| lambda_common::diagnostic(&e))
+    Ok(invoke(&trigger(m), lambda_event(payload, Duration::from_secs(30))).await?)
 }
 
 // ---- first invocation ----
@@ -605,10 +608,13 @@ async fn a_first_invocation_out_of_time_keeps_polling_the_jobs_own_execution() {
             .build(),
     );
     let started = std::time::Instant::now();
-    t.handle(lambda_event(
-        with_user_parameters(first_event(), SAMPLE),
-        Duration::from_secs(2),
-    ))
+    invoke(
+        &t,
+        lambda_event(
+            with_user_parameters(first_event(), SAMPLE),
+            Duration::from_secs(2),
+        ),
+    )
     .await
     .unwrap();
     assert!(
@@ -641,10 +647,10 @@ async fn a_poll_out_of_time_still_fails_the_job_in_time() {
             .build(),
     );
     let started = std::time::Instant::now();
-    t.handle(lambda_event(
-        continuation_event(&token(1)),
-        Duration::from_secs(2),
-    ))
+    invoke(
+        &t,
+        lambda_event(continuation_event(&token(1)), Duration::from_secs(2)),
+    )
     .await
     .unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -784,20 +790,4 @@ async fn an_event_without_a_job_id_is_a_typed_error_and_records_nothing() {
     };
     let err = run(&m, json!({"Records": []})).await.unwrap_err();
     assert_eq!(err.error_type, "NotACodePipelineJob");
-}
-
-#[test]
-fn the_state_machine_comes_from_the_environment() {
-    let c = Config::from_lookup(|k| (k == "stateMachineArn").then(|| SM.to_owned()));
-    assert_eq!(c.default_state_machine_arn.as_deref(), Some(SM));
-    let c = Config::from_lookup(|k| match k {
-        "STATE_MACHINE_ARN" => Some("a".into()),
-        "stateMachineArn" => Some("b".into()),
-        _ => None,
-    });
-    assert_eq!(c.default_state_machine_arn.as_deref(), Some("a"));
-    assert_eq!(
-        Config::from_lookup(|_| Some(" ".into())).default_state_machine_arn,
-        None
-    );
 }

@@ -1,0 +1,550 @@
+//! The SDK adapters: the requests this function sends (S3 `GetObject`, Step Functions
+//! `StartExecution` and `DescribeExecution`, CodePipeline `PutJobSuccessResult` and
+//! `PutJobFailureResult`), their outputs mapped into the pure types, and their errors classified
+//! (through [`lambda_common::sdk::classify`]) into [`JobError`]s and [`HandlerError`]s.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_codepipeline::types::{ExecutionDetails, FailureDetails, FailureType};
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_sfn::operation::describe_execution::{DescribeExecutionError, DescribeExecutionOutput};
+use aws_sdk_sfn::operation::start_execution::StartExecutionError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use lambda_common::error_chain;
+use lambda_common::sdk::{ErrorKind, classify};
+use serde_json::{Map, Value};
+use tracing::{error, info, warn};
+
+use crate::error::{HandlerError, JobError};
+use crate::outcome::{self, ExecutionStatus, ExecutionView, FailureKind};
+use crate::params::{self, ActionConfigError, InputFile, MAX_EXECUTION_INPUT_BYTES, StateMachineArn};
+
+/// Every SDK crate shares smithy's `SdkError`; this is the same type for S3, Step Functions and
+/// CodePipeline.
+type SdkError<E> = aws_sdk_s3::error::SdkError<E>;
+
+// ---- S3: the execution input file ----
+
+/// Reads the execution input file: one JSON object, at most Step Functions' input limit (checked
+/// on the announced length, then on what was read).
+pub async fn read_input_file(
+    s3: &aws_sdk_s3::Client,
+    file: &InputFile,
+) -> Result<Map<String, Value>, JobError> {
+    let response = s3
+        .get_object()
+        .bucket(&file.bucket)
+        .key(&file.key)
+        .send()
+        .await
+        .map_err(|source| get_object_error(file, source))?;
+    let too_large = || ActionConfigError::InputFileTooLarge {
+        bucket: file.bucket.clone(),
+        key: file.key.clone(),
+        max: MAX_EXECUTION_INPUT_BYTES,
+    };
+    if response
+        .content_length()
+        .is_some_and(|len| usize::try_from(len).map_or(true, |l| l > MAX_EXECUTION_INPUT_BYTES))
+    {
+        return Err(too_large().into());
+    }
+    let bytes = response
+        .body
+        .collect()
+        .await
+        .map_err(|source| JobError::InputBody {
+            bucket: file.bucket.clone(),
+            key: file.key.clone(),
+            source,
+        })?
+        .into_bytes();
+    if bytes.len() > MAX_EXECUTION_INPUT_BYTES {
+        return Err(too_large().into());
+    }
+    Ok(params::parse_input_file(file, &bytes)?)
+}
+
+/// `GetObject`'s errors: a missing key (S3 answers `NoSuchKey` when the function may list the
+/// bucket; a modelled `NoSuchKey` need not carry its code) or a missing bucket is the action's
+/// configuration; access denied (which S3 also answers for a missing key otherwise) is a
+/// permission problem; anything else (other 404s, throttling after the SDK's retries, 5xx) is a
+/// failed read.
+pub fn get_object_error(file: &InputFile, source: SdkError<GetObjectError>) -> JobError {
+    let (bucket, key) = (file.bucket.clone(), file.key.clone());
+    let missing_key = source
+        .as_service_error()
+        .is_some_and(GetObjectError::is_no_such_key)
+        || source.code() == Some("NoSuchKey");
+    match classify(&source) {
+        _ if missing_key => ActionConfigError::InputFileMissing { bucket, key }.into(),
+        ErrorKind::NotFound if source.code() == Some("NoSuchBucket") => {
+            JobError::InputBucketMissing { bucket, source }
+        }
+        ErrorKind::AccessDenied => JobError::InputAccessDenied { bucket, key, source },
+        _ => JobError::InputRead { bucket, key, source },
+    }
+}
+
+// ---- Step Functions: the execution ----
+
+/// Starts the execution named after the job and returns its ARN. Step Functions answers a
+/// repeated start with the same name and input with the running execution; when the name is
+/// taken otherwise (different input, or the execution already ended), that execution is the
+/// job's own, so it is adopted rather than starting another.
+pub async fn start_execution(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine: &StateMachineArn,
+    name: &str,
+    input: String,
+) -> Result<String, JobError> {
+    let sent = sfn
+        .start_execution()
+        .state_machine_arn(state_machine.as_str())
+        .name(name)
+        .input(input)
+        .send()
+        .await;
+    match sent {
+        Ok(out) => Ok(out.execution_arn),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(StartExecutionError::is_execution_already_exists) =>
+        {
+            let arn = state_machine.execution_arn(name);
+            info!(execution_arn = %arn, "execution for this job already exists; polling it");
+            Ok(arn)
+        }
+        Err(source) => Err(start_execution_error(state_machine, source)),
+    }
+}
+
+/// `StartExecution`'s errors: access denied is a permission problem; a state machine that does
+/// not exist, is being deleted or whose ARN Step Functions refuses is the action's configuration;
+/// anything else (throttling after the SDK's retries included) fails the job.
+pub fn start_execution_error(
+    state_machine: &StateMachineArn,
+    source: SdkError<StartExecutionError>,
+) -> JobError {
+    let state_machine = state_machine.as_str().to_owned();
+    let cannot_start = source.as_service_error().is_some_and(|e| {
+        e.is_state_machine_does_not_exist() || e.is_invalid_arn() || e.is_state_machine_deleting()
+    });
+    match classify(&source) {
+        ErrorKind::AccessDenied => JobError::StartAccessDenied {
+            state_machine,
+            source,
+        },
+        _ if cannot_start => JobError::StartRejected {
+            state_machine,
+            source,
+        },
+        _ => JobError::Start {
+            state_machine,
+            source,
+        },
+    }
+}
+
+/// Describes the execution being polled.
+pub async fn describe_execution(
+    sfn: &aws_sdk_sfn::Client,
+    execution_arn: &str,
+) -> Result<ExecutionView, JobError> {
+    let out = sfn
+        .describe_execution()
+        .execution_arn(execution_arn)
+        .send()
+        .await
+        .map_err(|source| describe_execution_error(execution_arn, source))?;
+    Ok(execution_view(out))
+}
+
+/// `DescribeExecution`'s errors: access denied is a permission problem; an execution that does
+/// not exist (never started, or no longer kept) and anything else fail the job.
+pub fn describe_execution_error(execution_arn: &str, source: SdkError<DescribeExecutionError>) -> JobError {
+    let execution_arn = execution_arn.to_owned();
+    let missing = source
+        .as_service_error()
+        .is_some_and(DescribeExecutionError::is_execution_does_not_exist);
+    match classify(&source) {
+        ErrorKind::AccessDenied => JobError::DescribeAccessDenied {
+            execution_arn,
+            source,
+        },
+        _ if missing => JobError::ExecutionMissing {
+            execution_arn,
+            source,
+        },
+        _ => JobError::Describe {
+            execution_arn,
+            source,
+        },
+    }
+}
+
+/// The facts of `DescribeExecution`'s answer the decision needs. The name falls back to the
+/// ARN's last part.
+pub fn execution_view(out: DescribeExecutionOutput) -> ExecutionView {
+    let name = out.name.clone().unwrap_or_else(|| {
+        out.execution_arn
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    });
+    ExecutionView {
+        name,
+        status: ExecutionStatus::parse(out.status.as_str()),
+        started: out
+            .start_date
+            .fmt(aws_smithy_types::date_time::Format::DateTime)
+            .ok(),
+        error: out.error,
+        cause: out.cause,
+        output: out.output,
+        arn: out.execution_arn,
+    }
+}
+
+// ---- CodePipeline: the job's result ----
+
+/// What a `PutJobSuccessResult` sends: with a continuation token the job continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuccessResult {
+    pub continuation_token: Option<String>,
+    pub summary: String,
+    pub external_execution_id: String,
+    pub output_variables: BTreeMap<String, String>,
+}
+
+/// Puts a success result. `Ok(Some(reason))` when CodePipeline rejected it as invalid (a
+/// validation error, or output variables over its limit): the caller records a failure instead.
+/// A job that already has a result (a retried invocation) is left as it is.
+pub async fn put_success(
+    codepipeline: &aws_sdk_codepipeline::Client,
+    job_id: &str,
+    result: SuccessResult,
+) -> Result<Option<String>, HandlerError> {
+    let details = ExecutionDetails::builder()
+        .summary(result.summary)
+        .external_execution_id(result.external_execution_id)
+        .build();
+    let vars = (!result.output_variables.is_empty()).then(|| result.output_variables.into_iter().collect());
+    let sent = codepipeline
+        .put_job_success_result()
+        .job_id(job_id)
+        .set_continuation_token(result.continuation_token)
+        .execution_details(details)
+        .set_output_variables(vars)
+        .send()
+        .await;
+    match sent {
+        Ok(_) => Ok(None),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_invalid_job_state_exception()) =>
+        {
+            warn!(error = %error_chain(&err), "job already has a result; leaving it as it is");
+            Ok(None)
+        }
+        Err(err)
+            if err.as_service_error().is_some_and(|e| {
+                e.is_validation_exception() || e.is_output_variables_size_exceeded_exception()
+            }) =>
+        {
+            let reason = error_chain(&err);
+            error!(error = %reason, "CodePipeline rejected the success result; recording a failure instead");
+            Ok(Some(format!(
+                "CodePipeline rejected the trigger's success result: {reason}"
+            )))
+        }
+        Err(source) => Err(HandlerError::RecordSuccess {
+            job_id: job_id.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Puts a failure result. Whatever produced it, a message over CodePipeline's limit would be
+/// refused and leave the job without a result, so it is cut to fit here. A job that already has
+/// a result (a retried invocation) is left as it is.
+pub async fn put_failure(
+    codepipeline: &aws_sdk_codepipeline::Client,
+    job_id: &str,
+    kind: FailureKind,
+    message: &str,
+    external_execution_id: Option<String>,
+) -> Result<(), HandlerError> {
+    let details = FailureDetails::builder()
+        .r#type(failure_type(kind))
+        .message(outcome::truncate_chars(
+            message,
+            outcome::MAX_FAILURE_MESSAGE_CHARS,
+        ))
+        .set_external_execution_id(external_execution_id)
+        .build()
+        .map_err(|source| HandlerError::BuildResult {
+            job_id: job_id.to_owned(),
+            source,
+        })?;
+    let sent = codepipeline
+        .put_job_failure_result()
+        .job_id(job_id)
+        .failure_details(details)
+        .send()
+        .await;
+    match sent {
+        Ok(_) => {
+            info!(job_status = "Failed", "job result recorded");
+            Ok(())
+        }
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_invalid_job_state_exception()) =>
+        {
+            warn!(error = %error_chain(&err), "job already has a result; leaving it as it is");
+            Ok(())
+        }
+        Err(source) => Err(HandlerError::RecordFailure {
+            job_id: job_id.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// `FailureDetails.type` for a failure kind.
+pub fn failure_type(kind: FailureKind) -> FailureType {
+    match kind {
+        FailureKind::JobFailed => FailureType::JobFailed,
+        FailureKind::ConfigurationError => FailureType::ConfigurationError,
+        FailureKind::PermissionError => FailureType::PermissionError,
+        FailureKind::RevisionOutOfSync => FailureType::RevisionOutOfSync,
+        FailureKind::RevisionUnavailable => FailureType::RevisionUnavailable,
+        FailureKind::SystemUnavailable => FailureType::SystemUnavailable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FailureKind::{ConfigurationError, JobFailed, PermissionError};
+    use aws_sdk_s3::config::http::HttpResponse;
+    use aws_sdk_s3::types::error::NoSuchKey;
+    use aws_sdk_sfn::types::error::{
+        ExecutionDoesNotExist, InvalidArn, StateMachineDeleting, StateMachineDoesNotExist,
+    };
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    const SM: &str = "arn:aws:states:us-east-1:1:stateMachine:deploy";
+    const EXEC: &str = "arn:aws:states:us-east-1:1:execution:deploy:codepipeline-j1";
+
+    fn service_error<E>(err: E, status: u16) -> SdkError<E> {
+        SdkError::service_error(
+            err,
+            HttpResponse::new(status.try_into().unwrap(), SdkBody::empty()),
+        )
+    }
+
+    fn meta(code: Option<&str>) -> ErrorMetadata {
+        let builder = ErrorMetadata::builder().message("the service's message");
+        match code {
+            Some(code) => builder.code(code).build(),
+            None => builder.build(),
+        }
+    }
+
+    /// The variant's name and the failure type CodePipeline gets.
+    fn verdict(err: &JobError) -> (&'static str, FailureKind) {
+        let variant = match err {
+            JobError::ActionConfig(ActionConfigError::InputFileMissing { .. }) => "InputFileMissing",
+            JobError::ActionConfig(_) => "ActionConfig",
+            JobError::Token(_) => "Token",
+            JobError::MalformedJobData(_) => "MalformedJobData",
+            JobError::InputAccessDenied { .. } => "InputAccessDenied",
+            JobError::InputBucketMissing { .. } => "InputBucketMissing",
+            JobError::InputRead { .. } => "InputRead",
+            JobError::InputBody { .. } => "InputBody",
+            JobError::StartAccessDenied { .. } => "StartAccessDenied",
+            JobError::StartRejected { .. } => "StartRejected",
+            JobError::Start { .. } => "Start",
+            JobError::DescribeAccessDenied { .. } => "DescribeAccessDenied",
+            JobError::ExecutionMissing { .. } => "ExecutionMissing",
+            JobError::Describe { .. } => "Describe",
+        };
+        (variant, err.failure_kind())
+    }
+
+    #[test]
+    fn get_object_errors() {
+        let file = InputFile {
+            bucket: "inputs".into(),
+            key: "deploy/prod.json".into(),
+        };
+        let modelled_missing = GetObjectError::NoSuchKey(NoSuchKey::builder().build());
+        let err = get_object_error(&file, service_error(modelled_missing, 404));
+        assert_eq!(verdict(&err), ("InputFileMissing", ConfigurationError));
+        let cases = [
+            (Some("NoSuchKey"), 404, ("InputFileMissing", ConfigurationError)),
+            (
+                Some("NoSuchBucket"),
+                404,
+                ("InputBucketMissing", ConfigurationError),
+            ),
+            (Some("AccessDenied"), 403, ("InputAccessDenied", PermissionError)),
+            (None, 403, ("InputAccessDenied", PermissionError)),
+            (
+                Some("InvalidAccessKeyId"),
+                403,
+                ("InputAccessDenied", PermissionError),
+            ),
+            (Some("ExpiredToken"), 400, ("InputAccessDenied", PermissionError)),
+            (None, 404, ("InputRead", JobFailed)),
+            (Some("NoSuchVersion"), 404, ("InputRead", JobFailed)),
+            (Some("SlowDown"), 503, ("InputRead", JobFailed)),
+            (Some("InternalError"), 500, ("InputRead", JobFailed)),
+        ];
+        for (code, status, expected) in cases {
+            let err = get_object_error(&file, service_error(GetObjectError::generic(meta(code)), status));
+            assert_eq!(verdict(&err), expected, "{code:?} {status}");
+        }
+        let timeout = get_object_error(&file, SdkError::timeout_error("timed out"));
+        assert_eq!(verdict(&timeout), ("InputRead", JobFailed));
+        let denied = service_error(GetObjectError::generic(meta(Some("AccessDenied"))), 403);
+        assert_eq!(
+            get_object_error(&file, denied).operator_message(),
+            "access denied reading input file s3://inputs/deploy/prod.json (S3 also answers 403 for a \
+             missing key when the function may not list the bucket): AccessDenied: the service's message"
+        );
+    }
+
+    #[test]
+    fn start_execution_errors() {
+        let sm = StateMachineArn::parse(SM).unwrap();
+        let generic = |code| StartExecutionError::generic(meta(Some(code)));
+        let missing = StateMachineDoesNotExist::builder().message("gone").build();
+        let deleting = StateMachineDeleting::builder().message("deleting").build();
+        let cases = [
+            (
+                generic("AccessDeniedException"),
+                400,
+                ("StartAccessDenied", PermissionError),
+            ),
+            (
+                generic("UnrecognizedClientException"),
+                400,
+                ("StartAccessDenied", PermissionError),
+            ),
+            (
+                StartExecutionError::StateMachineDoesNotExist(missing),
+                400,
+                ("StartRejected", ConfigurationError),
+            ),
+            (
+                StartExecutionError::InvalidArn(InvalidArn::builder().message("bad").build()),
+                400,
+                ("StartRejected", ConfigurationError),
+            ),
+            (
+                StartExecutionError::StateMachineDeleting(deleting),
+                400,
+                ("StartRejected", ConfigurationError),
+            ),
+            (generic("ThrottlingException"), 400, ("Start", JobFailed)),
+            (generic("ExecutionLimitExceeded"), 400, ("Start", JobFailed)),
+            (generic("InternalFailure"), 500, ("Start", JobFailed)),
+        ];
+        for (err, status, expected) in cases {
+            let err = start_execution_error(&sm, service_error(err, status));
+            assert_eq!(verdict(&err), expected, "{err:?}");
+            assert_eq!(err.external_execution_id(), None);
+        }
+    }
+
+    #[test]
+    fn describe_execution_errors() {
+        let generic = |code| DescribeExecutionError::generic(meta(code));
+        let gone = ExecutionDoesNotExist::builder().message("gone").build();
+        let cases = [
+            (
+                generic(Some("AccessDeniedException")),
+                400,
+                ("DescribeAccessDenied", PermissionError),
+            ),
+            (generic(None), 403, ("DescribeAccessDenied", PermissionError)),
+            (
+                DescribeExecutionError::ExecutionDoesNotExist(gone),
+                400,
+                ("ExecutionMissing", JobFailed),
+            ),
+            (generic(Some("ThrottlingException")), 400, ("Describe", JobFailed)),
+            (generic(Some("InvalidArn")), 400, ("Describe", JobFailed)),
+        ];
+        for (err, status, expected) in cases {
+            let err = describe_execution_error(EXEC, service_error(err, status));
+            assert_eq!(verdict(&err), expected, "{err:?}");
+            assert_eq!(err.external_execution_id(), Some(EXEC));
+        }
+    }
+
+    #[test]
+    fn the_execution_view_of_describe_execution() {
+        let out = DescribeExecutionOutput::builder()
+            .execution_arn(EXEC)
+            .state_machine_arn(SM)
+            .status(aws_sdk_sfn::types::ExecutionStatus::Running)
+            .start_date(aws_smithy_types::DateTime::from_secs(1_700_000_000))
+            .build()
+            .unwrap();
+        assert_eq!(
+            execution_view(out),
+            ExecutionView {
+                arn: EXEC.into(),
+                name: "codepipeline-j1".into(),
+                status: ExecutionStatus::Running,
+                started: Some("2023-11-14T22:13:20Z".into()),
+                error: None,
+                cause: None,
+                output: None,
+            }
+        );
+        let named = DescribeExecutionOutput::builder()
+            .execution_arn(EXEC)
+            .state_machine_arn(SM)
+            .name("given")
+            .status(aws_sdk_sfn::types::ExecutionStatus::Failed)
+            .start_date(aws_smithy_types::DateTime::from_secs(0))
+            .error("E")
+            .cause("C")
+            .build()
+            .unwrap();
+        let view = execution_view(named);
+        assert_eq!(
+            (
+                view.name.as_str(),
+                &view.status,
+                view.error.as_deref(),
+                view.cause.as_deref()
+            ),
+            ("given", &ExecutionStatus::Failed, Some("E"), Some("C"))
+        );
+    }
+
+    #[test]
+    fn failure_types_keep_their_names() {
+        for kind in [
+            FailureKind::JobFailed,
+            FailureKind::ConfigurationError,
+            FailureKind::PermissionError,
+            FailureKind::RevisionOutOfSync,
+            FailureKind::RevisionUnavailable,
+            FailureKind::SystemUnavailable,
+        ] {
+            assert_eq!(failure_type(kind).as_str(), kind.as_str());
+        }
+    }
+}

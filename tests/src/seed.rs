@@ -111,7 +111,7 @@ pub fn user_parameters(state_machine_arn: Option<&str>) -> String {
     p.to_string()
 }
 
-use deploy_steps::FUNCTIONS as DEPLOY_STEPS;
+use deploy_steps::Step as DeployStep;
 
 /// Bucket where the prepare step stages templates over 51,200 bytes.
 pub const TEMPLATE_BUCKET: &str = "deploy-templates";
@@ -120,10 +120,10 @@ pub const TEMPLATE_BUCKET: &str = "deploy-templates";
 pub fn deploy_definition() -> anyhow::Result<String> {
     let path = repo_root().join("statemachines/deploy.asl.json");
     let mut def = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    for (function, placeholder, _, _) in DEPLOY_STEPS {
+    for step in DeployStep::ALL {
         def = def.replace(
-            &format!("${{{placeholder}}}"),
-            &format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}"),
+            &format!("${{{}}}", step.substitution()),
+            &format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{}", step.binary()),
         );
     }
     anyhow::ensure!(
@@ -156,10 +156,10 @@ pub async fn deploy_workflow(stack: &LocalStack, name: &str) -> anyhow::Result<S
         .send()
         .await
         .context("CreateBucket (template staging)")?;
-    for (function, _, _, _) in DEPLOY_STEPS {
+    for step in DeployStep::ALL {
         stack
             .add_function(
-                function,
+                step.binary(),
                 FunctionOptions {
                     env: vec![
                         ("POLL_INITIAL_SECONDS".into(), "1".into()),

@@ -1,6 +1,7 @@
 //! Step errors, with the stable `errorType` names the state machine's Retry and Catch match.
 
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use lambda_common::sdk::ErrorKind;
 
 use crate::plan::InputError;
 use crate::template::TemplateError;
@@ -9,12 +10,21 @@ type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
+    /// The deployment's own input (the execution input) is invalid.
     #[error(transparent)]
     Input(#[from] InputError),
     #[error(transparent)]
     Template(#[from] TemplateError),
-    #[error("the step's input lacks {0}: the state machine and the step disagree")]
-    State(String),
+    /// The step's input (what the state machine passes) is not what the step expects.
+    #[error(transparent)]
+    StepInput(#[from] StepInputError),
+    /// A service answered successfully but not as its API promises (a missing field, an answer
+    /// beyond what the step can handle).
+    #[error("unexpected answer from {operation}: {problem}")]
+    UnexpectedResponse {
+        operation: &'static str,
+        problem: String,
+    },
     #[error("could not read the source artifact s3://{bucket}/{key}: {message}")]
     Artifact {
         bucket: String,
@@ -31,7 +41,7 @@ pub enum StepError {
     #[error("{operation} failed: {message}")]
     Aws {
         operation: &'static str,
-        kind: AwsErrorKind,
+        kind: ErrorKind,
         message: String,
         #[source]
         source: BoxError,
@@ -42,14 +52,55 @@ pub enum StepError {
     NotExecutable { change_set: String, status: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AwsErrorKind {
-    /// Throttled even after the SDK's retries: the state machine retries the step.
-    Throttled,
-    AccessDenied,
-    /// CloudFormation refused the request (ValidationError, AlreadyExists, InsufficientCapabilities…).
-    Rejected,
-    Other,
+/// Why the state machine's input to a step is unusable: the state machine and the step disagree.
+#[derive(Debug, thiserror::Error)]
+pub enum StepInputError {
+    /// The payload does not parse as the step's request.
+    #[error("the step's input is not a valid request: {0}: the state machine and the step disagree")]
+    Unreadable(#[source] serde_json::Error),
+    /// A field an earlier step writes is absent.
+    #[error("the step's input lacks {0}: the state machine and the step disagree")]
+    Missing(&'static str),
+    /// A field holds a value that does not lead to this step.
+    #[error(
+        "the step's input has {field} = {found}, expected {expected}: the state machine and the step disagree"
+    )]
+    Unexpected {
+        field: &'static str,
+        found: String,
+        expected: &'static str,
+    },
+}
+
+impl StepError {
+    /// Every `errorType` a step can end with (what the ASL's Retry and Catch may name).
+    pub const ERROR_TYPES: [&'static str; 12] = [
+        "InvalidDeploymentInput",
+        "TemplateNotFound",
+        "InvalidTemplate",
+        "InvalidStepInput",
+        "UnexpectedResponse",
+        "ArtifactUnavailable",
+        "Throttled",
+        "AccessDenied",
+        "CloudFormationRejected",
+        "AwsError",
+        "UnsafeChangeSet",
+        "ChangeSetNotExecutable",
+    ];
+}
+
+/// The `errorType` of an SDK error, by its classification.
+fn aws_error_type(kind: ErrorKind) -> &'static str {
+    match kind {
+        // Throttled even after the SDK's retries: the state machine retries the step.
+        ErrorKind::Throttled => "Throttled",
+        ErrorKind::AccessDenied => "AccessDenied",
+        // The service refused the request as made (ValidationError, AlreadyExists,
+        // InsufficientCapabilities, a change set or bucket that does not exist, …).
+        ErrorKind::Rejected | ErrorKind::NotFound | ErrorKind::PreconditionFailed => "CloudFormationRejected",
+        ErrorKind::Other => "AwsError",
+    }
 }
 
 impl lambda_common::ErrorType for StepError {
@@ -58,47 +109,125 @@ impl lambda_common::ErrorType for StepError {
             Self::Input(_) => "InvalidDeploymentInput",
             Self::Template(TemplateError::NotFound { .. }) => "TemplateNotFound",
             Self::Template(_) | Self::TemplateTooLarge { .. } => "InvalidTemplate",
-            Self::State(_) => "InvalidStepInput",
+            Self::StepInput(_) => "InvalidStepInput",
+            Self::UnexpectedResponse { .. } => "UnexpectedResponse",
             Self::Artifact { .. } => "ArtifactUnavailable",
-            Self::Aws { kind, .. } => match kind {
-                AwsErrorKind::Throttled => "Throttled",
-                AwsErrorKind::AccessDenied => "AccessDenied",
-                AwsErrorKind::Rejected => "CloudFormationRejected",
-                AwsErrorKind::Other => "AwsError",
-            },
+            Self::Aws { kind, .. } => aws_error_type(*kind),
             Self::Unsafe { .. } => "UnsafeChangeSet",
             Self::NotExecutable { .. } => "ChangeSetNotExecutable",
         }
     }
 }
 
-/// Classifies an SDK error and keeps it as the source.
+lambda_common::impl_diagnostic!(StepError);
+
+/// Classifies an SDK error (through [`lambda_common::sdk::classify`]) and keeps it as the source.
 pub fn aws<E>(operation: &'static str, err: aws_sdk_cloudformation::error::SdkError<E>) -> StepError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let code = err.code().map(str::to_owned);
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    let kind = match code.as_deref() {
-        Some(
-            "Throttling"
-            | "ThrottlingException"
-            | "TooManyRequestsException"
-            | "RequestLimitExceeded"
-            | "SlowDown",
-        ) => AwsErrorKind::Throttled,
-        Some("AccessDenied" | "AccessDeniedException" | "ExpiredToken" | "InvalidClientTokenId") => {
-            AwsErrorKind::AccessDenied
-        }
-        _ if status == Some(403) => AwsErrorKind::AccessDenied,
-        Some(_) if status.is_some_and(|s| (400..500).contains(&s)) => AwsErrorKind::Rejected,
-        _ => AwsErrorKind::Other,
-    };
-    let message = lambda_common::sdk::summary(&err);
     StepError::Aws {
         operation,
-        kind,
-        message,
+        kind: lambda_common::sdk::classify(&err),
+        message: lambda_common::sdk::summary(&err),
         source: Box::new(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_common::ErrorType;
+
+    #[test]
+    fn every_error_type_is_listed() {
+        let kinds = [
+            ErrorKind::Throttled,
+            ErrorKind::AccessDenied,
+            ErrorKind::NotFound,
+            ErrorKind::PreconditionFailed,
+            ErrorKind::Rejected,
+            ErrorKind::Other,
+        ];
+        let mut names: Vec<&str> = kinds.into_iter().map(aws_error_type).collect();
+        let errors = [
+            StepError::Input(InputError::Missing { field: "stackName" }),
+            StepError::Template(TemplateError::NotFound {
+                path: "t".into(),
+                listing: "nothing".into(),
+            }),
+            StepError::Template(TemplateError::NotText { path: "t".into() }),
+            StepError::StepInput(StepInputError::Missing("plan")),
+            StepError::UnexpectedResponse {
+                operation: "CloudFormation CreateChangeSet",
+                problem: "no Id".into(),
+            },
+            StepError::Artifact {
+                bucket: "b".into(),
+                key: "k".into(),
+                message: "m".into(),
+                source: "m".into(),
+            },
+            StepError::Unsafe {
+                change_set: "cs".into(),
+                summary: "s".into(),
+            },
+            StepError::NotExecutable {
+                change_set: "cs".into(),
+                status: "OBSOLETE".into(),
+            },
+        ];
+        names.extend(errors.iter().map(ErrorType::error_type));
+        for name in &names {
+            assert!(StepError::ERROR_TYPES.contains(name), "{name} is not listed");
+        }
+        for listed in StepError::ERROR_TYPES {
+            assert!(names.contains(&listed), "{listed} is listed but never produced");
+        }
+    }
+
+    #[test]
+    fn sdk_errors_keep_their_error_types() {
+        use lambda_common::sdk::classify_parts;
+        let cases = [
+            (Some("Throttling"), Some(400), "Throttled"),
+            (Some("AccessDenied"), Some(403), "AccessDenied"),
+            (None, Some(403), "AccessDenied"),
+            (Some("ValidationError"), Some(400), "CloudFormationRejected"),
+            (
+                Some("AlreadyExistsException"),
+                Some(400),
+                "CloudFormationRejected",
+            ),
+            (Some("ChangeSetNotFound"), Some(404), "CloudFormationRejected"),
+            (Some("NoSuchBucket"), Some(404), "CloudFormationRejected"),
+            (Some("InternalFailure"), Some(500), "AwsError"),
+            (None, None, "AwsError"),
+        ];
+        for (code, status, expected) in cases {
+            assert_eq!(
+                aws_error_type(classify_parts(code, status)),
+                expected,
+                "{code:?} {status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_say_whose_fault_it_is() {
+        let input = StepError::StepInput(StepInputError::Missing("changeSet (the created change set)"));
+        assert_eq!(
+            input.to_string(),
+            "the step's input lacks changeSet (the created change set): the state machine and the step disagree"
+        );
+        let answer = StepError::UnexpectedResponse {
+            operation: "CloudFormation CreateChangeSet",
+            problem: "no Id".into(),
+        };
+        assert_eq!(
+            answer.to_string(),
+            "unexpected answer from CloudFormation CreateChangeSet: no Id"
+        );
+        assert!(!answer.to_string().contains("input"));
     }
 }

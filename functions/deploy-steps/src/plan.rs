@@ -170,6 +170,12 @@ pub fn valid_stack_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
+/// An IAM role ARN (`arn:<partition>:iam::<account>:role/<path and name>`), the only kind of
+/// role CloudFormation can act with.
+pub fn is_role_arn(arn: &str) -> bool {
+    arn.starts_with("arn:") && arn.contains(":iam::") && arn.contains(":role/")
+}
+
 /// Names a resource-safe suffix: letters, digits and hyphens only.
 fn sanitize(s: &str) -> String {
     s.chars()
@@ -262,7 +268,7 @@ pub fn validate(raw: &serde_json::Value) -> Result<Validated, InputError> {
         }
     }
     if let Some(role) = &input.role_arn
-        && !(role.starts_with("arn:") && role.contains(":iam::") && role.contains(":role/"))
+        && !is_role_arn(role)
     {
         return Err(InputError::RoleArn(format!("{role} is not an IAM role ARN")));
     }

@@ -1,13 +1,16 @@
 //! The deploy state machine and the Rust steps must agree: every Choice compares a field the
 //! steps really emit with a value they really produce, every Task keeps its output where the
-//! next steps read it, and every function placeholder names a real binary.
+//! next steps read it, every function placeholder names a real binary, every Task retries only
+//! `errorType`s the steps raise and catches all of them, and the literals the Pass states write
+//! (target modes, the no-changes `changeSetAction`) are the Rust values.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is a panic
 
-use deploy_steps::FUNCTIONS;
+use deploy_steps::Step;
 use deploy_steps::changeset::ChangeSetState;
 use deploy_steps::plan::OnUnsafe;
 use deploy_steps::stack::{Completion, StackNext};
+use deploy_steps::state::TargetMode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -68,7 +71,7 @@ fn choices_compare_values_the_steps_produce() {
             ("$.changeSetStatus.state", "StringEquals") => parses::<ChangeSetState>(value),
             ("$.progress.state", "StringEquals") => parses::<Completion>(value),
             ("$.plan.onUnsafe", "StringEquals") => parses::<OnUnsafe>(value),
-            ("$.target.mode", "StringEquals") => pass_modes.contains(value),
+            ("$.target.mode", "StringEquals") => pass_modes.contains(value) && parses::<TargetMode>(value),
             ("$.changeSet.changeSetType", "StringEquals") => {
                 ["CREATE", "UPDATE"].contains(&value.as_str().unwrap())
             }
@@ -95,27 +98,28 @@ fn tasks_use_the_steps_binaries_and_result_paths() {
         }
         let resource = state["Resource"].as_str().unwrap();
         let placeholder = resource.trim_start_matches("${").trim_end_matches('}');
-        let (binary, _, _, result_path) = FUNCTIONS
-            .iter()
-            .find(|f| f.1 == placeholder)
+        let step = Step::ALL
+            .into_iter()
+            .find(|s| s.substitution() == placeholder)
             .unwrap_or_else(|| panic!("{name}: unknown function {resource}"));
+        let (binary, result_path) = (step.binary(), step.result_path());
         assert!(
             cargo.contains(&format!("name = \"{binary}\"")),
             "{binary} is not a binary"
         );
-        assert_eq!(state["ResultPath"], *result_path, "{name}");
+        assert_eq!(state["ResultPath"], result_path, "{name}");
         assert!(
             state.get("Retry").is_some() && state.get("Catch").is_some(),
             "{name} needs Retry and Catch"
         );
         used.insert(placeholder);
     }
-    assert_eq!(used.len(), FUNCTIONS.len(), "every step is used");
+    assert_eq!(used.len(), Step::ALL.len(), "every step is used");
 }
 
 #[test]
 fn the_state_reads_what_the_steps_write() {
-    use deploy_steps::steps::State;
+    use deploy_steps::state::State;
     // A state document as the workflow builds it, with each step's output at its ResultPath.
     let plan = serde_json::json!({
         "stackName": "prod-app", "blueGreenStackName": "prod-app-bg-1", "changeSetName": "deploy-1",
@@ -144,7 +148,7 @@ fn the_state_reads_what_the_steps_write() {
     for key in doc.as_object().unwrap().keys() {
         let path = format!("$.{key}");
         assert!(
-            FUNCTIONS.iter().any(|f| f.3 == path) || key == "target",
+            Step::ALL.iter().any(|s| s.result_path() == path) || key == "target",
             "{key} is written by no step"
         );
     }
@@ -156,7 +160,7 @@ fn real_state_document() -> Value {
     use deploy_steps::plan::{Plan, TemplateSource};
     use deploy_steps::poll::Poll;
     use deploy_steps::stack::check_existing;
-    use deploy_steps::steps::{
+    use deploy_steps::state::{
         ChangeSetRef, ChangeSetStatus, Created, Done, Executed, Progress, StackResult, Target,
     };
     let to = |v: &dyn erased::Ser| v.value();
@@ -182,7 +186,7 @@ fn real_state_document() -> Value {
     };
     serde_json::json!({
         "plan": to(&plan),
-        "target": to(&Target { stack_name: "prod-app".into(), mode: "in-place".into() }),
+        "target": to(&Target { stack_name: "prod-app".into(), mode: TargetMode::InPlace }),
         "stack": to(&StackResult { check: check_existing("prod-app", "UPDATE_COMPLETE"), poll }),
         "created": to(&Created { stack_name: "prod-app".into(), stack_id: "id".into() }),
         "changeSet": to(&ChangeSetRef {
@@ -280,5 +284,85 @@ fn every_path_the_definition_reads_exists_in_the_steps_real_output() {
         "$.verdict.summary",
     ] {
         assert!(resolve(&doc, p).unwrap().is_string(), "{p}");
+    }
+}
+
+#[test]
+fn the_no_changes_outcome_says_what_the_steps_call_it() {
+    use deploy_steps::changeset::{NO_CHANGES, SAFE, UNSAFE};
+    let asl = asl();
+    let mut no_changes_outcomes = 0;
+    for (name, state) in states(&asl) {
+        let Some(params) = state.get("Parameters") else {
+            continue;
+        };
+        // A literal changeSetAction (not one read from the verdict) is one of the Rust values.
+        if let Some(action) = params.get("changeSetAction") {
+            let action = action.as_str().unwrap();
+            assert!(
+                [SAFE, UNSAFE, NO_CHANGES].contains(&action),
+                "{name}: changeSetAction {action} is no value of deploy_steps::changeset"
+            );
+        }
+        if params.get("outcome") == Some(&Value::from("NO_CHANGES")) {
+            assert_eq!(params["changeSetAction"], NO_CHANGES, "{name}");
+            no_changes_outcomes += 1;
+        }
+    }
+    assert_eq!(no_changes_outcomes, 1);
+}
+
+#[test]
+fn the_target_modes_are_the_steps_target_modes() {
+    let asl = asl();
+    let mut modes = Vec::new();
+    for (name, state) in states(&asl) {
+        if state["Type"] == "Pass" && state["ResultPath"] == "$.target" {
+            let mode: TargetMode = serde_json::from_value(state["Parameters"]["mode"].clone())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            modes.push(mode);
+        }
+    }
+    modes.sort_by_key(|m| format!("{m:?}"));
+    assert_eq!(modes, [TargetMode::BlueGreen, TargetMode::InPlace]);
+}
+
+#[test]
+fn every_task_catches_every_step_error_and_retries_only_real_ones() {
+    use deploy_steps::StepError;
+    let asl = asl();
+    let names = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["ErrorEquals"].as_array().unwrap().iter())
+            .map(|e| e.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(StepError::ERROR_TYPES.contains(&"UnexpectedResponse"));
+    for (name, state) in states(&asl) {
+        if state["Type"] != "Task" {
+            continue;
+        }
+        let retried = names(&state["Retry"]);
+        for error in &retried {
+            assert!(
+                error.starts_with("Lambda.")
+                    || error.starts_with("States.")
+                    || StepError::ERROR_TYPES.contains(&error.as_str()),
+                "{name} retries {error}, which no step raises"
+            );
+        }
+        assert!(
+            retried.iter().any(|e| e == "Throttled"),
+            "{name} must retry Throttled"
+        );
+        let caught = names(&state["Catch"]);
+        for error in StepError::ERROR_TYPES {
+            assert!(
+                caught.iter().any(|c| c == "States.ALL" || c == error),
+                "{name} does not catch {error}"
+            );
+        }
     }
 }

@@ -21,7 +21,7 @@ use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
 use deploy_steps::changeset::ChangeSetPage;
 use deploy_steps::poll::PollConfig;
-use deploy_steps::{Step, StepConfig, StepError, Steps};
+use deploy_steps::{Config, Request, Step, StepError, Steps};
 use lambda_common::ErrorType;
 use serde_json::{Value, json};
 
@@ -31,7 +31,7 @@ fn steps(cfn: &[&Rule], s3: &[&Rule], template_bucket: Option<&str>) -> Steps {
     Steps {
         cfn: mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, cfn.iter().copied()),
         s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, s3.iter().copied()),
-        config: StepConfig {
+        config: Config {
             poll: PollConfig {
                 initial_seconds: 5,
                 max_seconds: 20,
@@ -132,8 +132,11 @@ fn stack(status: StackStatus) -> Rule {
     })
 }
 
+/// One invocation as the runtime makes it: the payload parsed as the step's request, the step,
+/// its response as JSON.
 async fn run(steps: &Steps, step: Step, payload: Value) -> Result<Value, StepError> {
-    steps.run(step, payload).await
+    let response = steps.handle(Request::parse(step, payload)?, None).await?;
+    Ok(serde_json::to_value(response).unwrap())
 }
 
 // ---- check stack ----
@@ -587,4 +590,65 @@ async fn only_the_configured_service_role_may_be_passed() {
         err.to_string().contains("the only role its steps may pass"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_step_input_that_does_not_parse_names_the_field_before_any_call() {
+    // No rule: any AWS call would fail the test with another error.
+    let s = steps(&[], &[], None);
+    for step in Step::ALL.into_iter().filter(|s| *s != Step::Prepare) {
+        let err = run(&s, step, json!({"no": "plan"})).await.unwrap_err();
+        assert_eq!(err.error_type(), "InvalidStepInput", "{step:?}");
+        assert!(err.to_string().contains("missing field `plan`"), "{err}");
+    }
+    let err = Request::parse(Step::Prepare, json!({"input": {}})).unwrap_err();
+    assert_eq!(err.error_type(), "InvalidStepInput");
+    assert!(err.to_string().contains("missing field `executionName`"), "{err}");
+    // The target's mode is one of the two the state machine writes.
+    let mut st = state(json!({}));
+    st["target"]["mode"] = json!("sideways");
+    let err = Request::parse(Step::StackStatus, st).unwrap_err();
+    assert_eq!(err.error_type(), "InvalidStepInput");
+    assert!(err.to_string().contains("unknown variant `sideways`"), "{err}");
+}
+
+#[tokio::test]
+async fn a_state_without_the_field_a_step_needs_is_a_step_input_error() {
+    let s = steps(&[], &[], None);
+    let err = run(&s, Step::InspectChangeSet, state(json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "InvalidStepInput");
+    assert!(
+        err.to_string()
+            .starts_with("the step's input lacks changeSet (the created change set)"),
+        "{err}"
+    );
+    let err = run(&s, Step::CreateChangeSet, state(json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "InvalidStepInput");
+    assert!(err.to_string().contains("stack.next = nothing"), "{err}");
+}
+
+#[tokio::test]
+async fn a_service_answer_without_what_it_promises_is_an_unexpected_response() {
+    let no_id = mock!(aws_sdk_cloudformation::Client::create_change_set)
+        .then_output(|| CreateChangeSetOutput::builder().build());
+    let s = steps(&[&no_id], &[], None);
+    let mut st = state(json!({}));
+    st["stack"] = json!({"next": "UPDATE_CHANGE_SET", "status": "UPDATE_COMPLETE", "reason": "", "poll": {"attempt": 0, "waitSeconds": 0, "exhausted": false}});
+    let err = run(&s, Step::CreateChangeSet, st).await.unwrap_err();
+    assert_eq!(err.error_type(), "UnexpectedResponse");
+    assert_eq!(
+        err.to_string(),
+        "unexpected answer from CloudFormation CreateChangeSet: no change set Id"
+    );
+
+    let no_stack = mock!(aws_sdk_cloudformation::Client::describe_stacks)
+        .then_output(|| DescribeStacksOutput::builder().build());
+    let s = steps(&[&no_stack], &[], None);
+    let err = run(&s, Step::StackStatus, with_change_set()).await.unwrap_err();
+    assert_eq!(err.error_type(), "UnexpectedResponse");
+    assert!(!err.to_string().contains("input"), "{err}");
 }

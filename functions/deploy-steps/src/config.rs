@@ -1,0 +1,133 @@
+//! The steps' environment, read once at cold start.
+
+use crate::plan;
+use crate::poll::PollConfig;
+
+/// An environment variable whose value the steps cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{variable} is invalid: {value:?} {problem}")]
+    Invalid {
+        variable: &'static str,
+        value: String,
+        problem: &'static str,
+    },
+}
+
+/// Configuration read once at cold start.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// `POLL_INITIAL_SECONDS`, `POLL_MAX_SECONDS`, `POLL_MAX_ATTEMPTS` (see [`PollConfig`]).
+    pub poll: PollConfig,
+    /// Bucket where templates over 51,200 bytes are staged for `TemplateURL` (`TEMPLATE_BUCKET`).
+    pub template_bucket: Option<String>,
+    /// The CloudFormation service role used when the input names none
+    /// (`CLOUDFORMATION_ROLE_ARN`): CloudFormation then acts with that role, not the steps' own.
+    pub default_role_arn: Option<String>,
+    /// `AWS_REGION` (default `us-east-1`), for the URL of a staged template.
+    pub region: String,
+}
+
+impl Config {
+    /// From the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// From any lookup (tests). Blank values count as unset; the polling values keep their
+    /// defaults and bounds as [`PollConfig::from_lookup`] says.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let set = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
+        let template_bucket = set("TEMPLATE_BUCKET");
+        if let Some(bucket) = &template_bucket
+            && !valid_bucket_name(bucket)
+        {
+            return Err(ConfigError::Invalid {
+                variable: "TEMPLATE_BUCKET",
+                value: bucket.clone(),
+                problem: "is not an S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)",
+            });
+        }
+        let default_role_arn = set("CLOUDFORMATION_ROLE_ARN");
+        if let Some(role) = &default_role_arn
+            && !plan::is_role_arn(role)
+        {
+            return Err(ConfigError::Invalid {
+                variable: "CLOUDFORMATION_ROLE_ARN",
+                value: role.clone(),
+                problem: "is not an IAM role ARN",
+            });
+        }
+        Ok(Self {
+            poll: PollConfig::from_lookup(&lookup),
+            template_bucket,
+            default_role_arn,
+            region: lookup("AWS_REGION").unwrap_or_else(|| "us-east-1".into()),
+        })
+    }
+}
+
+/// S3's naming rules for general purpose buckets: 3-63 characters, lowercase letters, digits,
+/// dots and hyphens, beginning and ending with a letter or digit.
+fn valid_bucket_name(name: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && edge(name.chars().next())
+        && edge(name.chars().last())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn the_environment() {
+        let c = Config::from_lookup(env(&[
+            ("TEMPLATE_BUCKET", "deploy-templates"),
+            (
+                "CLOUDFORMATION_ROLE_ARN",
+                "arn:aws:iam::111111111111:role/cfn-deployer",
+            ),
+            ("AWS_REGION", "eu-west-1"),
+            ("POLL_MAX_ATTEMPTS", "3"),
+        ]))
+        .unwrap();
+        assert_eq!(c.template_bucket.as_deref(), Some("deploy-templates"));
+        assert_eq!(
+            c.default_role_arn.as_deref(),
+            Some("arn:aws:iam::111111111111:role/cfn-deployer")
+        );
+        assert_eq!(c.region, "eu-west-1");
+        assert_eq!(c.poll.max_attempts, 3);
+
+        let c =
+            Config::from_lookup(env(&[("TEMPLATE_BUCKET", " "), ("CLOUDFORMATION_ROLE_ARN", "")])).unwrap();
+        assert_eq!((c.template_bucket, c.default_role_arn), (None, None));
+        assert_eq!(c.region, "us-east-1");
+        assert_eq!(c.poll, PollConfig::default());
+    }
+
+    #[test]
+    fn invalid_values_name_their_variable() {
+        let err = Config::from_lookup(env(&[("CLOUDFORMATION_ROLE_ARN", "cfn-deployer")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "CLOUDFORMATION_ROLE_ARN is invalid: \"cfn-deployer\" is not an IAM role ARN"
+        );
+        for bucket in ["s3://deploy-templates", "Deploy", "ab", "-deploy", "deploy."] {
+            let err = Config::from_lookup(env(&[("TEMPLATE_BUCKET", bucket)])).unwrap_err();
+            assert!(
+                err.to_string().starts_with("TEMPLATE_BUCKET is invalid"),
+                "{bucket}: {err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The workflow's state document: what the prepare step receives, and what each step writes at
+//! its `ResultPath` for the next ones (and for the ASL's Choices, which `tests/asl_contract.rs`
+//! checks against these types).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::changeset::ChangeSetState;
+use crate::error::StepInputError;
+use crate::plan::Plan;
+use crate::poll::Poll;
+use crate::stack::{Completion, StackCheck};
+
+/// The prepare step's input: the execution input and the execution's name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrepareInput {
+    pub input: Value,
+    pub execution_name: String,
+}
+
+/// How the targeted stack is deployed (the ASL's Pass states write it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetMode {
+    /// The pipeline's stack, created or updated through a change set.
+    InPlace,
+    /// A new stack beside the pipeline's, after an unsafe change set (`onUnsafe: blue-green`).
+    BlueGreen,
+}
+
+/// The stack an operation targets: the pipeline's stack, or the blue-green one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    pub stack_name: String,
+    pub mode: TargetMode,
+}
+
+/// The state document the steps after `prepare` receive. Only `plan` is always present.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    pub plan: Plan,
+    #[serde(default)]
+    pub target: Option<Target>,
+    #[serde(default)]
+    pub stack: Option<StackResult>,
+    #[serde(default)]
+    pub created: Option<Created>,
+    #[serde(default)]
+    pub change_set: Option<ChangeSetRef>,
+    #[serde(default)]
+    pub change_set_status: Option<ChangeSetStatus>,
+    #[serde(default)]
+    pub executed: Option<Executed>,
+    #[serde(default)]
+    pub progress: Option<Progress>,
+}
+
+impl State {
+    /// The stack the deployment targets now.
+    pub(crate) fn target_stack(&self) -> &str {
+        self.target
+            .as_ref()
+            .map_or(&self.plan.stack_name, |t| &t.stack_name)
+    }
+
+    /// The stack the running operation works on: by id when known (names can be reused), the
+    /// blue-green stack once it is the target.
+    pub(crate) fn operation_stack(&self) -> String {
+        let blue_green = self
+            .target
+            .as_ref()
+            .is_some_and(|t| t.mode == TargetMode::BlueGreen);
+        let id = if blue_green {
+            self.created.as_ref().map(|c| c.stack_id.clone())
+        } else {
+            self.executed
+                .as_ref()
+                .and_then(|e| e.stack_id.clone())
+                .or_else(|| self.created.as_ref().map(|c| c.stack_id.clone()))
+        };
+        id.unwrap_or_else(|| self.target_stack().to_owned())
+    }
+
+    /// The change set created by this execution.
+    pub(crate) fn change_set(&self) -> Result<&ChangeSetRef, StepInputError> {
+        self.change_set
+            .as_ref()
+            .ok_or(StepInputError::Missing("changeSet (the created change set)"))
+    }
+}
+
+/// The check-stack step's output (`$.stack`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackResult {
+    #[serde(flatten)]
+    pub check: StackCheck,
+    pub poll: Poll,
+}
+
+/// The create-stack step's output (`$.created`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Created {
+    pub stack_name: String,
+    pub stack_id: String,
+}
+
+/// The create-change-set step's output (`$.changeSet`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeSetRef {
+    /// Empty when CloudFormation refused to create it because nothing changes.
+    pub id: String,
+    pub name: String,
+    pub stack_name: String,
+    #[serde(default)]
+    pub stack_id: Option<String>,
+    pub change_set_type: String,
+    /// CreateChangeSet answered "No updates are to be performed." (as moto and UpdateStack do;
+    /// CloudFormation itself creates a FAILED change set saying so).
+    #[serde(default)]
+    pub no_changes: bool,
+}
+
+/// The change-set-status step's output (`$.changeSetStatus`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeSetStatus {
+    pub state: ChangeSetState,
+    pub status: String,
+    pub execution_status: Option<String>,
+    pub reason: String,
+    pub poll: Poll,
+}
+
+/// The stack-status step's output (`$.progress`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub state: Completion,
+    pub stack_name: String,
+    pub stack_id: String,
+    pub status: String,
+    pub reason: String,
+    pub poll: Poll,
+}
+
+/// The delete-change-set step's output (`$.deleted`); empty when there was nothing to delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Done {
+    pub change_set_id: String,
+}
+
+/// The execute-change-set step's output (`$.executed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Executed {
+    pub change_set_id: String,
+    #[serde(default)]
+    pub stack_id: Option<String>,
+}

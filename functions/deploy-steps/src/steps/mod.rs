@@ -1,0 +1,219 @@
+//! The nine steps: [`Step`] names each one's binary, ASL substitution and result path;
+//! [`Request`] is a step's typed input, [`Response`] its output, and [`Steps::handle`] runs the
+//! step a request is for. Each step is one file here, an `impl Steps` block with one public
+//! method; the decisions are delegated to the pure modules.
+
+mod change_set_status;
+mod check_stack;
+mod create_change_set;
+mod create_stack;
+mod delete_change_set;
+mod execute_change_set;
+mod inspect_change_set;
+mod prepare;
+mod stack_status;
+
+use std::time::Instant;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::changeset::Verdict;
+use crate::config::Config;
+use crate::error::{StepError, StepInputError};
+use crate::plan::Plan;
+use crate::state::{
+    ChangeSetRef, ChangeSetStatus, Created, Done, Executed, PrepareInput, Progress, StackResult, State,
+};
+
+/// Clients and configuration, built once at cold start.
+#[derive(Debug, Clone)]
+pub struct Steps {
+    pub cfn: aws_sdk_cloudformation::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub config: Config,
+}
+
+impl Steps {
+    /// The clients from the shared SDK configuration.
+    pub fn new(sdk: &aws_config::SdkConfig, config: Config) -> Self {
+        Self {
+            cfn: aws_sdk_cloudformation::Client::new(sdk),
+            s3: lambda_common::sdk::s3_client(sdk),
+            config,
+        }
+    }
+}
+
+/// The steps, one per binary (and function).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Prepare,
+    CheckStack,
+    CreateStack,
+    CreateChangeSet,
+    ChangeSetStatus,
+    InspectChangeSet,
+    ExecuteChangeSet,
+    DeleteChangeSet,
+    StackStatus,
+}
+
+impl Step {
+    pub const ALL: [Step; 9] = [
+        Step::Prepare,
+        Step::CheckStack,
+        Step::CreateStack,
+        Step::CreateChangeSet,
+        Step::ChangeSetStatus,
+        Step::InspectChangeSet,
+        Step::ExecuteChangeSet,
+        Step::DeleteChangeSet,
+        Step::StackStatus,
+    ];
+
+    /// (binary, `DefinitionSubstitutions` key, `ResultPath`): the single table of the three.
+    const fn wiring(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Step::Prepare => ("deploy-prepare", "PrepareFunctionArn", "$.plan"),
+            Step::CheckStack => ("deploy-check-stack", "CheckStackFunctionArn", "$.stack"),
+            Step::CreateStack => ("deploy-create-stack", "CreateStackFunctionArn", "$.created"),
+            Step::CreateChangeSet => (
+                "deploy-create-change-set",
+                "CreateChangeSetFunctionArn",
+                "$.changeSet",
+            ),
+            Step::ChangeSetStatus => (
+                "deploy-change-set-status",
+                "ChangeSetStatusFunctionArn",
+                "$.changeSetStatus",
+            ),
+            Step::InspectChangeSet => (
+                "deploy-inspect-change-set",
+                "InspectChangeSetFunctionArn",
+                "$.verdict",
+            ),
+            Step::ExecuteChangeSet => (
+                "deploy-execute-change-set",
+                "ExecuteChangeSetFunctionArn",
+                "$.executed",
+            ),
+            Step::DeleteChangeSet => (
+                "deploy-delete-change-set",
+                "DeleteChangeSetFunctionArn",
+                "$.deleted",
+            ),
+            Step::StackStatus => ("deploy-stack-status", "StackStatusFunctionArn", "$.progress"),
+        }
+    }
+
+    /// The binary's (and the function's) name.
+    pub const fn binary(self) -> &'static str {
+        self.wiring().0
+    }
+
+    /// The step's function ARN placeholder in `statemachines/deploy.asl.json`
+    /// (`DefinitionSubstitutions` key).
+    pub const fn substitution(self) -> &'static str {
+        self.wiring().1
+    }
+
+    /// Where the state machine keeps the step's output: the field of [`State`] later steps read.
+    pub const fn result_path(self) -> &'static str {
+        self.wiring().2
+    }
+}
+
+/// A step's typed input: the execution input for `prepare`, the state document for the others.
+#[derive(Debug, Clone)]
+pub enum Request {
+    Prepare(PrepareInput),
+    CheckStack(State),
+    CreateStack(State),
+    CreateChangeSet(State),
+    ChangeSetStatus(State),
+    InspectChangeSet(State),
+    ExecuteChangeSet(State),
+    DeleteChangeSet(State),
+    StackStatus(State),
+}
+
+fn parse<T: DeserializeOwned>(payload: Value) -> Result<T, StepError> {
+    serde_json::from_value(payload).map_err(|e| StepInputError::Unreadable(e).into())
+}
+
+impl Request {
+    /// The payload as `step`'s request; one that does not parse is `InvalidStepInput`.
+    pub fn parse(step: Step, payload: Value) -> Result<Self, StepError> {
+        let request = match step {
+            Step::Prepare => parse(payload).map(Self::Prepare),
+            Step::CheckStack => parse(payload).map(Self::CheckStack),
+            Step::CreateStack => parse(payload).map(Self::CreateStack),
+            Step::CreateChangeSet => parse(payload).map(Self::CreateChangeSet),
+            Step::ChangeSetStatus => parse(payload).map(Self::ChangeSetStatus),
+            Step::InspectChangeSet => parse(payload).map(Self::InspectChangeSet),
+            Step::ExecuteChangeSet => parse(payload).map(Self::ExecuteChangeSet),
+            Step::DeleteChangeSet => parse(payload).map(Self::DeleteChangeSet),
+            Step::StackStatus => parse(payload).map(Self::StackStatus),
+        };
+        request.inspect_err(|e| log_failure(step, e))
+    }
+
+    /// The step this request is for.
+    pub fn step(&self) -> Step {
+        match self {
+            Self::Prepare(_) => Step::Prepare,
+            Self::CheckStack(_) => Step::CheckStack,
+            Self::CreateStack(_) => Step::CreateStack,
+            Self::CreateChangeSet(_) => Step::CreateChangeSet,
+            Self::ChangeSetStatus(_) => Step::ChangeSetStatus,
+            Self::InspectChangeSet(_) => Step::InspectChangeSet,
+            Self::ExecuteChangeSet(_) => Step::ExecuteChangeSet,
+            Self::DeleteChangeSet(_) => Step::DeleteChangeSet,
+            Self::StackStatus(_) => Step::StackStatus,
+        }
+    }
+}
+
+/// A step's output, kept by the state machine at the step's [`Step::result_path`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Plan(Plan),
+    Stack(StackResult),
+    Created(Created),
+    ChangeSet(ChangeSetRef),
+    ChangeSetStatus(ChangeSetStatus),
+    Verdict(Verdict),
+    Executed(Executed),
+    Deleted(Done),
+    Progress(Progress),
+}
+
+impl Steps {
+    /// The one entry point: runs the step `request` is for.
+    ///
+    /// Each step makes a bounded number of calls (at most 200 change sets described) well within
+    /// its function's timeout, so none needs the invocation's `deadline` to stop early; it is
+    /// taken so that every function in the workspace has the same entry point.
+    pub async fn handle(&self, request: Request, _deadline: Option<Instant>) -> Result<Response, StepError> {
+        let step = request.step();
+        let response = match request {
+            Request::Prepare(r) => self.prepare(r).await.map(Response::Plan),
+            Request::CheckStack(s) => self.check_stack(s).await.map(Response::Stack),
+            Request::CreateStack(s) => self.create_stack(s).await.map(Response::Created),
+            Request::CreateChangeSet(s) => self.create_change_set(s).await.map(Response::ChangeSet),
+            Request::ChangeSetStatus(s) => self.change_set_status(s).await.map(Response::ChangeSetStatus),
+            Request::InspectChangeSet(s) => self.inspect_change_set(s).await.map(Response::Verdict),
+            Request::ExecuteChangeSet(s) => self.execute_change_set(s).await.map(Response::Executed),
+            Request::DeleteChangeSet(s) => self.delete_change_set(s).await.map(Response::Deleted),
+            Request::StackStatus(s) => self.stack_status(s).await.map(Response::Progress),
+        };
+        response.inspect_err(|e| log_failure(step, e))
+    }
+}
+
+fn log_failure(step: Step, err: &StepError) {
+    tracing::error!(step = ?step, error = %lambda_common::error_chain(err), "step failed");
+}

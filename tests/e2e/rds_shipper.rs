@@ -15,8 +15,9 @@ use std::time::Duration;
 use e2e::rds::{DbInstance, RdsEmulator, Throttle};
 use e2e::stack::binary_dir;
 use e2e::{FunctionOptions, LocalStack};
-use rds_log_shipper::checkpoint::{Checkpoint, Pending, rotation_stem};
+use rds_log_shipper::checkpoint::{Checkpoint, Pending};
 use rds_log_shipper::keys;
+use rds_log_shipper::rotation::rotation_stem;
 use serde_json::Value;
 
 const BUCKET: &str = "rds-log-archive";

@@ -6,6 +6,7 @@
 //! crashes anywhere in between is resumed by the next run without losing or duplicating a byte.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,15 @@ pub struct Pending {
 /// it cannot still be running (an overlapping run must not re-read and re-key its data).
 pub fn pending_expired(p: &Pending, now_ms: i64) -> bool {
     now_ms >= p.until
+}
+
+/// Until when a run may still be uploading the chunk it records now: its deadline (`left` from
+/// `now_ms`; the longest Lambda run when it has none) plus a minute for clock differences
+/// between hosts.
+pub fn pending_until(now_ms: i64, left: Option<Duration>) -> i64 {
+    const LONGEST_RUN: Duration = Duration::from_secs(15 * 60);
+    let left = left.unwrap_or(LONGEST_RUN);
+    now_ms + i64::try_from(left.as_millis()).unwrap_or(i64::MAX / 2) + 60_000
 }
 
 /// Bytes of a file's beginning kept in its checkpoint entry, to recognise the file later.
@@ -194,6 +204,31 @@ pub struct Plan {
     pub dropped: Vec<String>,
     /// Listed files already shipped completely.
     pub unchanged: usize,
+}
+
+/// Which of an instance's files to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListingScope {
+    /// Every file (no `FileLastWritten` filter): only such a listing drops entries.
+    pub complete: bool,
+    /// Epoch ms: only files written since (`FileLastWritten`).
+    pub since: Option<i64>,
+}
+
+/// A complete listing once `full_every_ms` has passed since the last one; otherwise the files
+/// written since the latest last-written time recorded, less `overlap_ms`.
+pub fn listing_scope(cp: &Checkpoint, now_ms: i64, full_every_ms: i64, overlap_ms: i64) -> ListingScope {
+    let complete = now_ms - cp.full_listing_at >= full_every_ms;
+    let since = if complete {
+        None
+    } else {
+        cp.files
+            .values()
+            .map(|f| f.last_written)
+            .max()
+            .map(|m| m - overlap_ms)
+    };
+    ListingScope { complete, since }
 }
 
 /// Decides what to ship from the listing and the checkpoint. `complete_listing` says whether the
@@ -391,91 +426,6 @@ pub fn prune_retired(cp: &mut Checkpoint, now_ms: i64) {
     }
 }
 
-/// A file's rotation family: its name without a trailing `.<number>` (`x.log.18` -> `x.log`,
-/// `ERROR.2` -> `ERROR`; `postgresql.log.2026-11-22-03` is its own).
-pub fn rotation_stem(name: &str) -> &str {
-    match name.rsplit_once('.') {
-        Some((stem, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => stem,
-        _ => name,
-    }
-}
-
-/// What a file read from its beginning continues, if anything.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rotation {
-    /// Nothing: the file is shipped from its beginning.
-    New,
-    /// A generation renamed into this file: its first `skip` bytes are already shipped.
-    Continues { continues: Continues, skip: u64 },
-    /// The generation it continues has a chunk in flight: wait for it to be resolved.
-    Wait(String),
-}
-
-/// Whether recorded first bytes are evidence enough to skip what was shipped: all of them are
-/// compared, and they cover either everything shipped or the whole `HEAD_BYTES`.
-fn trusted(head: &str, shipped: u64, beginning: &str) -> bool {
-    !head.is_empty()
-        && beginning.len() >= head.len()
-        && (head.len() as u64 >= shipped || head.len() >= HEAD_BYTES)
-        && same_file(head, beginning)
-}
-
-/// Which generation `name`, read from its beginning, continues: rotation renamed it into `name`
-/// (MySQL: `x.log` -> `x.log.<hour>`; SQL Server: `ERROR` -> `ERROR.1` -> `ERROR.2`). It is the
-/// current or a retired generation of a file of the same rotation family, with bytes shipped,
-/// not continued already, whose recorded first bytes agree with `beginning` (see `trusted`);
-/// with several, the one with the most recorded bytes.
-pub fn rotation_source(cp: &Checkpoint, name: &str, beginning: &str) -> Rotation {
-    if beginning.is_empty() {
-        return Rotation::New;
-    }
-    let stem = rotation_stem(name);
-    let current = cp
-        .files
-        .iter()
-        .filter(|(other, st)| other.as_str() != name && rotation_stem(other) == stem && !st.claimed)
-        .filter_map(|(other, st)| {
-            let shipped = st.shipped.max(st.skip);
-            let head = st.head.as_deref()?;
-            (shipped > 0 && trusted(head, shipped, beginning)).then(|| {
-                let c = Continues {
-                    source: Source::Current(other.clone()),
-                    lossy: st.lossy,
-                };
-                (head.len(), c, shipped, st.pending.is_some())
-            })
-        });
-    let retired = cp
-        .retired
-        .iter()
-        .filter(|r| r.name != name && rotation_stem(&r.name) == stem)
-        .filter(|r| r.shipped > 0 && trusted(&r.head, r.shipped, beginning))
-        .map(|r| {
-            let c = Continues {
-                source: Source::Retired(r.name.clone(), r.generation),
-                lossy: r.lossy,
-            };
-            (r.head.len(), c, r.shipped, false)
-        });
-    match current.chain(retired).max_by_key(|(len, ..)| *len) {
-        None => Rotation::New,
-        Some((_, c, _, true)) => match c.source {
-            Source::Current(n) | Source::Retired(n, _) => Rotation::Wait(n),
-        },
-        Some((_, continues, skip, false)) => Rotation::Continues { continues, skip },
-    }
-}
-
-/// Whether any other file of `name`'s rotation family, or a retired generation of the family, is
-/// in the checkpoint (only then is a new file's beginning worth a request).
-pub fn has_rotation_siblings(cp: &Checkpoint, name: &str) -> bool {
-    let stem = rotation_stem(name);
-    cp.files
-        .keys()
-        .any(|other| other.as_str() != name && rotation_stem(other) == stem)
-        || cp.retired.iter().any(|r| rotation_stem(&r.name) == stem)
-}
-
 /// The work item that reads a file again from its beginning, as a new generation (the file was
 /// replaced under its name). A pending chunk of the old generation is resolved first.
 pub fn restart(work: Work, generation: u32, today: &str) -> Work {
@@ -489,6 +439,21 @@ pub fn restart(work: Work, generation: u32, today: &str) -> Work {
         continues: None,
         ..work
     }
+}
+
+/// The work that continues `work`'s file in a new chunk, where its last committed chunk ended
+/// (a file larger than one chunk).
+pub fn next_chunk(cp: &Checkpoint, work: Work) -> Option<Work> {
+    let entry = cp.files.get(&work.name)?;
+    Some(Work {
+        marker: entry.marker.clone(),
+        offset: entry.shipped,
+        generation: entry.generation,
+        date: entry.date.clone(),
+        pending: None,
+        restarted: false,
+        ..work
+    })
 }
 
 /// Commits the pending chunk of `name`: it is durably in S3.
@@ -528,6 +493,21 @@ pub fn touch(cp: &mut Checkpoint, work: &Work) -> bool {
     changed
 }
 
+/// Records a file that RDS serves only whole (a binary file) as shipped to its listed size,
+/// without shipping it: it is not read again until it grows.
+pub fn skip_file(cp: &mut Checkpoint, work: &Work) {
+    let _ = touch(
+        cp,
+        &Work {
+            offset: work.size,
+            ..work.clone()
+        },
+    );
+    if let Some(f) = cp.files.get_mut(&work.name) {
+        f.shipped = f.shipped.max(work.size);
+    }
+}
+
 pub fn drop_files(cp: &mut Checkpoint, names: &[String]) {
     for n in names {
         cp.files.remove(n);
@@ -537,6 +517,7 @@ pub fn drop_files(cp: &mut Checkpoint, names: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rotation::{Rotation, rotation_source};
 
     fn listed(name: &str, size: u64, last_written: i64) -> ListedFile {
         ListedFile {
@@ -768,84 +749,6 @@ mod tests {
         assert!(!touch(&mut cp, &w));
     }
 
-    fn source_of(r: Rotation) -> Option<(Source, u64)> {
-        match r {
-            Rotation::Continues { continues, skip } => Some((continues.source, skip)),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn a_renamed_file_may_continue_the_generation_it_came_from() {
-        let mut cp = Checkpoint::new("db1");
-        let with_head = |head: &str, shipped: u64| {
-            let mut st = state("m", shipped, shipped, 1_000);
-            st.head = Some(head.into());
-            st
-        };
-        let active = "slowquery/mysql-slowquery.log";
-        cp.files
-            .insert(active.into(), with_head("hdr\n# Time: 18:00\n", 17));
-        cp.files
-            .insert(format!("{active}.17"), with_head("hdr\n# Time: 17:00\n", 17));
-        assert_eq!(rotation_stem("slowquery/mysql-slowquery.log.18"), active);
-        assert_eq!(
-            rotation_stem("error/postgresql.log.2026-11-22-03"),
-            "error/postgresql.log.2026-11-22-03"
-        );
-        let beginning = "hdr\n# Time: 18:00\nselect 1;\n";
-        let renamed = format!("{active}.18");
-        assert_eq!(
-            source_of(rotation_source(&cp, &renamed, beginning)),
-            Some((Source::Current(active.into()), 17))
-        );
-        // A beginning that matches no recorded one, or nothing to compare: no continuation.
-        assert_eq!(
-            rotation_source(&cp, &renamed, "hdr\n# Time: 19:00\n"),
-            Rotation::New
-        );
-        assert_eq!(rotation_source(&cp, &renamed, ""), Rotation::New);
-        assert_eq!(
-            rotation_source(&cp, "slowquery/mysql-slowquery.logx", beginning),
-            Rotation::New
-        );
-        // A new active file that holds only the family's header line so far is no continuation.
-        assert_eq!(rotation_source(&cp, &renamed, "hdr\n"), Rotation::New);
-        // Recorded bytes that cover neither all that was shipped nor a whole HEAD_BYTES: not
-        // evidence enough to skip the rest.
-        cp.files.get_mut(active).unwrap().shipped = 5_000;
-        assert_eq!(rotation_source(&cp, &renamed, beginning), Rotation::New);
-        cp.files.get_mut(active).unwrap().shipped = 17;
-        // A chunk of the source in flight: wait for it.
-        cp.files.get_mut(active).unwrap().pending = Some(Pending {
-            key: "k".into(),
-            start: 17,
-            end: 40,
-            end_marker: "m".into(),
-            until: 0,
-        });
-        assert_eq!(
-            rotation_source(&cp, &renamed, beginning),
-            Rotation::Wait(active.into())
-        );
-        cp.files.get_mut(active).unwrap().pending = None;
-        // Continued once only.
-        cp.files.get_mut(active).unwrap().claimed = true;
-        assert_eq!(rotation_source(&cp, &renamed, beginning), Rotation::New);
-        // SQL Server shifts every file on restart: ERROR.2 now holds what ERROR.1 held.
-        let mut cp = Checkpoint::new("sql1");
-        cp.files
-            .insert("log/ERROR".into(), with_head("2026-11-22 boot 3", 17));
-        cp.files
-            .insert("log/ERROR.1".into(), with_head("2026-11-21 boot 2", 17));
-        assert_eq!(
-            source_of(rotation_source(&cp, "log/ERROR.2", "2026-11-21 boot 2\nmore")),
-            Some((Source::Current("log/ERROR.1".into()), 17))
-        );
-        assert!(has_rotation_siblings(&cp, "log/ERROR.3"));
-        assert!(!has_rotation_siblings(&cp, "log/SQLAgent.out"));
-    }
-
     #[test]
     fn a_generation_replaced_before_its_renamed_copy_was_listed_is_kept_for_it() {
         // x.log restarts (new content) in a run whose listing did not include x.log.18 yet.
@@ -902,5 +805,98 @@ mod tests {
         });
         prune_retired(&mut cp, RETIRED_FOR_MS);
         assert!(cp.retired.is_empty());
+    }
+
+    #[test]
+    fn a_complete_listing_comes_at_its_interval_and_others_overlap_the_latest_write() {
+        let mut cp = Checkpoint::new("db1");
+        cp.full_listing_at = 10_000;
+        let scope = listing_scope(&cp, 20_000, 60_000, 300);
+        assert_eq!(
+            scope,
+            ListingScope {
+                complete: false,
+                since: None
+            }
+        );
+        cp.files.insert("a.log".into(), state("1:1", 1, 1, 5_000));
+        cp.files.insert("b.log".into(), state("1:1", 1, 1, 9_000));
+        let scope = listing_scope(&cp, 20_000, 60_000, 300);
+        assert_eq!(
+            scope,
+            ListingScope {
+                complete: false,
+                since: Some(8_700)
+            }
+        );
+        let scope = listing_scope(&cp, 70_000, 60_000, 300);
+        assert_eq!(
+            scope,
+            ListingScope {
+                complete: true,
+                since: None
+            }
+        );
+        assert!(listing_scope(&cp, 10_000, 0, 300).complete);
+    }
+
+    #[test]
+    fn a_pending_chunk_is_protected_until_its_run_cannot_be_running() {
+        assert_eq!(pending_until(1_000, Some(Duration::from_secs(30))), 91_000);
+        assert_eq!(pending_until(1_000, Some(Duration::ZERO)), 61_000);
+        assert_eq!(pending_until(1_000, None), 1_000 + 900_000 + 60_000);
+    }
+
+    #[test]
+    fn a_large_file_continues_where_its_last_chunk_ended() {
+        let mut cp = Checkpoint::new("db1");
+        let w = plan(&cp, &[listed("big.log", 3_000, 1_000)], true, "2026-11-22")
+            .work
+            .remove(0);
+        assert_eq!(next_chunk(&cp, w.clone()), None);
+        begin_chunk(
+            &mut cp,
+            &w,
+            Pending {
+                key: "k0".into(),
+                start: 0,
+                end: 1_000,
+                end_marker: "1:1000".into(),
+                until: 0,
+            },
+            None,
+            false,
+        );
+        commit_chunk(&mut cp, "big.log", 3_000, 1_000);
+        let next = next_chunk(&cp, w).unwrap();
+        assert_eq!(
+            (next.marker.as_str(), next.offset, next.size),
+            ("1:1000", 1_000, 3_000)
+        );
+        assert!(next.pending.is_none() && !next.restarted);
+    }
+
+    #[test]
+    fn a_skipped_file_counts_as_shipped_to_its_listed_size() {
+        let mut cp = Checkpoint::new("sql1");
+        let w = plan(&cp, &[listed("trace/x.trc", 4_096, 1_000)], true, "2026-11-22")
+            .work
+            .remove(0);
+        skip_file(&mut cp, &w);
+        assert_eq!(
+            (cp.files["trace/x.trc"].shipped, cp.files["trace/x.trc"].size),
+            (4_096, 4_096)
+        );
+        assert!(
+            plan(&cp, &[listed("trace/x.trc", 4_096, 1_000)], true, "d")
+                .work
+                .is_empty()
+        );
+        assert_eq!(
+            plan(&cp, &[listed("trace/x.trc", 5_000, 2_000)], true, "d")
+                .work
+                .len(),
+            1
+        );
     }
 }

@@ -14,7 +14,7 @@ use aws_sdk_s3::types::error::NoSuchKey;
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
 use rds_log_shipper::portion::TRUNCATION_SUFFIX;
-use rds_log_shipper::ship::{Config, Request, Shipper};
+use rds_log_shipper::{Config, Request, Shipper};
 use serde_json::Value;
 
 fn config() -> Config {
@@ -68,10 +68,9 @@ fn portion(data: &'static str, marker: &'static str, pending: bool) -> DownloadD
 }
 
 async fn run(s: &Shipper) -> Value {
-    s.run(
-        Request {
-            action: None,
-            instance: Some("db1".into()),
+    s.handle(
+        Request::Ship {
+            instance: "db1".into(),
         },
         None,
     )
@@ -201,10 +200,9 @@ async fn a_concurrent_run_that_moved_the_checkpoint_first_stops_this_one() {
     // the state machine's Retry and Catch.
     let (s, chunk) = conflicting_shipper();
     let err = s
-        .run(
-            Request {
-                action: Some("ship".into()),
-                instance: Some("db1".into()),
+        .handle(
+            Request::Ship {
+                instance: "db1".into(),
             },
             None,
         )
@@ -222,7 +220,7 @@ async fn a_concurrent_run_that_moved_the_checkpoint_first_stops_this_one() {
     );
     // A scheduled run over the selection: the instance's error is in the summary, the run goes on.
     let (s, _) = conflicting_shipper();
-    let out = s.run(Request::default(), None).await.unwrap();
+    let out = s.handle(Request::Run, None).await.unwrap();
     let i = &out["instances"][0];
     assert!(
         i["error"]
@@ -298,4 +296,38 @@ async fn a_file_replaced_under_its_name_is_shipped_again_from_its_beginning() {
             .contains("replaced under the same name"),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn a_throttled_call_fails_the_step_as_throttled_and_others_as_aws_errors() {
+    use aws_sdk_rds::operation::describe_db_log_files::DescribeDBLogFilesError;
+    // The state machine retries `Throttled`: whatever code the service used for it.
+    for (code, error_type) in [
+        ("Throttling", "Throttled"),
+        ("ThrottlingException", "Throttled"),
+        ("RequestLimitExceeded", "Throttled"),
+        ("AccessDenied", "AwsError"),
+        ("InvalidParameterCombination", "AwsError"),
+    ] {
+        let list = mock!(aws_sdk_rds::Client::describe_db_log_files).then_error(move || {
+            DescribeDBLogFilesError::generic(ErrorMetadata::builder().code(code).build())
+        });
+        let cp = no_checkpoint();
+        let s = shipper(&[&list], &[&cp]);
+        let err = s
+            .handle(
+                Request::Ship {
+                    instance: "db1".into(),
+                },
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            lambda_common::ErrorType::error_type(&err),
+            error_type,
+            "{code}: {err}"
+        );
+        assert!(err.to_string().contains(code), "{err}");
+    }
 }

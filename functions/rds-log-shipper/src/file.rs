@@ -1,0 +1,228 @@
+//! One chunk of one file: read portion after portion through the [`Cursor`] into the
+//! [`ChunkWriter`], then recorded in the checkpoint ahead of its upload (write-ahead), created
+//! in S3 only if absent, and committed.
+
+use std::time::Instant;
+
+use lambda_common::clock;
+use tracing::warn;
+
+use crate::checkpoint::{self, Pending, Work};
+use crate::cursor::{Chunk, Cursor, Finish, Step};
+use crate::error::ShipError;
+use crate::keys;
+use crate::portion::Next;
+use crate::rds::PortionRead;
+use crate::run::{Shipper, near, now_ms};
+use crate::store::Stored;
+use crate::summary::InstanceSummary;
+use crate::upload::ChunkWriter;
+
+/// How one chunk's shipping ended.
+pub(crate) struct FileOutcome {
+    pub bytes: u64,
+    pub objects: usize,
+    pub out_of_time: bool,
+    /// The chunk reached `max_chunk_bytes`: the file continues in a new chunk.
+    pub chunk_full: bool,
+}
+
+impl FileOutcome {
+    fn nothing(out_of_time: bool) -> Self {
+        Self {
+            bytes: 0,
+            objects: 0,
+            out_of_time,
+            chunk_full: false,
+        }
+    }
+}
+
+/// How the reading of a chunk ended.
+enum Reading {
+    Ended {
+        out_of_time: bool,
+    },
+    /// A binary file: it is not shipped.
+    Binary,
+}
+
+impl Shipper {
+    pub(crate) async fn ship_file(
+        &self,
+        instance: &str,
+        st: &mut Stored,
+        work: &Work,
+        deadline: Option<Instant>,
+        s: &mut InstanceSummary,
+    ) -> Result<FileOutcome, ShipError> {
+        let mut cursor = Cursor::new(work, st.cp.files.get(&work.name), self.config.max_chunk_bytes);
+        // The date partition is the day the chunk is written: a file written for weeks (an
+        // Oracle alert log, say) keeps landing under recent dates, where Athena looks for it.
+        let date = keys::date_from_epoch_ms(now_ms());
+        let (prefix, start) = (&self.config.prefix, cursor.start());
+        let key = keys::chunk_key(prefix, instance, &work.name, work.generation, &date, start);
+        let mut buffer = self.part_buffer.lock().await;
+        let mut writer = ChunkWriter::new(
+            &self.s3,
+            &self.config.bucket,
+            key,
+            self.config.part_size,
+            &mut buffer,
+        );
+        let read = self
+            .read_chunk(instance, work, &mut cursor, &mut writer, deadline, s)
+            .await;
+        let out_of_time = match read {
+            Ok(Reading::Ended { out_of_time }) => out_of_time,
+            Ok(Reading::Binary) => {
+                writer.abort().await;
+                checkpoint::skip_file(&mut st.cp, work);
+                self.checkpoints.save(st).await?;
+                return Ok(FileOutcome::nothing(false));
+            }
+            Err(e) => {
+                writer.abort().await;
+                return Err(e);
+            }
+        };
+        self.record(st, work, writer, cursor.finish(), deadline, out_of_time)
+            .await
+    }
+
+    /// Records what the reading found: a chunk (written ahead, uploaded, committed), progress
+    /// without a chunk, or the file as seen.
+    async fn record(
+        &self,
+        st: &mut Stored,
+        work: &Work,
+        writer: ChunkWriter<'_>,
+        finish: Finish,
+        deadline: Option<Instant>,
+        out_of_time: bool,
+    ) -> Result<FileOutcome, ShipError> {
+        match finish {
+            Finish::Chunk(chunk) => {
+                let (bytes, chunk_full) = (chunk.end - chunk.start, chunk.full);
+                self.commit(st, work, writer, chunk, deadline).await?;
+                return Ok(FileOutcome {
+                    bytes,
+                    objects: 1,
+                    out_of_time,
+                    chunk_full,
+                });
+            }
+            Finish::ReadPast {
+                marker,
+                offset,
+                head,
+                lossy,
+            } => {
+                // Everything read was already shipped under the name this file had before.
+                writer.abort().await;
+                checkpoint::read_past(&mut st.cp, work, marker, offset, head, lossy);
+                self.checkpoints.save(st).await?;
+            }
+            Finish::Untouched => {
+                writer.abort().await;
+                // Saved now, or a file with nothing to read would be listed and read every run.
+                if checkpoint::touch(&mut st.cp, work) {
+                    self.checkpoints.save(st).await?;
+                }
+            }
+        }
+        Ok(FileOutcome::nothing(out_of_time))
+    }
+
+    /// Portion after portion into the writer, as the cursor says, until the end of the file, a
+    /// full chunk or the deadline.
+    async fn read_chunk(
+        &self,
+        instance: &str,
+        work: &Work,
+        cursor: &mut Cursor,
+        writer: &mut ChunkWriter<'_>,
+        deadline: Option<Instant>,
+        s: &mut InstanceSummary,
+    ) -> Result<Reading, ShipError> {
+        let name = &work.name;
+        loop {
+            if near(deadline, self.config.reserve / 2) {
+                return Ok(Reading::Ended { out_of_time: true });
+            }
+            if cursor.chunk_full() {
+                return Ok(Reading::Ended { out_of_time: false });
+            }
+            let portion = match self
+                .rds
+                .read_portion(instance, name, cursor.marker(), cursor.lines())
+                .await?
+            {
+                PortionRead::Portion(p) => p,
+                PortionRead::Gone => {
+                    s.anomaly(format!("{name}: removed or rotated away while being read"));
+                    return Ok(Reading::Ended { out_of_time: false });
+                }
+                PortionRead::Binary => {
+                    warn!(file = %name, "binary log file skipped: RDS serves it only through DownloadCompleteLogFile");
+                    s.anomaly(format!("{name}: binary file skipped"));
+                    return Ok(Reading::Binary);
+                }
+            };
+            let step = cursor.advance(&portion.data, portion.marker.as_deref(), portion.pending);
+            let Step::Read {
+                ship,
+                truncated_near,
+                next,
+            } = step
+            else {
+                continue; // RDS cut the portion: asked again for fewer lines
+            };
+            if let Some(at) = truncated_near {
+                s.anomaly(format!(
+                    "{name}: a line over 1 MB near byte {at} was truncated by RDS"
+                ));
+            }
+            if !ship.is_empty() {
+                writer.write(ship).await?;
+            }
+            match next {
+                Next::Continue => {}
+                Next::Done => return Ok(Reading::Ended { out_of_time: false }),
+                Next::Stalled => {
+                    s.anomaly(format!(
+                        "{name}: RDS returned no data before the listed size; resuming next run"
+                    ));
+                    return Ok(Reading::Ended { out_of_time: false });
+                }
+            }
+        }
+    }
+
+    /// Write-ahead: the chunk is recorded before it exists (with the recording run's deadline),
+    /// created only if absent, then committed.
+    async fn commit(
+        &self,
+        st: &mut Stored,
+        work: &Work,
+        writer: ChunkWriter<'_>,
+        chunk: Chunk,
+        deadline: Option<Instant>,
+    ) -> Result<(), ShipError> {
+        let pending = Pending {
+            key: writer.key().to_owned(),
+            start: chunk.start,
+            end: chunk.end,
+            end_marker: chunk.end_marker,
+            until: checkpoint::pending_until(now_ms(), clock::remaining(deadline)),
+        };
+        checkpoint::begin_chunk(&mut st.cp, work, pending, chunk.head, chunk.lossy);
+        if let Err(e) = self.checkpoints.save(st).await {
+            writer.abort().await;
+            return Err(e);
+        }
+        writer.finish().await?;
+        checkpoint::commit_chunk(&mut st.cp, &work.name, work.size, work.last_written);
+        self.checkpoints.save(st).await
+    }
+}

@@ -1,0 +1,303 @@
+//! The invocation's request, read strictly from its payload: a payload that is not one of the
+//! requests below is refused, naming the field, before any AWS call.
+//!
+//! - `{"action": "select"}`: the selected instances (the state machine's first step);
+//! - `{"action": "ship", "instance": "<id>"}` (or `{"instance": "<id>"}`): one instance (a step
+//!   of the state machine's Map);
+//! - EventBridge's scheduled event (`"source": "aws.events"`, `"detail-type": "Scheduled Event"`
+//!   and its other envelope fields), `{}` or `null` (a manual invoke), or `{"action": "run"}`: the
+//!   configured selection, one instance after another.
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// The instances of the configured selection.
+    Select,
+    /// One instance: its summary, or its error as the invocation's.
+    Ship { instance: String },
+    /// Every instance of the configured selection: a summary of each.
+    Run,
+}
+
+/// A payload that is not a request, with the field at fault (`$` for the payload itself).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid request: `{field}` {problem}")]
+pub struct InvalidRequest {
+    pub field: String,
+    pub problem: String,
+}
+
+impl InvalidRequest {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+const ACTIONS: &str = r#""select", "ship" or "run""#;
+
+/// The fields of EventBridge's event envelope (`replay-name` on events replayed from an archive).
+const EVENT_FIELDS: [&str; 10] = [
+    "version",
+    "id",
+    "detail-type",
+    "source",
+    "account",
+    "time",
+    "region",
+    "resources",
+    "detail",
+    "replay-name",
+];
+
+impl TryFrom<Value> for Request {
+    type Error = InvalidRequest;
+
+    fn try_from(payload: Value) -> Result<Self, InvalidRequest> {
+        let fields = match payload {
+            Value::Object(fields) => fields,
+            Value::Null => return Ok(Self::Run),
+            other => {
+                let problem = format!("must be a JSON object, not {}", type_name(&other));
+                return Err(InvalidRequest::new("$", problem));
+            }
+        };
+        if let Some(action) = fields.get("action") {
+            return tagged(action, &fields);
+        }
+        if fields.contains_key("source") || fields.contains_key("detail-type") {
+            scheduled_event(&fields)?;
+            return Ok(Self::Run);
+        }
+        if fields.contains_key("instance") {
+            only(&fields, &["instance"])?;
+            return Ok(Self::Ship {
+                instance: instance(&fields)?,
+            });
+        }
+        only(&fields, &[])?;
+        Ok(Self::Run)
+    }
+}
+
+/// A request named by its `action`.
+fn tagged(action: &Value, fields: &Map<String, Value>) -> Result<Request, InvalidRequest> {
+    let Some(action) = action.as_str() else {
+        let problem = format!("must be one of {ACTIONS}, not {}", type_name(action));
+        return Err(InvalidRequest::new("action", problem));
+    };
+    match action {
+        "select" => only(fields, &["action"]).map(|()| Request::Select),
+        "run" => only(fields, &["action"]).map(|()| Request::Run),
+        "ship" => {
+            only(fields, &["action", "instance"])?;
+            Ok(Request::Ship {
+                instance: instance(fields)?,
+            })
+        }
+        other => Err(InvalidRequest::new(
+            "action",
+            format!("must be one of {ACTIONS}, not {other:?}"),
+        )),
+    }
+}
+
+/// The instance to ship: a non-empty string.
+fn instance(fields: &Map<String, Value>) -> Result<String, InvalidRequest> {
+    match fields.get("instance") {
+        None => Err(InvalidRequest::new(
+            "instance",
+            r#"is required by the action "ship""#,
+        )),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            Err(InvalidRequest::new("instance", "must not be empty"))
+        }
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(InvalidRequest::new(
+            "instance",
+            format!("must be a string, not {}", type_name(other)),
+        )),
+    }
+}
+
+/// EventBridge's scheduled event: its envelope fields only, each of its type, from the source
+/// `aws.events` (a schedule; an event of another source is not for this function).
+fn scheduled_event(fields: &Map<String, Value>) -> Result<(), InvalidRequest> {
+    only(fields, &EVENT_FIELDS)?;
+    match fields.get("source") {
+        Some(Value::String(s)) if s == "aws.events" => {}
+        Some(Value::String(s)) => {
+            let problem = format!(r#"must be "aws.events" (a schedule), not {s:?}"#);
+            return Err(InvalidRequest::new("source", problem));
+        }
+        Some(other) => return Err(wrong_type("source", "a string", other)),
+        None => {
+            return Err(InvalidRequest::new(
+                "source",
+                "is required in an EventBridge event",
+            ));
+        }
+    }
+    match fields.get("detail-type") {
+        None => {}
+        Some(Value::String(s)) if s == "Scheduled Event" => {}
+        Some(other) => {
+            let problem = format!(r#"must be "Scheduled Event", not {other}"#);
+            return Err(InvalidRequest::new("detail-type", problem));
+        }
+    }
+    for (name, value) in fields {
+        let fits = match name.as_str() {
+            "resources" => value.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            "detail" => value.is_object(),
+            _ => value.is_string(),
+        };
+        if !fits {
+            let expected = match name.as_str() {
+                "resources" => "an array of strings",
+                "detail" => "an object",
+                _ => "a string",
+            };
+            return Err(wrong_type(name, expected, value));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses the first field not in `allowed`.
+fn only(fields: &Map<String, Value>, allowed: &[&str]) -> Result<(), InvalidRequest> {
+    match fields.keys().find(|k| !allowed.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(k) => Err(InvalidRequest::new(k.as_str(), "is not a field of this request")),
+    }
+}
+
+fn wrong_type(field: &str, expected: &str, value: &Value) -> InvalidRequest {
+    InvalidRequest::new(field, format!("must be {expected}, not {}", type_name(value)))
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<Request, InvalidRequest> {
+        Request::try_from(v)
+    }
+
+    fn field_of(v: Value) -> String {
+        parse(v.clone()).map_or_else(|e| e.field, |r| panic!("{v} was accepted as {r:?}"))
+    }
+
+    #[test]
+    fn the_requests_the_state_machine_and_the_schedule_send() {
+        assert_eq!(parse(json!({"action": "select"})), Ok(Request::Select));
+        assert_eq!(
+            parse(json!({"action": "ship", "instance": "db1"})),
+            Ok(Request::Ship {
+                instance: "db1".into()
+            })
+        );
+        assert_eq!(
+            parse(json!({"instance": "db1"})),
+            Ok(Request::Ship {
+                instance: "db1".into()
+            })
+        );
+        assert_eq!(parse(json!({"action": "run"})), Ok(Request::Run));
+        assert_eq!(parse(json!({})), Ok(Request::Run));
+        assert_eq!(parse(Value::Null), Ok(Request::Run));
+        assert_eq!(parse(json!({"source": "aws.events"})), Ok(Request::Run));
+        assert_eq!(
+            parse(json!({"source": "aws.events", "detail-type": "Scheduled Event"})),
+            Ok(Request::Run)
+        );
+        let event = json!({
+            "version": "0",
+            "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": "2026-11-22T16:53:06Z",
+            "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/ship-rds-logs"],
+            "detail": {}
+        });
+        assert_eq!(parse(event), Ok(Request::Run));
+    }
+
+    #[test]
+    fn anything_else_is_refused_naming_the_field() {
+        let cases = [
+            (json!({"action": "shipp"}), "action"),
+            (json!({"action": "SELECT"}), "action"),
+            (json!({"action": 1}), "action"),
+            (json!({"action": null}), "action"),
+            (json!({"action": "ship"}), "instance"),
+            (json!({"action": "ship", "instance": 42}), "instance"),
+            (json!({"action": "ship", "instance": null}), "instance"),
+            (json!({"action": "ship", "instance": ""}), "instance"),
+            (json!({"action": "ship", "instance": ["db1"]}), "instance"),
+            (json!({"instance": 42}), "instance"),
+            (json!({"action": "select", "instance": "db1"}), "instance"),
+            (
+                json!({"action": "ship", "instance": "db1", "force": true}),
+                "force",
+            ),
+            (json!({"instances": ["db1"]}), "instances"),
+            (
+                json!({"source": "aws.rds", "detail-type": "Scheduled Event"}),
+                "source",
+            ),
+            (json!({"source": 1}), "source"),
+            (json!({"detail-type": "Scheduled Event"}), "source"),
+            (
+                json!({"source": "aws.events", "detail-type": "RDS DB Instance Event"}),
+                "detail-type",
+            ),
+            (json!({"source": "aws.events", "detail": "x"}), "detail"),
+            (json!({"source": "aws.events", "resources": [1]}), "resources"),
+            (json!({"source": "aws.events", "region": 5}), "region"),
+            (json!({"source": "aws.events", "instance": "db1"}), "instance"),
+            (json!("select"), "$"),
+            (json!([{"action": "select"}]), "$"),
+            (json!(42), "$"),
+        ];
+        for (payload, field) in cases {
+            assert_eq!(field_of(payload.clone()), field, "{payload}");
+        }
+    }
+
+    #[test]
+    fn the_message_says_what_is_wrong() {
+        let err = parse(json!({"action": "shipp"})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"invalid request: `action` must be one of "select", "ship" or "run", not "shipp""#
+        );
+        let err = parse(json!({"instance": 42})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid request: `instance` must be a string, not a number"
+        );
+        let err = parse(json!({"action": "ship"})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"invalid request: `instance` is required by the action "ship""#
+        );
+    }
+}

@@ -123,7 +123,10 @@ pub fn deploy_definition() -> anyhow::Result<String> {
     for step in DeployStep::ALL {
         def = def.replace(
             &format!("${{{}}}", step.substitution()),
-            &format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{}", step.binary()),
+            &format!(
+                "arn:aws:lambda:{REGION}:{ACCOUNT}:function:{}",
+                step.function_name()
+            ),
         );
     }
     anyhow::ensure!(
@@ -156,12 +159,15 @@ pub async fn deploy_workflow(stack: &LocalStack, name: &str) -> anyhow::Result<S
         .send()
         .await
         .context("CreateBucket (template staging)")?;
+    // One binary serves the nine functions, as in template.yaml: DEPLOY_STEP picks the step.
     for step in DeployStep::ALL {
         stack
-            .add_function(
-                step.binary(),
+            .add_function_binary(
+                step.function_name(),
+                crate::stack::binary_dir().join("deploy-steps"),
                 FunctionOptions {
                     env: vec![
+                        ("DEPLOY_STEP".into(), step.name().into()),
                         ("POLL_INITIAL_SECONDS".into(), "1".into()),
                         ("POLL_MAX_SECONDS".into(), "2".into()),
                         ("POLL_MAX_ATTEMPTS".into(), "10".into()),

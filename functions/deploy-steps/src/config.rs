@@ -2,6 +2,11 @@
 
 use crate::plan;
 use crate::poll::PollConfig;
+use crate::steps::Step;
+
+/// The names `DEPLOY_STEP` takes, for its error message (a test checks it against [`Step::ALL`]).
+const STEP_NAMES: &str = "prepare, check-stack, create-stack, create-change-set, change-set-status, \
+                          inspect-change-set, execute-change-set, delete-change-set, stack-status";
 
 /// An environment variable whose value the steps cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -12,6 +17,20 @@ pub enum ConfigError {
         value: String,
         problem: &'static str,
     },
+    #[error("DEPLOY_STEP must name the step this function runs ({STEP_NAMES}), not {0:?}")]
+    Step(String),
+}
+
+/// `DEPLOY_STEP`: which step this function runs. One binary serves the nine functions; each
+/// function's IAM role still grants only its own step's calls.
+pub fn step_from_env() -> Result<Step, ConfigError> {
+    step_from_lookup(|k| std::env::var(k).ok())
+}
+
+/// [`step_from_env`] from any lookup (tests).
+pub fn step_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Step, ConfigError> {
+    let value = lookup("DEPLOY_STEP").unwrap_or_default();
+    Step::from_name(value.trim()).ok_or(ConfigError::Step(value))
 }
 
 /// Configuration read once at cold start.
@@ -113,6 +132,38 @@ mod tests {
         assert_eq!((c.template_bucket, c.default_role_arn), (None, None));
         assert_eq!(c.region, "us-east-1");
         assert_eq!(c.poll, PollConfig::default());
+    }
+
+    #[test]
+    fn deploy_step_names_one_of_the_nine_steps() {
+        for step in Step::ALL {
+            assert_eq!(
+                step_from_lookup(env(&[("DEPLOY_STEP", step.name())])).unwrap(),
+                step
+            );
+            assert!(
+                STEP_NAMES.split(", ").any(|n| n == step.name()),
+                "{}",
+                step.name()
+            );
+        }
+        assert_eq!(STEP_NAMES.split(", ").count(), Step::ALL.len());
+        assert_eq!(
+            step_from_lookup(env(&[("DEPLOY_STEP", " inspect-change-set ")])).unwrap(),
+            Step::InspectChangeSet
+        );
+        for bad in [
+            &[][..],
+            &[("DEPLOY_STEP", "")],
+            &[("DEPLOY_STEP", "deploy-prepare")],
+        ] {
+            let err = step_from_lookup(env(bad)).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("DEPLOY_STEP must name the step this function runs (prepare, "),
+                "{err}"
+            );
+        }
     }
 
     #[test]

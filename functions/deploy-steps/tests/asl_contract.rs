@@ -90,7 +90,8 @@ fn choices_compare_values_the_steps_produce() {
 #[test]
 fn tasks_use_the_steps_binaries_and_result_paths() {
     let asl = asl();
-    let cargo = std::fs::read_to_string(format!("{}/Cargo.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let template =
+        std::fs::read_to_string(format!("{}/../../template.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let mut used = std::collections::BTreeSet::new();
     for (name, state) in states(&asl) {
         if state["Type"] != "Task" {
@@ -102,10 +103,18 @@ fn tasks_use_the_steps_binaries_and_result_paths() {
             .into_iter()
             .find(|s| s.substitution() == placeholder)
             .unwrap_or_else(|| panic!("{name}: unknown function {resource}"));
-        let (binary, result_path) = (step.binary(), step.result_path());
+        let result_path = step.result_path();
+        // template.yaml runs the one binary as this step's function.
+        let function = template_function(&template, step.substitution());
         assert!(
-            cargo.contains(&format!("name = \"{binary}\"")),
-            "{binary} is not a binary"
+            function.contains("BuildProperties: { Binary: deploy-steps }"),
+            "{name}: {function}"
+        );
+        assert!(
+            function.contains(&format!("\n          DEPLOY_STEP: {}\n", step.name())),
+            "{name}: the function behind {} does not run {}",
+            step.substitution(),
+            step.name()
         );
         assert_eq!(state["ResultPath"], result_path, "{name}");
         assert!(
@@ -365,4 +374,26 @@ fn every_task_catches_every_step_error_and_retries_only_real_ones() {
             );
         }
     }
+}
+
+/// The lines of the template's resource that `substitution` (a `DefinitionSubstitutions` key,
+/// `PrepareFunctionArn: !GetAtt DeployPrepareFunction.Arn`) points at, joined with newlines.
+fn template_function(template: &str, substitution: &str) -> String {
+    let line = template
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{substitution}: !GetAtt ")))
+        .unwrap_or_else(|| panic!("template.yaml substitutes no {substitution}"));
+    let logical = line
+        .split("!GetAtt ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches(".Arn");
+    let mut lines = template.lines().skip_while(|l| *l != format!("  {logical}:"));
+    assert!(lines.next().is_some(), "template.yaml has no resource {logical}");
+    // The resource ends at the next line indented by fewer than four spaces.
+    let body: Vec<&str> = lines
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .collect();
+    format!("\n{}\n", body.join("\n"))
 }

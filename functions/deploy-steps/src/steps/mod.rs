@@ -46,7 +46,7 @@ impl Steps {
     }
 }
 
-/// The steps, one per binary (and function).
+/// The steps, one per function (the one binary runs the step its `DEPLOY_STEP` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Prepare,
@@ -73,7 +73,7 @@ impl Step {
         Step::StackStatus,
     ];
 
-    /// (binary, `DefinitionSubstitutions` key, `ResultPath`): the single table of the three.
+    /// (function, `DefinitionSubstitutions` key, `ResultPath`): the single table of the three.
     const fn wiring(self) -> (&'static str, &'static str, &'static str) {
         match self {
             Step::Prepare => ("deploy-prepare", "PrepareFunctionArn", "$.plan"),
@@ -108,9 +108,20 @@ impl Step {
         }
     }
 
-    /// The binary's (and the function's) name.
-    pub const fn binary(self) -> &'static str {
+    /// The function's name, as the ASL's substitutions name it (`deploy-prepare`, …).
+    pub const fn function_name(self) -> &'static str {
         self.wiring().0
+    }
+
+    /// The step's name, the value of `DEPLOY_STEP` that makes the binary run it (`prepare`, …).
+    pub fn name(self) -> &'static str {
+        let function = self.function_name();
+        function.strip_prefix("deploy-").unwrap_or(function)
+    }
+
+    /// The step `DEPLOY_STEP` names.
+    pub fn from_name(name: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|s| s.name() == name)
     }
 
     /// The step's function ARN placeholder in `statemachines/deploy.asl.json`

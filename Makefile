@@ -50,6 +50,8 @@ lint: setup ## rustfmt, clippy, sam validate --lint, cfn-lint, asl-validator
 	sam validate --lint --template $(EDGE_DIR)/template.yaml
 	cfn-lint template.yaml $(EDGE_DIR)/template.yaml
 	@for f in $(STATE_MACHINES); do asl-validator --json-path "$$f" || exit 1; done
+	python3 .ci/check-layout
+	python3 .ci/check-sizes
 	@# `make help` lists every target: each .PHONY target carries a `## ` description.
 	@missing=$$(for t in $$(sed -n 's/^\.PHONY: //p' Makefile); do grep -qE "^$$t:.*## " Makefile || echo $$t; done); \
 	  test -z "$$missing" || { echo "targets without a description for make help: $$missing"; exit 1; }

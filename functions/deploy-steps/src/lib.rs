@@ -9,7 +9,7 @@
 //! - [`config`]: the environment, read once at cold start ([`Config`], [`ConfigError`]);
 //! - [`error`]: [`StepError`] and its stable `errorType` names (the ASL's Retry and Catch);
 //! - [`state`]: the workflow's state document, each step's output at its `ResultPath`;
-//! - [`steps`]: [`Step`] (binary, ASL substitution, result path), [`Request`], [`Response`],
+//! - [`steps`]: [`Step`] (function, `DEPLOY_STEP` name, ASL substitution, result path), [`Request`], [`Response`],
 //!   [`Steps::handle`], and one file per step;
 //! - `cfn`: the CloudFormation SDK adapters (request inputs, DescribeChangeSet pages);
 //! - decisions, pure and without SDK types: [`plan`] (the input and the plan), [`changeset`]

@@ -31,6 +31,28 @@ pub struct Change {
     pub resource_change: Option<ResourceChange>,
 }
 
+impl Change {
+    /// The resource change to judge. A change of another `Type` than `Resource`, or one without
+    /// a `ResourceChange`, becomes an action this code does not know, refused until reviewed.
+    pub fn to_judge(&self) -> ResourceChange {
+        let kind = self.kind.as_deref().unwrap_or("Resource");
+        match &self.resource_change {
+            Some(rc) if kind == "Resource" => rc.clone(),
+            Some(rc) => ResourceChange {
+                action: Some(format!(
+                    "{} (in a change of Type {kind})",
+                    rc.action.as_deref().unwrap_or("?")
+                )),
+                ..rc.clone()
+            },
+            None => ResourceChange {
+                action: Some(format!("(a change of Type {kind} without a ResourceChange)")),
+                ..ResourceChange::default()
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ResourceChange {
@@ -238,7 +260,7 @@ struct Signals {
     causes: Vec<(String, Recreation)>,
     /// `PolicyAction: ReplaceAnd*` (the resource is replaced).
     policy_replaces: bool,
-    /// `PolicyAction: Delete` (the resource is deleted).
+    /// `PolicyAction: Delete` or `Snapshot` (the resource is deleted).
     policy_deletes: bool,
     /// Values this code does not know, as `Field: value`.
     unrecognised: Vec<String>,
@@ -276,7 +298,8 @@ impl Signals {
             Some(p) if p.starts_with("Replace") && KNOWN_POLICY_ACTIONS.contains(&p) => {
                 s.policy_replaces = true
             }
-            Some("Delete") => s.policy_deletes = true,
+            // Snapshot: "a snapshot is taken before the resource is deleted".
+            Some("Delete" | "Snapshot") => s.policy_deletes = true,
             Some(p) if !KNOWN_POLICY_ACTIONS.contains(&p) => {
                 s.unrecognised.push(format!("PolicyAction: {p}"))
             }
@@ -385,11 +408,12 @@ fn offence_reason(change: &ResourceChange, policy: &Policy, rtype: &str, logical
         return Some(format!("unknown action {action}: refused until reviewed"));
     }
     let level = signals.level();
+    let pa = change.policy_action.as_deref().unwrap_or("-");
     let disagreement = if replaces {
         let fields = signals.disagreement(change).filter(|_| !may_replace);
         fields.or_else(|| {
             (action == "Modify" && signals.policy_deletes && !may_remove)
-                .then(|| "PolicyAction says Delete but Action says Modify".to_owned())
+                .then(|| format!("PolicyAction says {pa} but Action says Modify"))
         })
     } else {
         // An Add, Import or Remove replaces nothing: a replacement signal on one contradicts it.
@@ -399,14 +423,11 @@ fn offence_reason(change: &ResourceChange, policy: &Policy, rtype: &str, logical
     };
     let deletes = action == "Remove" || signals.policy_deletes;
     let primary = if deletes && !may_remove {
-        Some(
-            if action == "Remove" {
-                "removed"
-            } else {
-                "deleted (PolicyAction Delete)"
-            }
-            .to_owned(),
-        )
+        Some(if action == "Remove" {
+            "removed".to_owned()
+        } else {
+            format!("deleted (PolicyAction {pa})")
+        })
     } else if !replaces || may_replace {
         None
     } else {

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is a panic
 
-use deploy_steps::changeset::{Detail, Policy, ResourceChange, Target, Treatment, judge, verdict};
+use deploy_steps::changeset::{Change, Detail, Policy, ResourceChange, Target, Treatment, judge, verdict};
 
 const ACTIONS: [Option<&str>; 7] = [
     None,
@@ -101,8 +101,10 @@ impl Case {
     fn says_conditionally(&self) -> bool {
         self.replacement == Some("Conditional") || self.details_say("Conditionally")
     }
+    /// `Remove`, or a `PolicyAction` that deletes (`Delete`, or `Snapshot`: a snapshot is taken
+    /// before the resource is deleted).
     fn says_deleted(&self) -> bool {
-        self.is(&["Remove"]) || self.policy_action == Some("Delete")
+        self.is(&["Remove"]) || matches!(self.policy_action, Some("Delete" | "Snapshot"))
     }
     /// Something positively says "not replaced": `Replacement: False`, or details that state a
     /// `RequiresRecreation`, all of them `Never`.
@@ -209,9 +211,7 @@ fn the_most_lenient_policy_still_refuses_replacement_deletion_and_contradiction(
                 !case.says_always() && !case.says_conditionally() && !case.says_deleted()
             }
             Some("Modify" | "Dynamic") => {
-                !case.says_always()
-                    && case.policy_action != Some("Delete")
-                    && !case.replacement_contradicts_details()
+                !case.says_always() && !case.says_deleted() && !case.replacement_contradicts_details()
             }
             _ => false,
         };
@@ -247,7 +247,7 @@ fn allowing_removal_never_allows_replacement() {
         let replaces_nothing = !case.says_always() && !case.says_conditionally();
         let expected = match case.action {
             Some("Add" | "Import" | "Remove") => replaces_nothing,
-            // PolicyAction Delete on a Modify contradicts it, but deleting is allowed here.
+            // PolicyAction Delete or Snapshot on a Modify contradicts it; deleting is allowed here.
             Some("Modify") => replaces_nothing && case.says_not_replaced(),
             _ => false,
         };
@@ -268,9 +268,8 @@ fn contradictions_are_named_in_the_verdict() {
             && !case.says_conditionally()
             && case.replacement != Some("True")
             && !case.details_say("Always");
-        let contradicts = case.replacement_contradicts_details()
-            || replaced_by_policy_alone
-            || case.policy_action == Some("Delete");
+        let contradicts =
+            case.replacement_contradicts_details() || replaced_by_policy_alone || case.says_deleted();
         let offences = judge(&case.change(), &Policy::default(), "");
         if offences.is_empty() {
             assert!(!contradicts, "{}", case.describe());
@@ -377,4 +376,48 @@ fn a_modify_that_says_nothing_is_refused_unless_the_deployment_opts_in() {
     assert!(verdict([("", &moto_shaped)], &opted_in).safe);
     let parsed: Policy = serde_json::from_str(r#"{"unreportedReplacement": "allow"}"#).unwrap();
     assert_eq!(parsed, opted_in);
+}
+
+#[test]
+fn a_change_that_is_not_a_resource_change_is_refused() {
+    let without = Change {
+        kind: Some("Resource".into()),
+        resource_change: None,
+    };
+    assert_eq!(
+        one(without.to_judge(), &lenient()),
+        "unknown action (a change of Type Resource without a ResourceChange): refused until reviewed"
+    );
+    let other_type = Change {
+        kind: Some("Hook".into()),
+        resource_change: Some(ResourceChange {
+            action: Some("Add".into()),
+            ..ResourceChange::default()
+        }),
+    };
+    assert_eq!(
+        one(other_type.to_judge(), &lenient()),
+        "unknown action Add (in a change of Type Hook): refused until reviewed"
+    );
+    let plain = Change {
+        kind: Some("Resource".into()),
+        resource_change: Some(ResourceChange {
+            action: Some("Add".into()),
+            ..ResourceChange::default()
+        }),
+    };
+    assert!(verdict([("", &plain.to_judge())], &Policy::default()).safe);
+}
+
+#[test]
+fn a_snapshot_policy_action_is_a_deletion() {
+    let mut change = modify(Some("False"), "Never", "Static");
+    change.policy_action = Some("Snapshot".into());
+    assert_eq!(
+        one(change.clone(), &lenient()),
+        "deleted (PolicyAction Snapshot), and the change's fields disagree: PolicyAction says Snapshot \
+         but Action says Modify"
+    );
+    change.policy_action = Some("Retain".into());
+    assert!(verdict([("", &change)], &Policy::default()).safe);
 }

@@ -53,12 +53,7 @@ impl Steps {
             }
             for page in self.pages(&id).await? {
                 queue.extend(changeset::nested_change_sets(&page, &path));
-                gathered.extend(
-                    page.changes
-                        .iter()
-                        .filter_map(|c| c.resource_change.clone())
-                        .map(|rc| (path.clone(), rc)),
-                );
+                gathered.extend(page.changes.iter().map(|c| (path.clone(), c.to_judge())));
                 if root.is_none() {
                     root = Some(page);
                 }

@@ -115,12 +115,28 @@ fn instance(fields: &Map<String, Value>) -> Result<String, InvalidRequest> {
         Some(Value::String(s)) if s.trim().is_empty() => {
             Err(InvalidRequest::new("instance", "must not be empty"))
         }
+        Some(Value::String(s)) if !is_instance_identifier(s) => Err(InvalidRequest::new(
+            "instance",
+            format!(
+                "must be a DB instance identifier (1-63 letters, digits or hyphens, starting with a \
+                 letter, no trailing or double hyphen), not {s:?}"
+            ),
+        )),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(other) => Err(InvalidRequest::new(
             "instance",
             format!("must be a string, not {}", type_name(other)),
         )),
     }
+}
+
+/// RDS's rules for a DB instance identifier (the value also becomes part of S3 keys).
+fn is_instance_identifier(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !s.ends_with('-')
+        && !s.contains("--")
 }
 
 /// EventBridge's scheduled event: its envelope fields only, each of its type, from the source

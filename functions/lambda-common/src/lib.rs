@@ -3,7 +3,7 @@
 //! Layout:
 //! - this file: tracing set-up (JSON under Lambda's JSON log format, payload logging capped) and
 //!   typed errors to Lambda diagnostics with stable `errorType` names ([`ErrorType`],
-//!   [`diagnostic`], [`impl_diagnostic!`]);
+//!   [`diagnostic`], [`impl_diagnostic!`]), and [`json_kind`] for messages refusing input;
 //! - [`sdk`]: the SDK configuration and clients from the standard environment (`AWS_REGION`,
 //!   `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`, ...), one classification of SDK errors;
 //! - [`clock`]: epoch milliseconds and the invocation's deadline.
@@ -121,6 +121,19 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     text
+}
+
+/// The kind of a JSON value, for messages that refuse input: "must be a string, not a number".
+pub fn json_kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// Implements `From<$error> for lambda_runtime::Diagnostic` through [`diagnostic`], so that a

@@ -239,19 +239,8 @@ pub fn parse_input_file(file: &InputFile, bytes: &[u8]) -> Result<Map<String, Va
         other => Err(ActionConfigError::InputFileNotObject {
             bucket: file.bucket.clone(),
             key: file.key.clone(),
-            found: json_kind(&other),
+            found: lambda_common::json_kind(&other),
         }),
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

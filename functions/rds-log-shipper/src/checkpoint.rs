@@ -515,7 +515,7 @@ pub fn drop_files(cp: &mut Checkpoint, names: &[String]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::rotation::{Rotation, rotation_source};
 
@@ -527,7 +527,8 @@ mod tests {
         }
     }
 
-    fn state(marker: &str, shipped: u64, size: u64, last_written: i64) -> FileState {
+    /// A file's state as a checkpoint holds it (also used by the rotation tests).
+    pub(crate) fn state(marker: &str, shipped: u64, size: u64, last_written: i64) -> FileState {
         FileState {
             marker: marker.into(),
             shipped,

@@ -61,7 +61,7 @@ impl TryFrom<Value> for Request {
             Value::Object(fields) => fields,
             Value::Null => return Ok(Self::Run),
             other => {
-                let problem = format!("must be a JSON object, not {}", type_name(&other));
+                let problem = format!("must be a JSON object, not {}", lambda_common::json_kind(&other));
                 return Err(InvalidRequest::new("$", problem));
             }
         };
@@ -86,7 +86,10 @@ impl TryFrom<Value> for Request {
 /// A request named by its `action`.
 fn tagged(action: &Value, fields: &Map<String, Value>) -> Result<Request, InvalidRequest> {
     let Some(action) = action.as_str() else {
-        let problem = format!("must be one of {ACTIONS}, not {}", type_name(action));
+        let problem = format!(
+            "must be one of {ACTIONS}, not {}",
+            lambda_common::json_kind(action)
+        );
         return Err(InvalidRequest::new("action", problem));
     };
     match action {
@@ -125,7 +128,7 @@ fn instance(fields: &Map<String, Value>) -> Result<String, InvalidRequest> {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(other) => Err(InvalidRequest::new(
             "instance",
-            format!("must be a string, not {}", type_name(other)),
+            format!("must be a string, not {}", lambda_common::json_kind(other)),
         )),
     }
 }
@@ -192,18 +195,10 @@ fn only(fields: &Map<String, Value>, allowed: &[&str]) -> Result<(), InvalidRequ
 }
 
 fn wrong_type(field: &str, expected: &str, value: &Value) -> InvalidRequest {
-    InvalidRequest::new(field, format!("must be {expected}, not {}", type_name(value)))
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    InvalidRequest::new(
+        field,
+        format!("must be {expected}, not {}", lambda_common::json_kind(value)),
+    )
 }
 
 #[cfg(test)]

@@ -93,23 +93,8 @@ pub fn has_rotation_siblings(cp: &Checkpoint, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::{FileState, Pending};
-
-    fn state(marker: &str, shipped: u64, size: u64, last_written: i64) -> FileState {
-        FileState {
-            marker: marker.into(),
-            shipped,
-            size,
-            last_written,
-            generation: 0,
-            date: "2026-11-21".into(),
-            pending: None,
-            head: None,
-            lossy: false,
-            skip: 0,
-            claimed: false,
-        }
-    }
+    use crate::checkpoint::Pending;
+    use crate::checkpoint::tests::state;
 
     fn source_of(r: Rotation) -> Option<(Source, u64)> {
         match r {

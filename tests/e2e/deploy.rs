@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use e2e::approvals::{Approvals, REVIEW_BUCKET, decide};
 use e2e::pipeline::{ActionOutcome, ActionSpec, ActionStatus, InputArtifact, run_action};
-use e2e::seed::{ARTIFACT_BUCKET, deploy_workflow, fixture_template, seed_pipeline_inputs, zip_files};
+use e2e::seed::{ARTIFACT_BUCKET, fixture_template, seed_pipeline_inputs, zip_files};
 use e2e::{FunctionOptions, LocalStack};
 use serde_json::{Value, json};
 
@@ -14,17 +15,52 @@ const STACK: &str = "e2e-app";
 
 struct DeployWorld {
     stack: LocalStack,
+    approvals: Approvals,
 }
 
 impl DeployWorld {
     async fn start() -> Self {
         let stack = LocalStack::start().await.expect("local stack");
         seed_pipeline_inputs(&stack).await.expect("seed");
-        let deploy = deploy_workflow(&stack, "deploy").await.expect("deploy workflow");
+        let (deploy, approvals) = e2e::seed::deploy_workflow_with_approvals(&stack, "deploy")
+            .await
+            .expect("deploy workflow");
         e2e::seed::serve_trigger(&stack, &deploy, FunctionOptions::default())
             .await
             .expect("serve the trigger");
-        Self { stack }
+        Self { stack, approvals }
+    }
+
+    /// The review id of the approval the workflow waits for, once its token is kept.
+    async fn pending_review(&self) -> String {
+        e2e::approvals::pending_review(&self.stack).await.unwrap()
+    }
+
+    async fn object(&self, bucket: &str, key: &str) -> String {
+        let out = self
+            .stack
+            .s3()
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        String::from_utf8(out.body.collect().await.unwrap().into_bytes().to_vec()).unwrap()
+    }
+
+    /// Every function log of the deploy family and the trigger, joined.
+    fn all_logs(&self) -> String {
+        let mut names: Vec<&str> = deploy_steps::Step::ALL
+            .iter()
+            .map(|s| s.function_name())
+            .collect();
+        names.extend([e2e::approvals::APPROVE_FUNCTION, "pipeline-trigger"]);
+        names
+            .iter()
+            .map(|n| self.stack.function_log(n))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn cfn(&self) -> aws_sdk_cloudformation::Client {
@@ -365,5 +401,307 @@ async fn a_missing_template_fails_the_pipeline_with_what_the_artifact_holds() {
     );
     let missing = w.cfn().describe_stacks().stack_name(STACK).send().await;
     assert!(missing.is_err(), "no stack may be created");
+    w.stack.stop().await;
+}
+
+const ALICE: &str = "arn:aws:iam::123456789012:user/alice";
+
+/// What the approver saw and did while the workflow waited.
+struct Waited {
+    review_id: String,
+    token: String,
+    review: Value,
+    markdown: String,
+    decided: (u16, Value),
+}
+
+impl DeployWorld {
+    /// Runs the unsafe v3 deployment with `onUnsafe: approve`; once the approval is pending
+    /// (and the trigger has polled the waiting execution), `act` runs with the review id.
+    async fn deploy_awaiting<F, Fut>(&self, options: Value, act: F) -> (ActionOutcome, Waited)
+    where
+        F: FnOnce(String, Value) -> Fut,
+        Fut: std::future::Future<Output = (u16, Value)>,
+    {
+        let mut options = options;
+        options["onUnsafe"] = json!("approve");
+        let waiting = async {
+            let review_id = self.pending_review().await;
+            let pending: Value = serde_json::from_str(
+                &self
+                    .object(REVIEW_BUCKET, &format!("approvals/{review_id}.json"))
+                    .await,
+            )
+            .unwrap();
+            let review: Value = serde_json::from_str(
+                &self
+                    .object(REVIEW_BUCKET, &format!("reviews/{review_id}/review.json"))
+                    .await,
+            )
+            .unwrap();
+            let markdown = self
+                .object(REVIEW_BUCKET, &format!("reviews/{review_id}/review.md"))
+                .await;
+            // The trigger polls every 0.5 s: let it see the waiting execution.
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            let decided = act(review_id.clone(), review.clone()).await;
+            Waited {
+                review_id,
+                token: pending["taskToken"].as_str().unwrap().to_owned(),
+                review,
+                markdown,
+                decided,
+            }
+        };
+        tokio::join!(self.deploy("v3-remove.yaml", options), waiting)
+    }
+
+    async fn at_v2(&self) -> BTreeMap<String, String> {
+        assert_succeeded(&self.deploy("v1.yaml", json!({})).await);
+        assert_succeeded(&self.deploy("v2-add.yaml", json!({})).await);
+        self.resources(STACK).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_unsafe_change_set_runs_once_approved_and_names_its_approver() {
+    let w = DeployWorld::start().await;
+    let before = w.at_v2().await;
+    let s = &w.stack;
+    let (out, waited) = w
+        .deploy_awaiting(json!({}), |review_id, review| async move {
+            let body = json!({"reviewId": review_id, "decision": "approve",
+                "reason": "uploads move to the data stack", "fingerprint": review["fingerprint"]});
+            decide(s, Some(ALICE), &body).await.unwrap()
+        })
+        .await;
+    assert_eq!(waited.decided.0, 200, "{:?}", waited.decided);
+    assert_eq!(waited.decided.1["decidedBy"], ALICE);
+    assert_succeeded(&out);
+    let v = vars(&out);
+    assert_eq!(v["outcome"], "UPDATED");
+    assert_eq!(v["approvedBy"], ALICE);
+    assert_eq!(v["approvalReason"], "uploads move to the data stack");
+    assert!(
+        v["unsafeChanges"].contains("Uploads (AWS::S3::Bucket): removed"),
+        "{v:?}"
+    );
+    // The pipeline said what it waited for.
+    let md_uri = format!("s3://{REVIEW_BUCKET}/reviews/{}/review.md", waited.review_id);
+    let waiting = format!(
+        "waiting for approval of 1 unsafe change(s): Uploads (AWS::S3::Bucket) removed; review: {md_uri}"
+    );
+    assert!(out.summaries.contains(&waiting), "{:#?}", out.summaries);
+    // The review, and the message published with it.
+    assert_eq!(waited.review["offenceCount"], 1, "{}", waited.review);
+    assert!(waited.markdown.contains("Uploads"), "{}", waited.markdown);
+    let published = w.approvals.received(&w.stack).await.unwrap();
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(published[0].subject, "Approve 1 unsafe change(s) to e2e-app?");
+    assert!(
+        published[0]
+            .message
+            .contains(&format!("\"reviewId\":\"{}\"", waited.review_id))
+    );
+    assert!(published[0].message.contains("Uploads"));
+    // The token never left its object: not in the message, the review, or any log.
+    assert!(!published[0].message.contains(&waited.token));
+    assert!(!waited.markdown.contains(&waited.token));
+    assert!(!w.all_logs().contains(&waited.token), "the task token was logged");
+    // Applied: the bucket's resource is gone, the others are the same ones.
+    assert_eq!(w.status(STACK).await, "UPDATE_COMPLETE");
+    let after = w.resources(STACK).await;
+    assert_eq!(keys(&after), ["Assets", "Reports"]);
+    assert_eq!(after["Assets"], before["Assets"]);
+    // A decision is taken once.
+    let again = json!({"reviewId": waited.review_id, "decision": "approve"});
+    let (status, body) = decide(&w.stack, Some(ALICE), &again).await.unwrap();
+    assert_eq!(
+        (status, body["errorType"].as_str()),
+        (404, Some("ApprovalNotPending")),
+        "{body}"
+    );
+    w.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_change_set_is_deleted_and_the_failure_names_who_rejected_it_and_why() {
+    let w = DeployWorld::start().await;
+    let before = w.at_v2().await;
+    let s = &w.stack;
+    let (out, waited) = w
+        .deploy_awaiting(json!({}), |review_id, _| async move {
+            // Nobody decides without an IAM identity, or rejects without a reason.
+            let anonymous = json!({"reviewId": review_id, "decision": "approve"});
+            let (status, _) = decide(s, None, &anonymous).await.unwrap();
+            assert_eq!(status, 403);
+            let no_reason = json!({"reviewId": review_id, "decision": "reject"});
+            let (status, _) = decide(s, Some(ALICE), &no_reason).await.unwrap();
+            assert_eq!(status, 400);
+            let body = json!({"reviewId": review_id, "decision": "reject", "reason": "uploads still in use"});
+            decide(s, Some(ALICE), &body).await.unwrap()
+        })
+        .await;
+    assert_eq!(waited.decided.0, 200, "{:?}", waited.decided);
+    let Some((failure_type, message)) = out.status.failure() else {
+        panic!("{out:#?}")
+    };
+    assert_eq!(failure_type, "JobFailed");
+    assert!(message.contains("Error: ChangeSetRejected."), "{message}");
+    assert!(
+        message.contains(ALICE) && message.contains("uploads still in use"),
+        "{message}"
+    );
+    assert_eq!(w.resources(STACK).await, before);
+    assert!(w.bucket_exists(&before["Uploads"]).await);
+    assert!(w.executable_change_sets(STACK).await.is_empty());
+    w.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_that_times_out_deletes_the_change_set() {
+    let w = DeployWorld::start().await;
+    let before = w.at_v2().await;
+    let s = &w.stack;
+    let (out, waited) = w
+        .deploy_awaiting(json!({"approvalTimeoutSeconds": 3}), |review_id, _| async move {
+            // Decide only after the wait ran out.
+            tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+            let late = json!({"reviewId": review_id, "decision": "approve"});
+            decide(s, Some(ALICE), &late).await.unwrap()
+        })
+        .await;
+    let Some((failure_type, message)) = out.status.failure() else {
+        panic!("{out:#?}")
+    };
+    assert_eq!(failure_type, "JobFailed");
+    assert!(message.contains("Error: ApprovalTimedOut."), "{message}");
+    assert_ne!(
+        waited.decided.0, 200,
+        "a late approval was accepted: {:?}",
+        waited.decided
+    );
+    assert_eq!(w.resources(STACK).await, before);
+    assert!(w.executable_change_sets(STACK).await.is_empty());
+    w.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_set_replaced_after_its_review_is_never_executed() {
+    let w = DeployWorld::start().await;
+    let before = w.at_v2().await;
+    let (s, cfn) = (&w.stack, w.cfn());
+    let (out, waited) = w
+        .deploy_awaiting(json!({}), |review_id, review| async move {
+            // Between review and approval, someone swaps the change set for another of the same
+            // name (here one that would put the stack back to v1: Reports removed instead).
+            let id = review["changeSetId"].as_str().unwrap().to_owned();
+            let name = review["changeSetName"].as_str().unwrap().to_owned();
+            cfn.delete_change_set().change_set_name(&id).send().await.unwrap();
+            cfn.create_change_set()
+                .stack_name(STACK)
+                .change_set_name(&name)
+                .change_set_type(aws_sdk_cloudformation::types::ChangeSetType::Update)
+                .template_body(fixture_template("v1.yaml").unwrap())
+                .parameters(
+                    aws_sdk_cloudformation::types::Parameter::builder()
+                        .parameter_key("environmentName")
+                        .parameter_value("e2e")
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            let body = json!({"reviewId": review_id, "decision": "approve", "reason": "as reviewed"});
+            decide(s, Some(ALICE), &body).await.unwrap()
+        })
+        .await;
+    assert_eq!(waited.decided.0, 200, "{:?}", waited.decided);
+    let Some((_, message)) = out.status.failure() else {
+        panic!("{out:#?}")
+    };
+    assert!(message.contains("Error: ChangeSetChanged."), "{message}");
+    assert!(
+        message.contains("not the change set that was approved"),
+        "{message}"
+    );
+    // Neither the reviewed change nor the substitute ran.
+    assert_eq!(w.resources(STACK).await, before);
+    assert!(w.bucket_exists(&before["Uploads"]).await);
+    w.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_block_fails_closed_when_drift_cannot_be_detected() {
+    // moto has no drift detection: `warn` (every other test) goes on saying so; `block` refuses.
+    let w = DeployWorld::start().await;
+    let before = w.at_v2().await;
+    let out = w.deploy("v3-remove.yaml", json!({"drift": "block"})).await;
+    let Some((failure_type, message)) = out.status.failure() else {
+        panic!("{out:#?}")
+    };
+    assert_eq!(failure_type, "JobFailed");
+    assert!(message.contains("Error: StackDrifted."), "{message}");
+    assert!(message.contains("drift could not be detected"), "{message}");
+    assert_eq!(w.resources(STACK).await, before);
+    assert!(w.executable_change_sets(STACK).await.is_empty());
+    // Under warn, the update's outputs say drift went unchecked.
+    let ok = w.deploy("v2-add.yaml", json!({})).await;
+    assert_succeeded(&ok);
+    assert_eq!(vars(&ok)["outcome"], "NO_CHANGES");
+    assert!(
+        vars(&ok)["drift"].contains("going on without a drift check (drift: warn)"),
+        "{ok:#?}"
+    );
+    w.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_sent_with_the_token_but_not_through_the_approver_executes_nothing() {
+    // Step Functions shows the task token in the execution's history: whoever reads it can send
+    // a decision. Only an approval the approve function recorded is executed.
+    let w = DeployWorld::start().await;
+    let before = w.at_v2().await;
+    let s = &w.stack;
+    let (out, waited) = w
+        .deploy_awaiting(json!({}), |review_id, review| async move {
+            let body = s
+                .s3()
+                .get_object()
+                .bucket(REVIEW_BUCKET)
+                .key(format!("approvals/{review_id}.json"))
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes();
+            let pending: Value = serde_json::from_slice(&body).unwrap();
+            let forged = json!({"approved": true, "decidedBy": ALICE, "reason": "looks fine",
+                "reviewId": review_id, "changeSetId": review["changeSetId"], "fingerprint": review["fingerprint"]});
+            s.sfn()
+                .send_task_success()
+                .task_token(pending["taskToken"].as_str().unwrap())
+                .output(forged.to_string())
+                .send()
+                .await
+                .unwrap();
+            (200, forged)
+        })
+        .await;
+    assert_eq!(waited.decided.0, 200);
+    let Some((_, message)) = out.status.failure() else {
+        panic!("{out:#?}")
+    };
+    assert!(message.contains("Error: ApprovalNotVerified."), "{message}");
+    assert!(
+        message.contains("was not recorded by the approve function"),
+        "{message}"
+    );
+    assert_eq!(w.resources(STACK).await, before);
+    assert!(w.bucket_exists(&before["Uploads"]).await);
+    assert!(w.executable_change_sets(STACK).await.is_empty());
     w.stack.stop().await;
 }

@@ -4,6 +4,7 @@
 //! a Lambda Runtime API host running the workspace's real function binaries, and emulators for
 //! the APIs moto lacks (CodePipeline job results). See README.md, "Local AWS stack".
 
+pub mod approvals;
 pub mod codepipeline;
 pub mod gateway;
 pub mod moto;

@@ -152,6 +152,15 @@ pub async fn serve_trigger(
 /// Serves the deploy steps (short, bounded polling for local runs), creates the template
 /// staging bucket and the deploy state machine; returns its ARN.
 pub async fn deploy_workflow(stack: &LocalStack, name: &str) -> anyhow::Result<String> {
+    Ok(deploy_workflow_with_approvals(stack, name).await?.0)
+}
+
+/// [`deploy_workflow`], with the approval path's bucket, topic and inbox, and the approve
+/// function (`deploy-approve`).
+pub async fn deploy_workflow_with_approvals(
+    stack: &LocalStack,
+    name: &str,
+) -> anyhow::Result<(String, crate::approvals::Approvals)> {
     stack
         .s3()
         .create_bucket()
@@ -159,27 +168,41 @@ pub async fn deploy_workflow(stack: &LocalStack, name: &str) -> anyhow::Result<S
         .send()
         .await
         .context("CreateBucket (template staging)")?;
-    // One binary serves the nine functions, as in template.yaml: DEPLOY_STEP picks the step.
-    for step in DeployStep::ALL {
+    let approvals = crate::approvals::Approvals::create(stack).await?;
+    let env = |step: &str| -> Vec<(String, String)> {
+        [
+            ("DEPLOY_STEP", step),
+            ("POLL_INITIAL_SECONDS", "1"),
+            ("POLL_MAX_SECONDS", "2"),
+            ("POLL_MAX_ATTEMPTS", "10"),
+            ("TEMPLATE_BUCKET", TEMPLATE_BUCKET),
+            ("REVIEW_BUCKET", crate::approvals::REVIEW_BUCKET),
+            ("APPROVAL_TOPIC_ARN", approvals.topic_arn.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    };
+    // One binary serves every function, as in template.yaml: DEPLOY_STEP picks the step.
+    let functions = DeployStep::ALL
+        .map(|s| (s.function_name(), s.name()))
+        .into_iter()
+        .chain([(crate::approvals::APPROVE_FUNCTION, deploy_steps::config::APPROVE)]);
+    for (function, step) in functions {
         stack
             .add_function_binary(
-                step.function_name(),
+                function,
                 crate::stack::binary_dir().join("deploy-steps"),
                 FunctionOptions {
-                    env: vec![
-                        ("DEPLOY_STEP".into(), step.name().into()),
-                        ("POLL_INITIAL_SECONDS".into(), "1".into()),
-                        ("POLL_MAX_SECONDS".into(), "2".into()),
-                        ("POLL_MAX_ATTEMPTS".into(), "10".into()),
-                        ("TEMPLATE_BUCKET".into(), TEMPLATE_BUCKET.into()),
-                    ],
+                    env: env(step),
                     max_instances: 2,
                     ..FunctionOptions::default()
                 },
             )
             .await?;
     }
-    create_state_machine(stack, name, deploy_definition()?).await
+    let arn = create_state_machine(stack, name, deploy_definition()?).await?;
+    Ok((arn, approvals))
 }
 
 /// A zip of the given files, as a CodePipeline source artifact.

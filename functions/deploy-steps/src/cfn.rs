@@ -7,7 +7,7 @@ use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOut
 use aws_sdk_cloudformation::types::{Capability, Parameter as CfnParameter, Tag as CfnTag};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::changeset::{self, Change, ChangeSetPage, Detail, ResourceChange, Target};
+use crate::changeset::{self, Change, ChangeSetPage, Detail, PageParameter, ResourceChange, Target};
 use crate::plan::Plan;
 
 /// Sets a deployment's stack inputs (parameters, capabilities, tags, role, template) on a
@@ -71,6 +71,14 @@ pub(crate) fn page_from_sdk(out: &DescribeChangeSetOutput) -> ChangeSetPage {
         status_reason: out.status_reason().map(str::to_owned),
         execution_status: out.execution_status().map(|s| s.as_str().to_owned()),
         next_token: out.next_token().map(str::to_owned),
+        parameters: out
+            .parameters()
+            .iter()
+            .map(|p| PageParameter {
+                parameter_key: p.parameter_key().unwrap_or_default().to_owned(),
+                parameter_value: p.parameter_value().map(str::to_owned),
+            })
+            .collect(),
         changes: out
             .changes()
             .iter()
@@ -93,6 +101,8 @@ fn resource_change(rc: &aws_sdk_cloudformation::types::ResourceChange) -> Resour
         scope: rc.scope().iter().map(|s| s.as_str().to_owned()).collect(),
         change_set_id: rc.change_set_id().map(str::to_owned),
         details: rc.details().iter().map(detail).collect(),
+        before_context: rc.before_context().map(str::to_owned),
+        after_context: rc.after_context().map(str::to_owned),
     }
 }
 
@@ -105,6 +115,10 @@ fn detail(d: &aws_sdk_cloudformation::types::ResourceChangeDetail) -> Detail {
             attribute: t.attribute().map(|a| a.as_str().to_owned()),
             name: t.name().map(str::to_owned),
             requires_recreation: t.requires_recreation().map(|r| r.as_str().to_owned()),
+            path: t.path().map(str::to_owned),
+            before_value: t.before_value().map(str::to_owned),
+            after_value: t.after_value().map(str::to_owned),
+            attribute_change_type: t.attribute_change_type().map(|a| a.as_str().to_owned()),
         }),
     }
 }

@@ -21,6 +21,16 @@ pub struct ChangeSetPage {
     pub execution_status: Option<String>,
     pub changes: Vec<Change>,
     pub next_token: Option<String>,
+    /// The change set's parameters; CloudFormation shows a `NoEcho` parameter's value as `****`.
+    pub parameters: Vec<PageParameter>,
+}
+
+/// A parameter as `DescribeChangeSet` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PageParameter {
+    pub parameter_key: String,
+    pub parameter_value: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +76,10 @@ pub struct ResourceChange {
     pub details: Vec<Detail>,
     /// Set on an `AWS::CloudFormation::Stack` change: the nested stack's own change set.
     pub change_set_id: Option<String>,
+    /// The resource's properties before and after, as JSON text (only when DescribeChangeSet is
+    /// called with `IncludePropertyValues`).
+    pub before_context: Option<String>,
+    pub after_context: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +97,12 @@ pub struct Target {
     pub attribute: Option<String>,
     pub name: Option<String>,
     pub requires_recreation: Option<String>,
+    /// With `IncludePropertyValues`: the property's path and its values (which CloudFormation
+    /// may truncate), and whether it is added, removed or modified.
+    pub path: Option<String>,
+    pub before_value: Option<String>,
+    pub after_value: Option<String>,
+    pub attribute_change_type: Option<String>,
 }
 
 /// How a change set stands, decided from its status fields.

@@ -6,7 +6,9 @@ use crate::steps::Step;
 
 /// The names `DEPLOY_STEP` takes, for its error message.
 fn step_names() -> String {
-    Step::ALL.map(Step::name).join(", ")
+    let mut names = Step::ALL.map(Step::name).to_vec();
+    names.push(APPROVE);
+    names.join(", ")
 }
 
 /// An environment variable whose value the steps cannot use.
@@ -25,16 +27,33 @@ pub enum ConfigError {
     Step(String),
 }
 
-/// `DEPLOY_STEP`: which step this function runs. One binary serves the nine functions; each
-/// function's IAM role still grants only its own step's calls.
-pub fn step_from_env() -> Result<Step, ConfigError> {
-    step_from_lookup(|k| std::env::var(k).ok())
+/// What one function of the deploy family runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// A state machine step.
+    Step(Step),
+    /// `approve`: the approver's function URL (`deploy-approve`), outside the state machine.
+    Approve,
 }
 
-/// [`step_from_env`] from any lookup (tests).
-pub fn step_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Step, ConfigError> {
+/// `DEPLOY_STEP`'s value for the approve function.
+pub const APPROVE: &str = "approve";
+
+/// `DEPLOY_STEP`: which step (or `approve`) this function runs. One binary serves every function
+/// of the family; each function's IAM role still grants only its own calls.
+pub fn function_from_env() -> Result<Function, ConfigError> {
+    function_from_lookup(|k| std::env::var(k).ok())
+}
+
+/// [`function_from_env`] from any lookup (tests).
+pub fn function_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Function, ConfigError> {
     let value = lookup("DEPLOY_STEP").unwrap_or_default();
-    Step::from_name(value.trim()).ok_or(ConfigError::Step(value))
+    if value.trim() == APPROVE {
+        return Ok(Function::Approve);
+    }
+    Step::from_name(value.trim())
+        .map(Function::Step)
+        .ok_or(ConfigError::Step(value))
 }
 
 /// Configuration read once at cold start.
@@ -49,6 +68,13 @@ pub struct Config {
     pub default_role_arn: Option<String>,
     /// `AWS_REGION` (default `us-east-1`), for the URL of a staged template.
     pub region: String,
+    /// Bucket of the reviews (`reviews/`) and of the pending approvals' task tokens
+    /// (`approvals/`) (`REVIEW_BUCKET`): the review, request-approval and approve functions.
+    pub review_bucket: Option<String>,
+    /// The SNS topic reviews are published to (`APPROVAL_TOPIC_ARN`).
+    pub approval_topic_arn: Option<String>,
+    /// The approve function's URL, for the instructions in the message (`APPROVE_URL`).
+    pub approve_url: Option<String>,
 }
 
 impl Config {
@@ -71,6 +97,26 @@ impl Config {
                 problem: "is not an S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)",
             });
         }
+        let review_bucket = set("REVIEW_BUCKET");
+        if let Some(bucket) = &review_bucket
+            && !valid_bucket_name(bucket)
+        {
+            return Err(ConfigError::Invalid {
+                variable: "REVIEW_BUCKET",
+                value: bucket.clone(),
+                problem: "is not an S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)",
+            });
+        }
+        let approval_topic_arn = set("APPROVAL_TOPIC_ARN");
+        if let Some(topic) = &approval_topic_arn
+            && !(topic.starts_with("arn:") && topic.split(':').nth(2) == Some("sns"))
+        {
+            return Err(ConfigError::Invalid {
+                variable: "APPROVAL_TOPIC_ARN",
+                value: topic.clone(),
+                problem: "is not an SNS topic ARN",
+            });
+        }
         let default_role_arn = set("CLOUDFORMATION_ROLE_ARN");
         if let Some(role) = &default_role_arn
             && !plan::is_role_arn(role)
@@ -86,6 +132,9 @@ impl Config {
             template_bucket,
             default_role_arn,
             region: lookup("AWS_REGION").unwrap_or_else(|| "us-east-1".into()),
+            review_bucket,
+            approval_topic_arn,
+            approve_url: set("APPROVE_URL"),
         })
     }
 }
@@ -139,23 +188,27 @@ mod tests {
     }
 
     #[test]
-    fn deploy_step_names_one_of_the_nine_steps() {
+    fn deploy_step_names_one_of_the_steps_or_approve() {
         for step in Step::ALL {
             assert_eq!(
-                step_from_lookup(env(&[("DEPLOY_STEP", step.name())])).unwrap(),
-                step
+                function_from_lookup(env(&[("DEPLOY_STEP", step.name())])).unwrap(),
+                Function::Step(step)
             );
         }
         assert_eq!(
-            step_from_lookup(env(&[("DEPLOY_STEP", " inspect-change-set ")])).unwrap(),
-            Step::InspectChangeSet
+            function_from_lookup(env(&[("DEPLOY_STEP", " inspect-change-set ")])).unwrap(),
+            Function::Step(Step::InspectChangeSet)
+        );
+        assert_eq!(
+            function_from_lookup(env(&[("DEPLOY_STEP", "approve")])).unwrap(),
+            Function::Approve
         );
         for bad in [
             &[][..],
             &[("DEPLOY_STEP", "")],
             &[("DEPLOY_STEP", "deploy-prepare")],
         ] {
-            let err = step_from_lookup(env(bad)).unwrap_err();
+            let err = function_from_lookup(env(bad)).unwrap_err();
             assert!(
                 err.to_string()
                     .starts_with("DEPLOY_STEP must name the step this function runs (prepare, "),
@@ -163,12 +216,13 @@ mod tests {
             );
         }
         assert_eq!(
-            step_from_lookup(env(&[("DEPLOY_STEP", "deploy-prepare")]))
+            function_from_lookup(env(&[("DEPLOY_STEP", "deploy-prepare")]))
                 .unwrap_err()
                 .to_string(),
             "DEPLOY_STEP must name the step this function runs (prepare, check-stack, create-stack, \
-             create-change-set, change-set-status, inspect-change-set, execute-change-set, \
-             delete-change-set, stack-status), not \"deploy-prepare\""
+             drift, create-change-set, change-set-status, inspect-change-set, review-change-set, \
+             request-approval, execute-change-set, delete-change-set, stack-status, approve), not \
+             \"deploy-prepare\""
         );
     }
 

@@ -50,6 +50,28 @@ pub enum StepError {
     Unsafe { change_set: String, summary: String },
     #[error("change set {change_set} cannot be executed: its ExecutionStatus is {status}")]
     NotExecutable { change_set: String, status: String },
+    /// An approved change set is not the one that was reviewed: it vanished, or its changes differ.
+    #[error(
+        "change set {change_set} was not executed: {problem}; it is not the change set that was approved"
+    )]
+    ChangeSetChanged { change_set: String, problem: String },
+    /// A document the step writes could not be serialised (a defect, never the input's fault).
+    #[error("could not serialise {what}: {source}")]
+    Serialization {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The decision in the state is not one the approve function recorded: it was not sent by
+    /// the approve function, or does not parse.
+    #[error("change set {change_set} was not executed: {problem}")]
+    ApprovalNotVerified { change_set: String, problem: String },
+    /// The function lacks a setting this step needs (the template sets it).
+    #[error("{variable} is not set: {needed_for}")]
+    NotConfigured {
+        variable: &'static str,
+        needed_for: &'static str,
+    },
 }
 
 /// Why the state machine's input to a step is unusable: the state machine and the step disagree.
@@ -74,7 +96,7 @@ pub enum StepInputError {
 
 impl StepError {
     /// Every `errorType` a step can end with (what the ASL's Retry and Catch may name).
-    pub const ERROR_TYPES: [&'static str; 12] = [
+    pub const ERROR_TYPES: [&'static str; 16] = [
         "InvalidDeploymentInput",
         "TemplateNotFound",
         "InvalidTemplate",
@@ -87,6 +109,10 @@ impl StepError {
         "AwsError",
         "UnsafeChangeSet",
         "ChangeSetNotExecutable",
+        "ChangeSetChanged",
+        "NotConfigured",
+        "SerializationFailed",
+        "ApprovalNotVerified",
     ];
 }
 
@@ -115,6 +141,10 @@ impl lambda_common::ErrorType for StepError {
             Self::Aws { kind, .. } => aws_error_type(*kind),
             Self::Unsafe { .. } => "UnsafeChangeSet",
             Self::NotExecutable { .. } => "ChangeSetNotExecutable",
+            Self::ChangeSetChanged { .. } => "ChangeSetChanged",
+            Self::NotConfigured { .. } => "NotConfigured",
+            Self::Serialization { .. } => "SerializationFailed",
+            Self::ApprovalNotVerified { .. } => "ApprovalNotVerified",
         }
     }
 }
@@ -175,6 +205,22 @@ mod tests {
             StepError::NotExecutable {
                 change_set: "cs".into(),
                 status: "OBSOLETE".into(),
+            },
+            StepError::ChangeSetChanged {
+                change_set: "cs".into(),
+                problem: "it no longer exists".into(),
+            },
+            StepError::NotConfigured {
+                variable: "REVIEW_BUCKET",
+                needed_for: "onUnsafe approve writes reviews there",
+            },
+            StepError::ApprovalNotVerified {
+                change_set: "cs".into(),
+                problem: "no recorded decision".into(),
+            },
+            StepError::Serialization {
+                what: "the review",
+                source: serde_json::from_str::<u8>("x").unwrap_err(),
             },
         ];
         names.extend(errors.iter().map(ErrorType::error_type));

@@ -36,6 +36,33 @@ pub enum OnUnsafe {
     Fail,
     /// Delete the change set and deploy the new template as a new stack under a derived name.
     BlueGreen,
+    /// Keep the change set, publish a review of it and wait for a person's decision: execute it
+    /// only if approved and unchanged since the review, otherwise delete it.
+    Approve,
+}
+
+/// What to do when the stack has drifted from its template (checked before an update's change
+/// set is created).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftMode {
+    /// Fail with `StackDrifted` and the drifted resources; also when drift cannot be detected.
+    Block,
+    /// List the drifted resources in the review and the outputs, and go on (default).
+    #[default]
+    Warn,
+    /// Do not detect drift.
+    Ignore,
+}
+
+/// `approvalTimeoutSeconds`: 24 hours unless given.
+pub const DEFAULT_APPROVAL_TIMEOUT_SECONDS: u64 = 86_400;
+/// 30 days: well inside a Standard execution's one year, so that the wait always ends (and the
+/// change set is deleted) before the execution does. A pipeline's action gives up far sooner.
+pub const MAX_APPROVAL_TIMEOUT_SECONDS: u64 = 2_592_000;
+
+const fn default_approval_timeout() -> u64 {
+    DEFAULT_APPROVAL_TIMEOUT_SECONDS
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +124,11 @@ pub struct DeployInput {
     pub policy: Policy,
     #[serde(default)]
     pub on_unsafe: OnUnsafe,
+    /// Read as any JSON value so that a wrong one is refused naming the key.
+    #[serde(default)]
+    pub approval_timeout_seconds: Option<serde_json::Value>,
+    #[serde(default)]
+    pub drift: DriftMode,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +171,12 @@ pub struct Plan {
     pub role_arn: Option<String>,
     pub policy: Policy,
     pub on_unsafe: OnUnsafe,
+    /// How long an unsafe change set waits for a decision (`onUnsafe: approve`); the ASL's
+    /// `TimeoutSecondsPath`.
+    #[serde(default = "default_approval_timeout")]
+    pub approval_timeout_seconds: u64,
+    #[serde(default)]
+    pub drift: DriftMode,
 }
 
 /// The validated input, before the template is read.
@@ -155,6 +193,8 @@ pub struct Validated {
     pub role_arn: Option<String>,
     pub policy: Policy,
     pub on_unsafe: OnUnsafe,
+    pub approval_timeout_seconds: u64,
+    pub drift: DriftMode,
 }
 
 fn required(v: Option<String>, field: &'static str) -> Result<String, InputError> {
@@ -272,6 +312,18 @@ pub fn validate(raw: &serde_json::Value) -> Result<Validated, InputError> {
     {
         return Err(InputError::RoleArn(format!("{role} is not an IAM role ARN")));
     }
+    let approval_timeout_seconds = match &input.approval_timeout_seconds {
+        None => DEFAULT_APPROVAL_TIMEOUT_SECONDS,
+        Some(v) => v
+            .as_u64()
+            .filter(|t| (1..=MAX_APPROVAL_TIMEOUT_SECONDS).contains(t))
+            .ok_or_else(|| {
+                InputError::Invalid(format!(
+                    "\"approvalTimeoutSeconds\" must be a whole number of seconds from 1 to \
+                     {MAX_APPROVAL_TIMEOUT_SECONDS} (30 days), not {v}"
+                ))
+            })?,
+    };
     Ok(Validated {
         stack_name,
         environment_name,
@@ -284,6 +336,8 @@ pub fn validate(raw: &serde_json::Value) -> Result<Validated, InputError> {
         role_arn: input.role_arn,
         policy: input.policy,
         on_unsafe: input.on_unsafe,
+        approval_timeout_seconds,
+        drift: input.drift,
     })
 }
 
@@ -384,6 +438,30 @@ mod tests {
             }]
         );
         assert_eq!(v.on_unsafe, OnUnsafe::BlueGreen);
+        assert_eq!(v.approval_timeout_seconds, DEFAULT_APPROVAL_TIMEOUT_SECONDS);
+        assert_eq!(v.drift, DriftMode::Warn);
+        i["onUnsafe"] = json!("approve");
+        i["approvalTimeoutSeconds"] = json!(3600);
+        i["drift"] = json!("block");
+        let v = validate(&i).unwrap();
+        assert_eq!(
+            (v.on_unsafe, v.approval_timeout_seconds, v.drift),
+            (OnUnsafe::Approve, 3600, DriftMode::Block)
+        );
+        for bad in [json!(0), json!(2_592_001), json!(-5), json!("1h")] {
+            i["approvalTimeoutSeconds"] = bad.clone();
+            let e = validate(&i).unwrap_err().to_string();
+            assert!(e.contains("approvalTimeoutSeconds"), "{bad}: {e}");
+        }
+        i["approvalTimeoutSeconds"] = json!(3600);
+        i["drift"] = json!("sometimes");
+        assert!(
+            validate(&i)
+                .unwrap_err()
+                .to_string()
+                .contains("expected one of `block`, `warn`, `ignore`")
+        );
+        i["drift"] = json!("ignore");
         i["parameters"] = json!([{"ParameterKey": "A", "UsePreviousValue": true}]);
         let v = validate(&i).unwrap();
         assert!(v.parameters[0].use_previous_value);

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::changeset::ChangeSetState;
+use crate::drift::DriftResult;
 use crate::error::StepInputError;
 use crate::plan::Plan;
 use crate::poll::Poll;
@@ -52,6 +53,15 @@ pub struct State {
     pub change_set: Option<ChangeSetRef>,
     #[serde(default)]
     pub change_set_status: Option<ChangeSetStatus>,
+    /// The drift step's output, `$.driftCheck` (the execution input's own `drift` is the mode).
+    #[serde(default)]
+    pub drift_check: Option<DriftResult>,
+    #[serde(default)]
+    pub review: Option<ReviewRef>,
+    /// The decision sent with the task token, as sent: only the execute step reads it, strictly
+    /// (a malformed one must not stop the other steps from deleting the change set).
+    #[serde(default)]
+    pub decision: Option<Value>,
     #[serde(default)]
     pub executed: Option<Executed>,
     #[serde(default)]
@@ -163,4 +173,60 @@ pub struct Executed {
     pub change_set_id: String,
     #[serde(default)]
     pub stack_id: Option<String>,
+}
+
+/// The review step's output (`$.review`): where the review is and what was reviewed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewRef {
+    /// What the approver names in a decision: `<stack>/<change set name>`.
+    pub review_id: String,
+    pub change_set_id: String,
+    /// SHA-256 of the reviewed changes, property values included (`review::fingerprint`): the
+    /// execute step refuses a change set whose changes no longer hash to it.
+    pub fingerprint: String,
+    pub offence_count: usize,
+    pub changes: usize,
+    /// The offences in one line of at most 1,500 characters, for the pipeline's summary.
+    pub headline: String,
+    /// The verdict's summary, at most 4,000 characters (a failure cause, an output).
+    pub summary: String,
+    pub json_uri: String,
+    pub markdown_uri: String,
+}
+
+/// The request-approval step's input: the state and the `.waitForTaskToken` token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRequest {
+    pub state: State,
+    pub task_token: String,
+}
+
+/// The request-approval step's own answer: recorded in the execution's history while it waits,
+/// where the trigger reads `summary` for the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRequested {
+    pub summary: String,
+    pub review_id: String,
+    pub markdown_uri: String,
+}
+
+/// A decision, as the approve function sends it with the task token (`$.decision`): an
+/// approval, or a rejection the state machine turns into `ChangeSetRejected`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    pub approved: bool,
+    /// The IAM identity that decided, as Lambda's function URL authenticated it.
+    pub decided_by: String,
+    pub reason: String,
+    pub review_id: String,
+    /// The change set and fingerprint of the review that was decided on.
+    pub change_set_id: String,
+    pub fingerprint: String,
+    /// A rejection's failure cause: who rejected it, and why (the ASL's `CausePath`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }

@@ -8,6 +8,7 @@
 
 use deploy_steps::Step;
 use deploy_steps::changeset::ChangeSetState;
+use deploy_steps::drift::DriftState;
 use deploy_steps::plan::OnUnsafe;
 use deploy_steps::stack::{Completion, StackNext};
 use deploy_steps::state::TargetMode;
@@ -76,6 +77,10 @@ fn choices_compare_values_the_steps_produce() {
                 ["CREATE", "UPDATE"].contains(&value.as_str().unwrap())
             }
             ("$.verdict.safe", "BooleanEquals") => value.is_boolean(),
+            ("$.driftCheck.state", "StringEquals") => parses::<DriftState>(value),
+            ("$.decision", "IsPresent")
+            | ("$.decision.approved", "IsPresent" | "IsBoolean" | "BooleanEquals")
+            | ("$.decision.cause", "IsPresent" | "IsString") => value.is_boolean(),
             (v, "BooleanEquals") if v.ends_with(".poll.exhausted") => value.is_boolean(),
             ("$.executed", "IsPresent") => value.is_boolean(),
             _ => false,
@@ -98,20 +103,30 @@ fn tasks_use_the_steps_binaries_and_result_paths() {
             continue;
         }
         let resource = state["Resource"].as_str().unwrap();
-        let placeholder = resource.trim_start_matches("${").trim_end_matches('}');
+        // A callback task invokes its function through the Lambda integration.
+        let function = if resource == "arn:aws:states:::lambda:invoke.waitForTaskToken" {
+            assert_eq!(
+                state["Parameters"]["Payload"]["taskToken.$"], "$$.Task.Token",
+                "{name}"
+            );
+            state["Parameters"]["FunctionName"].as_str().unwrap()
+        } else {
+            resource
+        };
+        let placeholder = function.trim_start_matches("${").trim_end_matches('}');
         let step = Step::ALL
             .into_iter()
             .find(|s| s.substitution() == placeholder)
             .unwrap_or_else(|| panic!("{name}: unknown function {resource}"));
         let result_path = step.result_path();
         // template.yaml runs the one binary as this step's function.
-        let function = template_function(&template, step.substitution());
+        let body = template_function(&template, step.substitution());
         assert!(
-            function.contains("BuildProperties: { Binary: deploy-steps }"),
-            "{name}: {function}"
+            body.contains("BuildProperties: { Binary: deploy-steps }"),
+            "{name}: {body}"
         );
         assert!(
-            function.contains(&format!("\n          DEPLOY_STEP: {}\n", step.name())),
+            body.contains(&format!("\n          DEPLOY_STEP: {}\n", step.name())),
             "{name}: the function behind {} does not run {}",
             step.substitution(),
             step.name()
@@ -166,11 +181,13 @@ fn the_state_reads_what_the_steps_write() {
 /// A state document built from the steps' real outputs, serialised as the Lambda runtime does.
 fn real_state_document() -> Value {
     use deploy_steps::changeset::{Policy, ResourceChange, verdict};
+    use deploy_steps::drift::DriftResult;
     use deploy_steps::plan::{Plan, TemplateSource};
     use deploy_steps::poll::Poll;
     use deploy_steps::stack::check_existing;
     use deploy_steps::state::{
-        ChangeSetRef, ChangeSetStatus, Created, Done, Executed, Progress, StackResult, Target,
+        ChangeSetRef, ChangeSetStatus, Created, Decision, Done, Executed, Progress, ReviewRef, StackResult,
+        Target,
     };
     let to = |v: &dyn erased::Ser| v.value();
     let plan = Plan {
@@ -184,7 +201,9 @@ fn real_state_document() -> Value {
         tags: vec![],
         role_arn: None,
         policy: Policy::default(),
-        on_unsafe: OnUnsafe::Fail,
+        on_unsafe: OnUnsafe::Approve,
+        approval_timeout_seconds: 60,
+        drift: deploy_steps::plan::DriftMode::Warn,
     };
     let poll = Poll::default();
     let removed = ResourceChange {
@@ -207,6 +226,23 @@ fn real_state_document() -> Value {
             execution_status: Some("AVAILABLE".into()), reason: "r".into(), poll,
         }),
         "verdict": to(&verdict([("", &removed)], &Policy::default()).bounded()),
+        "driftCheck": to(&DriftResult {
+            state: DriftState::Done, checked: true, detection_id: Some("d-1".into()),
+            stack_drift_status: Some("IN_SYNC".into()), drifted_count: 0, drifted: vec![],
+            summary: "in sync".into(), poll,
+        }),
+        "review": to(&ReviewRef {
+            review_id: "prod-app/deploy-1".into(), change_set_id: "cs".into(),
+            fingerprint: "sha256:00".into(), offence_count: 1, changes: 1,
+            headline: "1 unsafe change(s): Q (AWS::SQS::Queue) removed".into(), summary: "s".into(),
+            json_uri: "s3://b/reviews/prod-app/deploy-1/review.json".into(),
+            markdown_uri: "s3://b/reviews/prod-app/deploy-1/review.md".into(),
+        }),
+        "decision": to(&Decision {
+            approved: true, decided_by: "arn:aws:iam::111111111111:user/alice".into(),
+            reason: "r".into(), review_id: "prod-app/deploy-1".into(), change_set_id: "cs".into(),
+            fingerprint: "sha256:00".into(), cause: Some("rejected by alice: r".into()),
+        }),
         "executed": to(&Executed { change_set_id: "cs".into(), stack_id: Some("id".into()) }),
         "deleted": to(&Done { change_set_id: "cs".into() }),
         "progress": to(&Progress {
@@ -238,7 +274,7 @@ fn resolve<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
 fn read_paths(asl: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, state) in states(asl) {
-        for key in ["SecondsPath", "ErrorPath", "CausePath"] {
+        for key in ["SecondsPath", "ErrorPath", "CausePath", "TimeoutSecondsPath"] {
             if let Some(p) = state.get(key).and_then(Value::as_str) {
                 out.push((name.clone(), p.to_owned()));
             }
@@ -283,6 +319,8 @@ fn every_path_the_definition_reads_exists_in_the_steps_real_output() {
         "$.stack.poll.waitSeconds",
         "$.changeSetStatus.poll.waitSeconds",
         "$.progress.poll.waitSeconds",
+        "$.driftCheck.poll.waitSeconds",
+        "$.plan.approvalTimeoutSeconds",
     ] {
         assert!(resolve(&doc, p).unwrap().is_u64(), "{p}");
     }
@@ -291,6 +329,9 @@ fn every_path_the_definition_reads_exists_in_the_steps_real_output() {
         "$.changeSetStatus.reason",
         "$.progress.reason",
         "$.verdict.summary",
+        "$.driftCheck.summary",
+        "$.decision.decidedBy",
+        "$.review.summary",
     ] {
         assert!(resolve(&doc, p).unwrap().is_string(), "{p}");
     }

@@ -77,6 +77,7 @@ impl Case {
                         attribute: Some("Properties".into()),
                         name: Some(format!("Property{i}")),
                         requires_recreation: requires.map(str::to_owned),
+                        ..Target::default()
                     }),
                     ..Detail::default()
                 })
@@ -306,6 +307,7 @@ fn modify(replacement: Option<&str>, requires: &str, evaluation: &str) -> Resour
                 attribute: Some("Properties".into()),
                 name: Some("BucketName".into()),
                 requires_recreation: Some(requires.into()),
+                ..Target::default()
             }),
             ..Detail::default()
         }],

@@ -31,6 +31,8 @@ fn steps(cfn: &[&Rule], s3: &[&Rule], template_bucket: Option<&str>) -> Steps {
     Steps {
         cfn: mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, cfn.iter().copied()),
         s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, s3.iter().copied()),
+        sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, [].iter().copied()),
+        sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [].iter().copied()),
         config: Config {
             poll: PollConfig {
                 initial_seconds: 5,
@@ -40,6 +42,7 @@ fn steps(cfn: &[&Rule], s3: &[&Rule], template_bucket: Option<&str>) -> Steps {
             template_bucket: template_bucket.map(str::to_owned),
             default_role_arn: Some("arn:aws:iam::111111111111:role/cfn-deployer".into()),
             region: "us-east-1".into(),
+            ..Config::default()
         },
     }
 }
@@ -599,7 +602,16 @@ async fn a_step_input_that_does_not_parse_names_the_field_before_any_call() {
     for step in Step::ALL.into_iter().filter(|s| *s != Step::Prepare) {
         let err = run(&s, step, json!({"no": "plan"})).await.unwrap_err();
         assert_eq!(err.error_type(), "InvalidStepInput", "{step:?}");
-        assert!(err.to_string().contains("missing field `plan`"), "{err}");
+        // The request-approval step's input is the state beside the task token.
+        let missing = if step == Step::RequestApproval {
+            "state"
+        } else {
+            "plan"
+        };
+        assert!(
+            err.to_string().contains(&format!("missing field `{missing}`")),
+            "{err}"
+        );
     }
     let err = Request::parse(Step::Prepare, json!({"input": {}})).unwrap_err();
     assert_eq!(err.error_type(), "InvalidStepInput");

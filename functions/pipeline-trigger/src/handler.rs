@@ -1,7 +1,7 @@
 //! The invocation: decide the job's result, then record exactly one result for the job.
 //!
-//! This module only orchestrates: the decisions are in [`crate::params`], [`crate::token`] and
-//! [`crate::outcome`], the SDK calls in [`crate::sdk`].
+//! This module only orchestrates: the decisions are in [`crate::params`], [`crate::token`],
+//! [`crate::outcome`] and [`crate::waiting`], the SDK calls in [`crate::sdk`].
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -9,15 +9,17 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use lambda_common::error_chain;
+use lambda_common::sdk::classify;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::Config;
 use crate::error::{HandlerError, JobError};
 use crate::event::{JobData, Request};
-use crate::outcome::{self, FailureKind, JobResult};
+use crate::outcome::{self, ExecutionStatus, FailureKind, JobResult};
 use crate::params::{self, JobContext};
 use crate::sdk::{self, SuccessResult};
 use crate::token::ContinuationToken;
+use crate::waiting;
 
 /// Clients and configuration, built once at cold start and borrowed by every invocation.
 #[derive(Debug, Clone)]
@@ -34,6 +36,17 @@ pub struct Trigger {
 pub fn work_budget(remaining: Option<Duration>) -> Option<Duration> {
     remaining
         .map(|left| left.saturating_sub((left / 5).clamp(Duration::from_millis(300), Duration::from_secs(3))))
+}
+
+/// The longest a continuation waits for the execution history (only read to say what a running
+/// execution waits for).
+pub const MAX_HISTORY_WAIT: Duration = Duration::from_secs(5);
+
+/// How long reading the history may take, given the work time left: half of it, at most
+/// [`MAX_HISTORY_WAIT`], so a slow answer still leaves time to decide (a late history must never
+/// turn a running execution into a job out of time).
+pub fn history_wait(work_left: Option<Duration>) -> Duration {
+    work_left.map_or(MAX_HISTORY_WAIT, |left| (left / 2).min(MAX_HISTORY_WAIT))
 }
 
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
@@ -69,8 +82,10 @@ impl Trigger {
 
     /// The job's result, within the work budget: a panic or running out of time still gives one.
     async fn decide_in_time(&self, request: &Request, deadline: Option<Instant>) -> JobResult {
-        let work = AssertUnwindSafe(Box::pin(self.run_job(request))).catch_unwind();
-        let finished = match work_budget(lambda_common::clock::remaining(deadline)) {
+        let budget = work_budget(lambda_common::clock::remaining(deadline));
+        let work_deadline = budget.map(|b| Instant::now() + b);
+        let work = AssertUnwindSafe(Box::pin(self.run_job(request, work_deadline))).catch_unwind();
+        let finished = match budget {
             Some(budget) => tokio::time::timeout(budget, work).await.ok(),
             None => Some(work.await),
         };
@@ -107,22 +122,27 @@ impl Trigger {
         result
     }
 
-    /// Decides the job's result. Never fails: every error becomes a failure result.
-    async fn run_job(&self, request: &Request) -> JobResult {
-        self.try_job(request).await.unwrap_or_else(|err| {
+    /// Decides the job's result by `work_deadline`. Never fails: every error becomes a failure
+    /// result.
+    async fn run_job(&self, request: &Request, work_deadline: Option<Instant>) -> JobResult {
+        self.try_job(request, work_deadline).await.unwrap_or_else(|err| {
             warn!(failure_type = err.failure_kind().as_str(), error = %error_chain(&err), "job failed");
             err.job_result()
         })
     }
 
-    async fn try_job(&self, request: &Request) -> Result<JobResult, JobError> {
+    async fn try_job(
+        &self,
+        request: &Request,
+        work_deadline: Option<Instant>,
+    ) -> Result<JobResult, JobError> {
         let data = request
             .data
             .as_ref()
             .map_err(|e| JobError::MalformedJobData(e.to_string()))?;
         match data.continuation_token.as_deref() {
             None => self.start(request, data).await,
-            Some(token) => self.poll(token).await,
+            Some(token) => self.poll(token, work_deadline).await,
         }
     }
 
@@ -146,12 +166,54 @@ impl Trigger {
         Ok(outcome::started(&execution_arn, &name, state_machine.name())?)
     }
 
-    /// A continuation: look at the execution and decide.
-    async fn poll(&self, raw_token: &str) -> Result<JobResult, JobError> {
+    /// A continuation: look at the execution and decide. A running execution's summary says
+    /// what it waits for, when its history shows a task waiting on a callback.
+    async fn poll(&self, raw_token: &str, work_deadline: Option<Instant>) -> Result<JobResult, JobError> {
         let token = ContinuationToken::decode(raw_token)?;
         let view = sdk::describe_execution(&self.sfn, &token.execution_arn).await?;
         info!(execution_arn = %view.arn, status = view.status.as_str(), "execution status");
-        Ok(outcome::decide(&view, token.polls.saturating_add(1))?)
+        let result = outcome::decide(&view, token.polls.saturating_add(1))?;
+        if view.status != ExecutionStatus::Running {
+            return Ok(result);
+        }
+        let wait = history_wait(lambda_common::clock::remaining(work_deadline));
+        Ok(match self.waiting_summary(&view.arn, wait).await {
+            Some(summary) => result.with_running_summary(&summary),
+            None => result,
+        })
+    }
+
+    /// What the running execution waits for, from its latest history events; `None` when it
+    /// waits on no callback. Best effort: an error or a slow answer is logged and gives `None`,
+    /// so the job continues with the usual summary.
+    async fn waiting_summary(&self, execution_arn: &str, wait: Duration) -> Option<String> {
+        let read = tokio::time::timeout(wait, sdk::latest_history(&self.sfn, execution_arn)).await;
+        match read {
+            Ok(Ok(events)) => {
+                let summary = waiting::summary(&events);
+                if summary.is_some() {
+                    info!(execution_arn, "execution is waiting on a task's callback");
+                }
+                summary
+            }
+            Ok(Err(err)) => {
+                warn!(
+                    execution_arn,
+                    error_kind = ?classify(&err),
+                    error = %lambda_common::sdk::summary(&err),
+                    "could not read the execution history; keeping the running summary"
+                );
+                None
+            }
+            Err(_) => {
+                warn!(
+                    execution_arn,
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "the execution history did not come in time; keeping the running summary"
+                );
+                None
+            }
+        }
     }
 
     /// Records the job's one result. A success CodePipeline rejects as invalid is replaced by a
@@ -231,6 +293,15 @@ mod tests {
         // ...at most 3 s.
         assert_eq!(work_budget(Some(ms(30_000))), Some(ms(27_000)));
         assert_eq!(work_budget(Some(ms(900_000))), Some(ms(897_000)));
+    }
+
+    #[test]
+    fn reading_the_history_leaves_time_to_decide() {
+        let ms = Duration::from_millis;
+        assert_eq!(history_wait(None), MAX_HISTORY_WAIT);
+        assert_eq!(history_wait(Some(ms(60_000))), MAX_HISTORY_WAIT);
+        assert_eq!(history_wait(Some(ms(4_000))), ms(2_000));
+        assert_eq!(history_wait(Some(ms(0))), ms(0));
     }
 
     #[test]

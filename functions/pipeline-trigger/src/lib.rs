@@ -11,6 +11,8 @@
 //! - [`token`]: decisions: the continuation token between invocations;
 //! - [`outcome`]: decisions: the job's result from the execution's state, within CodePipeline's
 //!   limits;
+//! - [`waiting`]: decisions: what a running execution waits for (a task's callback), from its
+//!   latest history events;
 //! - [`sdk`]: the SDK adapters: the S3, Step Functions and CodePipeline requests, their outputs
 //!   as the pure types, their errors classified;
 //! - [`error`]: typed errors: [`error::JobError`] (a failure result for the job) and
@@ -24,6 +26,7 @@ pub mod outcome;
 pub mod params;
 pub mod sdk;
 pub mod token;
+pub mod waiting;
 
 pub use config::Config;
 pub use error::HandlerError;

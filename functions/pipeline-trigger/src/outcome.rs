@@ -67,6 +67,23 @@ impl JobResult {
         }
     }
 
+    /// A continuing job's result with another summary (cut to CodePipeline's limit); a final
+    /// result is left as it is.
+    pub fn with_running_summary(self, summary: &str) -> Self {
+        match self {
+            Self::Continue {
+                token,
+                external_execution_id,
+                ..
+            } => Self::Continue {
+                token,
+                summary: truncate_chars(summary, MAX_SUMMARY_CHARS),
+                external_execution_id,
+            },
+            other => other,
+        }
+    }
+
     pub fn status(&self) -> &'static str {
         match self {
             Self::Continue { .. } => "InProgress",
@@ -371,6 +388,38 @@ mod tests {
             "Execution codepipeline-j1 is RUNNING, started 2026-11-22T00:00:00Z (check 4)"
         );
         assert_eq!(external_execution_id, view("RUNNING").arn);
+    }
+
+    #[test]
+    fn only_a_continuing_job_gets_the_running_summary() {
+        let running = decide(&view("RUNNING"), 2).unwrap();
+        let JobResult::Continue {
+            token,
+            external_execution_id,
+            ..
+        } = running.clone()
+        else {
+            panic!("{running:?}")
+        };
+        assert_eq!(
+            running.with_running_summary("waiting for approval"),
+            JobResult::Continue {
+                token,
+                summary: "waiting for approval".into(),
+                external_execution_id,
+            }
+        );
+        let JobResult::Continue { summary, .. } = decide(&view("RUNNING"), 2)
+            .unwrap()
+            .with_running_summary(&"x".repeat(3_000))
+        else {
+            panic!()
+        };
+        assert_eq!(summary.chars().count(), MAX_SUMMARY_CHARS);
+        for status in ["SUCCEEDED", "FAILED"] {
+            let ended = decide(&view(status), 2).unwrap();
+            assert_eq!(ended.clone().with_running_summary("waiting"), ended);
+        }
     }
 
     #[test]

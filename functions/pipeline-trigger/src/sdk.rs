@@ -1,5 +1,6 @@
 //! The SDK adapters: the requests this function sends (S3 `GetObject`, Step Functions
-//! `StartExecution` and `DescribeExecution`, CodePipeline `PutJobSuccessResult` and
+//! `StartExecution`, `DescribeExecution` and `GetExecutionHistory`, CodePipeline
+//! `PutJobSuccessResult` and
 //! `PutJobFailureResult`), their outputs mapped into the pure types, and their errors classified
 //! (through [`lambda_common::sdk::classify`]) into [`JobError`]s and [`HandlerError`]s.
 
@@ -8,6 +9,7 @@ use std::collections::BTreeMap;
 use aws_sdk_codepipeline::types::{ExecutionDetails, FailureDetails, FailureType};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_sfn::operation::describe_execution::{DescribeExecutionError, DescribeExecutionOutput};
+use aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryError;
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use lambda_common::error_chain;
@@ -18,6 +20,7 @@ use tracing::{error, info, warn};
 use crate::error::{HandlerError, JobError};
 use crate::outcome::{self, ExecutionStatus, ExecutionView, FailureKind};
 use crate::params::{self, ActionConfigError, InputFile, MAX_EXECUTION_INPUT_BYTES, StateMachineArn};
+use crate::waiting;
 
 /// Every SDK crate shares smithy's `SdkError`; this is the same type for S3, Step Functions and
 /// CodePipeline.
@@ -205,6 +208,39 @@ pub fn execution_view(out: DescribeExecutionOutput) -> ExecutionView {
         cause: out.cause,
         output: out.output,
         arn: out.execution_arn,
+    }
+}
+
+/// How many of the latest history events a continuation reads: a callback task's
+/// `TaskStateEntered` ... `TaskSubmitted` and what came after, with room for a parallel branch.
+pub const HISTORY_EVENTS: i32 = 10;
+
+/// The execution's latest history events (newest first, with their data: a submitted task's
+/// answer). The caller treats any error as "nothing known"; it never decides the job.
+pub async fn latest_history(
+    sfn: &aws_sdk_sfn::Client,
+    execution_arn: &str,
+) -> Result<Vec<waiting::HistoryEvent>, SdkError<GetExecutionHistoryError>> {
+    let out = sfn
+        .get_execution_history()
+        .execution_arn(execution_arn)
+        .reverse_order(true)
+        .max_results(HISTORY_EVENTS)
+        .include_execution_data(true)
+        .send()
+        .await?;
+    Ok(out.events().iter().map(history_event).collect())
+}
+
+/// The facts of one history event the decision needs.
+pub fn history_event(event: &aws_sdk_sfn::types::HistoryEvent) -> waiting::HistoryEvent {
+    let submitted = event.task_submitted_event_details();
+    waiting::HistoryEvent {
+        id: event.id(),
+        kind: event.r#type().as_str().to_owned(),
+        state_name: event.state_entered_event_details().map(|d| d.name().to_owned()),
+        resource: submitted.map(|d| d.resource().to_owned()),
+        output: submitted.and_then(|d| d.output()).map(str::to_owned),
     }
 }
 
@@ -531,6 +567,55 @@ mod tests {
                 view.cause.as_deref()
             ),
             ("given", &ExecutionStatus::Failed, Some("E"), Some("C"))
+        );
+    }
+
+    #[test]
+    fn history_events_keep_what_the_decision_reads() {
+        use aws_sdk_sfn::types::{
+            HistoryEvent, HistoryEventType, StateEnteredEventDetails, TaskSubmittedEventDetails,
+        };
+        let at = aws_smithy_types::DateTime::from_secs(0);
+        let entered = HistoryEvent::builder()
+            .id(2)
+            .timestamp(at)
+            .r#type(HistoryEventType::TaskStateEntered)
+            .state_entered_event_details(StateEnteredEventDetails::builder().name("Ask").build().unwrap())
+            .build()
+            .unwrap();
+        let submitted = HistoryEvent::builder()
+            .id(5)
+            .timestamp(at)
+            .r#type(HistoryEventType::TaskSubmitted)
+            .task_submitted_event_details(
+                TaskSubmittedEventDetails::builder()
+                    .resource_type("lambda")
+                    .resource("invoke.waitForTaskToken")
+                    .output(r#"{"Payload":{"summary":"s"}}"#)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        assert_eq!(
+            history_event(&entered),
+            waiting::HistoryEvent {
+                id: 2,
+                kind: "TaskStateEntered".into(),
+                state_name: Some("Ask".into()),
+                resource: None,
+                output: None,
+            }
+        );
+        assert_eq!(
+            history_event(&submitted),
+            waiting::HistoryEvent {
+                id: 5,
+                kind: "TaskSubmitted".into(),
+                state_name: None,
+                resource: Some("invoke.waitForTaskToken".into()),
+                output: Some(r#"{"Payload":{"summary":"s"}}"#.into()),
+            }
         );
     }
 

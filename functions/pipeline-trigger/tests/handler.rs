@@ -15,9 +15,12 @@ use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::error::NoSuchKey;
 use aws_sdk_sfn::operation::describe_execution::{DescribeExecutionError, DescribeExecutionOutput};
+use aws_sdk_sfn::operation::get_execution_history::{GetExecutionHistoryError, GetExecutionHistoryOutput};
 use aws_sdk_sfn::operation::start_execution::{StartExecutionError, StartExecutionOutput};
-use aws_sdk_sfn::types::ExecutionStatus;
 use aws_sdk_sfn::types::error::{ExecutionAlreadyExists, ExecutionDoesNotExist, StateMachineDoesNotExist};
+use aws_sdk_sfn::types::{
+    ExecutionStatus, HistoryEvent, HistoryEventType, StateEnteredEventDetails, TaskSubmittedEventDetails,
+};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
 use lambda_runtime::{Context, LambdaEvent};
@@ -416,21 +419,215 @@ fn token(polls: u32) -> String {
     json!({"executionArn": EXEC, "polls": polls}).to_string()
 }
 
+const RUNNING_SUMMARY: &str = "Execution codepipeline-11111111-abcd-1111-abcd-111111abcdef is RUNNING, started 2023-11-14T22:13:20Z (check 3)";
+
+fn event(id: i64, kind: HistoryEventType) -> aws_sdk_sfn::types::builders::HistoryEventBuilder {
+    HistoryEvent::builder()
+        .id(id)
+        .previous_event_id(id - 1)
+        .timestamp(aws_smithy_types::DateTime::from_secs(1_700_000_000 + id))
+        .r#type(kind)
+}
+
+fn task_entered(id: i64, state: &str) -> HistoryEvent {
+    event(id, HistoryEventType::TaskStateEntered)
+        .state_entered_event_details(
+            StateEnteredEventDetails::builder()
+                .name(state)
+                .input("{}")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap()
+}
+
+/// A task started: `TaskStateEntered`, `TaskScheduled`, `TaskStarted`, oldest first.
+fn task_started(state: &str) -> Vec<HistoryEvent> {
+    vec![
+        event(1, HistoryEventType::ExecutionStarted).build().unwrap(),
+        task_entered(2, state),
+        event(3, HistoryEventType::TaskScheduled).build().unwrap(),
+        event(4, HistoryEventType::TaskStarted).build().unwrap(),
+    ]
+}
+
+/// A `lambda:invoke.waitForTaskToken` task waiting for its callback, the function's answer being
+/// `payload`, oldest first.
+fn waiting_for_callback(state: &str, payload: Value) -> Vec<HistoryEvent> {
+    let answer = json!({"ExecutedVersion": "$LATEST", "Payload": payload, "StatusCode": 200});
+    let mut events = task_started(state);
+    events.push(
+        event(5, HistoryEventType::TaskSubmitted)
+            .task_submitted_event_details(
+                TaskSubmittedEventDetails::builder()
+                    .resource_type("lambda")
+                    .resource("invoke.waitForTaskToken")
+                    .output(answer.to_string())
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap(),
+    );
+    events
+}
+
+/// `GetExecutionHistory` as Step Functions answers the trigger's request: the latest events,
+/// newest first.
+fn history(oldest_first: Vec<HistoryEvent>) -> Rule {
+    mock!(aws_sdk_sfn::Client::get_execution_history)
+        .match_requests(|r| {
+            r.execution_arn() == Some(EXEC)
+                && r.reverse_order() == Some(true)
+                && r.include_execution_data() == Some(true)
+                && r.max_results().is_some_and(|n| (1..=100).contains(&n))
+        })
+        .then_output(move || {
+            let newest_first = oldest_first.iter().rev().cloned();
+            GetExecutionHistoryOutput::builder()
+                .set_events(Some(newest_first.collect()))
+                .build()
+                .unwrap()
+        })
+}
+
+fn continued_with(summary: impl Fn(&str) -> bool + Send + Sync + 'static) -> Rule {
+    success_recorded(move |r| {
+        let t: Value = serde_json::from_str(r.continuation_token().unwrap()).unwrap();
+        let d = r.execution_details().unwrap();
+        t["executionArn"] == EXEC
+            && t["polls"] == 3
+            && d.external_execution_id() == Some(EXEC)
+            && summary(d.summary().unwrap())
+    })
+}
+
 #[tokio::test]
 async fn running_continues_with_the_next_token() {
-    let put = success_recorded(|r| {
-        let t: Value = serde_json::from_str(r.continuation_token().unwrap()).unwrap();
-        t["polls"] == 3
-            && r.execution_details().unwrap().summary().unwrap()
-                == "Execution codepipeline-11111111-abcd-1111-abcd-111111abcdef is RUNNING, started 2023-11-14T22:13:20Z (check 3)"
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![
+            describe(ExecutionStatus::Running, None, None, None),
+            history(task_started("Deploy")),
+        ],
+        codepipeline: vec![continued_with(|s| s == RUNNING_SUMMARY)],
+    };
+    run(&m, continuation_event(&token(2))).await.unwrap();
+    assert_eq!(m.sfn[1].num_calls(), 1);
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+const APPROVAL: &str = "waiting for approval of 2 unsafe change(s): Uploads (AWS::S3::Bucket) removed, \
+                        Queue (AWS::SQS::Queue) replaced; review: s3://reviews/codepipeline-1/review.md";
+
+#[tokio::test]
+async fn waiting_for_a_callback_shows_the_functions_summary() {
+    let payload = json!({
+        "summary": APPROVAL,
+        "reviewId": "codepipeline-1",
+        "markdownUri": "s3://reviews/codepipeline-1/review.md"
     });
     let m = Mocks {
         s3: vec![],
-        sfn: vec![describe(ExecutionStatus::Running, None, None, None)],
-        codepipeline: vec![put],
+        sfn: vec![
+            describe(ExecutionStatus::Running, None, None, None),
+            history(waiting_for_callback("RequestApproval", payload)),
+        ],
+        codepipeline: vec![continued_with(|s| s == APPROVAL)],
+    };
+    run(&m, continuation_event(&token(2))).await.unwrap();
+    assert_eq!(m.sfn[1].num_calls(), 1);
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn waiting_for_a_callback_without_a_summary_names_the_state() {
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![
+            describe(ExecutionStatus::Running, None, None, None),
+            history(waiting_for_callback("RequestApproval", json!({"reviewId": "r1"}))),
+        ],
+        codepipeline: vec![continued_with(|s| {
+            s == "waiting for a callback to RequestApproval"
+        })],
     };
     run(&m, continuation_event(&token(2))).await.unwrap();
     assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_callback_that_came_leaves_the_running_summary() {
+    let mut events = waiting_for_callback("RequestApproval", json!({"summary": APPROVAL}));
+    events.push(event(6, HistoryEventType::TaskSucceeded).build().unwrap());
+    events.push(event(7, HistoryEventType::TaskStateExited).build().unwrap());
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![
+            describe(ExecutionStatus::Running, None, None, None),
+            history(events),
+        ],
+        codepipeline: vec![continued_with(|s| s == RUNNING_SUMMARY)],
+    };
+    run(&m, continuation_event(&token(2))).await.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_long_callback_summary_is_cut_to_codepipelines_limit() {
+    let long = format!("{APPROVAL} {}", "ä".repeat(5_000));
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![
+            describe(ExecutionStatus::Running, None, None, None),
+            history(waiting_for_callback("RequestApproval", json!({"summary": long}))),
+        ],
+        codepipeline: vec![continued_with(|s| {
+            s.chars().count() <= 2_048 && s.starts_with(APPROVAL) && s.ends_with('…')
+        })],
+    };
+    run(&m, continuation_event(&token(2))).await.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn an_unreadable_history_never_changes_the_outcome() {
+    let denied = mock!(aws_sdk_sfn::Client::get_execution_history).then_error(|| {
+        GetExecutionHistoryError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .message("not authorized to perform: states:GetExecutionHistory")
+                .build(),
+        )
+    });
+    let throttled = mock!(aws_sdk_sfn::Client::get_execution_history)
+        .sequence()
+        .error(|| {
+            GetExecutionHistoryError::generic(
+                ErrorMetadata::builder()
+                    .code("ThrottlingException")
+                    .message("Rate exceeded")
+                    .build(),
+            )
+        })
+        .times(3)
+        .build();
+    let unavailable = mock!(aws_sdk_sfn::Client::get_execution_history)
+        .sequence()
+        .http_status(500, None)
+        .times(3)
+        .build();
+    for (case, failing) in [("denied", denied), ("throttled", throttled), ("5xx", unavailable)] {
+        let m = Mocks {
+            s3: vec![],
+            sfn: vec![describe(ExecutionStatus::Running, None, None, None), failing],
+            codepipeline: vec![continued_with(|s| s == RUNNING_SUMMARY)],
+        };
+        run(&m, continuation_event(&token(2))).await.unwrap();
+        assert!(m.sfn[1].num_calls() >= 1, "{case}");
+        assert_eq!(m.codepipeline[0].num_calls(), 1, "{case}: the job continues");
+    }
 }
 
 #[tokio::test]
@@ -444,15 +641,23 @@ async fn succeeded_completes_with_output_variables() {
     });
     let m = Mocks {
         s3: vec![],
-        sfn: vec![describe(
-            ExecutionStatus::Succeeded,
-            Some(r#"{"stackName": "prod-app", "changed": 2, "list": [1]}"#),
-            None,
-            None,
-        )],
+        sfn: vec![
+            describe(
+                ExecutionStatus::Succeeded,
+                Some(r#"{"stackName": "prod-app", "changed": 2, "list": [1]}"#),
+                None,
+                None,
+            ),
+            history(waiting_for_callback("Ask", json!({"summary": "stale"}))),
+        ],
         codepipeline: vec![put],
     };
     run(&m, continuation_event(&token(1))).await.unwrap();
+    assert_eq!(
+        m.sfn[1].num_calls(),
+        0,
+        "an ended execution's history is not read"
+    );
     assert_eq!(m.codepipeline[0].num_calls(), 1);
 }
 
@@ -501,15 +706,14 @@ async fn every_unsuccessful_end_fails_the_job_with_status_error_and_cause() {
             .then_output(|| PutJobFailureResultOutput::builder().build());
         let m = Mocks {
             s3: vec![],
-            sfn: vec![describe(
-                status.clone(),
-                None,
-                Some("States.TaskFailed"),
-                Some("rollback"),
-            )],
+            sfn: vec![
+                describe(status.clone(), None, Some("States.TaskFailed"), Some("rollback")),
+                history(waiting_for_callback("Ask", json!({"summary": "stale"}))),
+            ],
             codepipeline: vec![put],
         };
         run(&m, continuation_event(&token(1))).await.unwrap();
+        assert_eq!(m.sfn[1].num_calls(), 0, "{status:?}: no history read");
         assert_eq!(m.codepipeline[0].num_calls(), 1, "{status:?}");
     }
 }
@@ -726,7 +930,10 @@ async fn a_job_that_already_has_a_result_is_left_alone() {
     });
     let m = Mocks {
         s3: vec![],
-        sfn: vec![describe(ExecutionStatus::Running, None, None, None)],
+        sfn: vec![
+            describe(ExecutionStatus::Running, None, None, None),
+            history(task_started("Deploy")),
+        ],
         codepipeline: vec![refused],
     };
     run(&m, continuation_event(&token(1))).await.unwrap();

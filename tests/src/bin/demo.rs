@@ -4,10 +4,11 @@
 
 use std::process::ExitCode;
 
+use e2e::approvals::{Approvals, decide, pending_review};
 use e2e::pipeline::{ActionOutcome, ActionSpec, ActionStatus, InputArtifact, run_action};
 use e2e::seed::{
-    ARTIFACT_BUCKET, create_state_machine, deploy_workflow, fixture_definition, fixture_template, put_object,
-    seed_pipeline_inputs, serve_trigger, user_parameters, zip_files,
+    ARTIFACT_BUCKET, create_state_machine, deploy_workflow_with_approvals, fixture_definition,
+    fixture_template, put_object, seed_pipeline_inputs, serve_trigger, user_parameters, zip_files,
 };
 use e2e::{FunctionOptions, LocalStack};
 
@@ -146,7 +147,7 @@ async fn stack_resources(cfn: &aws_sdk_cloudformation::Client, stack: &str) -> S
 /// Part two: the deploy workflow, the three paths of the original blog post and the no-op path.
 async fn deploy_demo(stack: &LocalStack) -> anyhow::Result<bool> {
     println!("\n##### The deploy workflow (statemachines/deploy.asl.json) #####");
-    let deploy = deploy_workflow(stack, "deploy").await?;
+    let (deploy, approvals) = deploy_workflow_with_approvals(stack, "deploy").await?;
     stack.remove_function("pipeline-trigger").await;
     serve_trigger(stack, &deploy, FunctionOptions::default()).await?;
     let cfn = aws_sdk_cloudformation::Client::new(&stack.sdk);
@@ -207,7 +208,76 @@ async fn deploy_demo(stack: &LocalStack) -> anyhow::Result<bool> {
         };
         all_as_expected &= status == expected;
     }
-    Ok(all_as_expected)
+    Ok(all_as_expected && approval_demo(stack, &cfn, &approvals).await?)
+}
+
+/// Part three: the same unsafe commit with `onUnsafe: approve`: the review a person reads, their
+/// approval, and the updated stack.
+async fn approval_demo(
+    stack: &LocalStack,
+    cfn: &aws_sdk_cloudformation::Client,
+    approvals: &Approvals,
+) -> anyhow::Result<bool> {
+    let key = "MyPipeline/SourceArti/commit-approve";
+    let zip = zip_files(&[("infra/app.yaml", fixture_template("v3-remove.yaml")?.as_bytes())])?;
+    put_object(stack, ARTIFACT_BUCKET, key, &zip).await?;
+    let params = serde_json::json!({"input": {
+        "environmentName": "demo", "stackName": "app", "templatePath": "infra/app.yaml",
+        "policy": {"unreportedReplacement": "allow"}, "onUnsafe": "approve",
+    }})
+    .to_string();
+    let spec = ActionSpec::new(
+        "pipeline-trigger",
+        Some(params.clone()),
+        Some(InputArtifact {
+            bucket: ARTIFACT_BUCKET.into(),
+            key: key.into(),
+            revision: "commit-approve".into(),
+        }),
+    );
+    let approver = async {
+        let review_id = pending_review(stack).await?;
+        let mut published = Vec::new();
+        for _ in 0..10 {
+            published.extend(approvals.received(stack).await?);
+            if !published.is_empty() {
+                break;
+            }
+        }
+        for p in &published {
+            println!(
+                "\n--- Published to the approval topic. Subject: {} ---\n{}",
+                p.subject, p.message
+            );
+        }
+        // Let the trigger poll the waiting execution, as CodePipeline would.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let body = serde_json::json!({"reviewId": review_id, "decision": "approve",
+            "reason": "the uploads bucket is retired"});
+        println!("--- An approver (alice) decides through the approve function's URL ---");
+        println!("  $ curl --aws-sigv4 \"aws:amz:$AWS_REGION:lambda\" … -d '{body}' \"$DEPLOY_APPROVE_URL\"");
+        let (status, answer) = decide(stack, Some("arn:aws:iam::123456789012:user/alice"), &body).await?;
+        println!("  → HTTP {status} {answer}");
+        anyhow::Ok(status == 200 && !published.is_empty())
+    };
+    let (outcome, approved) = tokio::join!(run_action(stack, &spec), approver);
+    let (outcome, approved) = (outcome?, approved?);
+    print_outcome(
+        "Commit 5: removes a bucket again, with onUnsafe approve (reviewed, approved, executed)",
+        &params,
+        &outcome,
+    );
+    if let Some(arn) = &outcome.external_execution_id {
+        println!(
+            "State transitions of this execution: {}",
+            transitions(stack, arn).await?
+        );
+    }
+    println!(
+        "Stack demo-app resources afterwards: {}",
+        stack_resources(cfn, "demo-app").await
+    );
+    Ok(approved && outcome.status == ActionStatus::Succeeded)
 }
 
 #[tokio::main]

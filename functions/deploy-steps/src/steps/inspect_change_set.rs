@@ -17,6 +17,13 @@ const MAX_CHANGE_SETS: usize = 200;
 
 const OPERATION: &str = "CloudFormation DescribeChangeSet";
 
+/// A change set described in full: its first page (status fields) and every change.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Described {
+    pub root: ChangeSetPage,
+    pub changes: Vec<(String, ResourceChange)>,
+}
+
 impl Steps {
     /// The inspection verdict, with the sample's `changeSetAction` values.
     pub async fn inspect_change_set(&self, state: State) -> Result<Verdict, StepError> {
@@ -39,8 +46,21 @@ impl Steps {
         change_set_id: &str,
         policy: &Policy,
     ) -> Result<(Verdict, ChangeSetPage), StepError> {
+        let described = self.describe_all(change_set_id, false).await?;
+        let verdict = changeset::verdict(described.changes.iter().map(|(p, rc)| (p.as_str(), rc)), policy);
+        Ok((verdict, described.root))
+    }
+
+    /// Every change of the change set and of its nested change sets, with their nested-stack
+    /// paths, in DescribeChangeSet order; `with_values` asks for property values
+    /// (`IncludePropertyValues`), as the review and the approved execution read them.
+    pub(super) async fn describe_all(
+        &self,
+        change_set_id: &str,
+        with_values: bool,
+    ) -> Result<Described, StepError> {
         let mut queue = VecDeque::from([(String::new(), change_set_id.to_owned())]);
-        let mut gathered: Vec<(String, ResourceChange)> = Vec::new();
+        let mut changes: Vec<(String, ResourceChange)> = Vec::new();
         let mut root: Option<ChangeSetPage> = None;
         let mut described = 0;
         while let Some((path, id)) = queue.pop_front() {
@@ -51,20 +71,22 @@ impl Steps {
                     problem: format!("more than {MAX_CHANGE_SETS} nested change sets under {change_set_id}"),
                 });
             }
-            for page in self.pages(&id).await? {
+            for page in self.pages(&id, with_values).await? {
                 queue.extend(changeset::nested_change_sets(&page, &path));
-                gathered.extend(page.changes.iter().map(|c| (path.clone(), c.to_judge())));
+                changes.extend(page.changes.iter().map(|c| (path.clone(), c.to_judge())));
                 if root.is_none() {
                     root = Some(page);
                 }
             }
         }
-        let verdict = changeset::verdict(gathered.iter().map(|(p, rc)| (p.as_str(), rc)), policy);
-        Ok((verdict, root.unwrap_or_default()))
+        Ok(Described {
+            root: root.unwrap_or_default(),
+            changes,
+        })
     }
 
     /// Every page of one change set.
-    async fn pages(&self, id: &str) -> Result<Vec<ChangeSetPage>, StepError> {
+    async fn pages(&self, id: &str, with_values: bool) -> Result<Vec<ChangeSetPage>, StepError> {
         let mut pages = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -72,6 +94,7 @@ impl Steps {
                 .cfn
                 .describe_change_set()
                 .change_set_name(id)
+                .set_include_property_values(with_values.then_some(true))
                 .set_next_token(token.take())
                 .send()
                 .await

@@ -1,4 +1,4 @@
-//! The nine steps: [`Step`] names each one's binary, ASL substitution and result path;
+//! The twelve steps: [`Step`] names each one's binary, ASL substitution and result path;
 //! [`Request`] is a step's typed input, [`Response`] its output, and [`Steps::handle`] runs the
 //! step a request is for. Each step is one file here, an `impl Steps` block with one public
 //! method; the decisions are delegated to the pure modules.
@@ -8,9 +8,12 @@ mod check_stack;
 mod create_change_set;
 mod create_stack;
 mod delete_change_set;
+mod drift;
 mod execute_change_set;
 mod inspect_change_set;
 mod prepare;
+mod request_approval;
+mod review_change_set;
 mod stack_status;
 
 use std::time::Instant;
@@ -21,10 +24,12 @@ use serde_json::Value;
 
 use crate::changeset::Verdict;
 use crate::config::Config;
+use crate::drift::DriftResult;
 use crate::error::{StepError, StepInputError};
 use crate::plan::Plan;
 use crate::state::{
-    ChangeSetRef, ChangeSetStatus, Created, Done, Executed, PrepareInput, Progress, StackResult, State,
+    ApprovalRequest, ApprovalRequested, ChangeSetRef, ChangeSetStatus, Created, Done, Executed, PrepareInput,
+    Progress, ReviewRef, StackResult, State,
 };
 
 /// Clients and configuration, built once at cold start.
@@ -32,6 +37,8 @@ use crate::state::{
 pub struct Steps {
     pub cfn: aws_sdk_cloudformation::Client,
     pub s3: aws_sdk_s3::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub sfn: aws_sdk_sfn::Client,
     pub config: Config,
 }
 
@@ -41,6 +48,8 @@ impl Steps {
         Self {
             cfn: aws_sdk_cloudformation::Client::new(sdk),
             s3: lambda_common::sdk::s3_client(sdk),
+            sns: aws_sdk_sns::Client::new(sdk),
+            sfn: aws_sdk_sfn::Client::new(sdk),
             config,
         }
     }
@@ -52,22 +61,28 @@ pub enum Step {
     Prepare,
     CheckStack,
     CreateStack,
+    Drift,
     CreateChangeSet,
     ChangeSetStatus,
     InspectChangeSet,
+    ReviewChangeSet,
+    RequestApproval,
     ExecuteChangeSet,
     DeleteChangeSet,
     StackStatus,
 }
 
 impl Step {
-    pub const ALL: [Step; 9] = [
+    pub const ALL: [Step; 12] = [
         Step::Prepare,
         Step::CheckStack,
         Step::CreateStack,
+        Step::Drift,
         Step::CreateChangeSet,
         Step::ChangeSetStatus,
         Step::InspectChangeSet,
+        Step::ReviewChangeSet,
+        Step::RequestApproval,
         Step::ExecuteChangeSet,
         Step::DeleteChangeSet,
         Step::StackStatus,
@@ -79,6 +94,7 @@ impl Step {
             Step::Prepare => ("deploy-prepare", "PrepareFunctionArn", "$.plan"),
             Step::CheckStack => ("deploy-check-stack", "CheckStackFunctionArn", "$.stack"),
             Step::CreateStack => ("deploy-create-stack", "CreateStackFunctionArn", "$.created"),
+            Step::Drift => ("deploy-drift", "DriftFunctionArn", "$.driftCheck"),
             Step::CreateChangeSet => (
                 "deploy-create-change-set",
                 "CreateChangeSetFunctionArn",
@@ -93,6 +109,18 @@ impl Step {
                 "deploy-inspect-change-set",
                 "InspectChangeSetFunctionArn",
                 "$.verdict",
+            ),
+            Step::ReviewChangeSet => (
+                "deploy-review-change-set",
+                "ReviewChangeSetFunctionArn",
+                "$.review",
+            ),
+            // Invoked with `.waitForTaskToken`: its own answer is only recorded in the history;
+            // the decision sent with the token is what the state machine keeps.
+            Step::RequestApproval => (
+                "deploy-request-approval",
+                "RequestApprovalFunctionArn",
+                "$.decision",
             ),
             Step::ExecuteChangeSet => (
                 "deploy-execute-change-set",
@@ -142,9 +170,12 @@ pub enum Request {
     Prepare(PrepareInput),
     CheckStack(State),
     CreateStack(State),
+    Drift(State),
     CreateChangeSet(State),
     ChangeSetStatus(State),
     InspectChangeSet(State),
+    ReviewChangeSet(State),
+    RequestApproval(ApprovalRequest),
     ExecuteChangeSet(State),
     DeleteChangeSet(State),
     StackStatus(State),
@@ -161,9 +192,12 @@ impl Request {
             Step::Prepare => parse(payload).map(Self::Prepare),
             Step::CheckStack => parse(payload).map(Self::CheckStack),
             Step::CreateStack => parse(payload).map(Self::CreateStack),
+            Step::Drift => parse(payload).map(Self::Drift),
             Step::CreateChangeSet => parse(payload).map(Self::CreateChangeSet),
             Step::ChangeSetStatus => parse(payload).map(Self::ChangeSetStatus),
             Step::InspectChangeSet => parse(payload).map(Self::InspectChangeSet),
+            Step::ReviewChangeSet => parse(payload).map(Self::ReviewChangeSet),
+            Step::RequestApproval => parse(payload).map(Self::RequestApproval),
             Step::ExecuteChangeSet => parse(payload).map(Self::ExecuteChangeSet),
             Step::DeleteChangeSet => parse(payload).map(Self::DeleteChangeSet),
             Step::StackStatus => parse(payload).map(Self::StackStatus),
@@ -177,9 +211,12 @@ impl Request {
             Self::Prepare(_) => Step::Prepare,
             Self::CheckStack(_) => Step::CheckStack,
             Self::CreateStack(_) => Step::CreateStack,
+            Self::Drift(_) => Step::Drift,
             Self::CreateChangeSet(_) => Step::CreateChangeSet,
             Self::ChangeSetStatus(_) => Step::ChangeSetStatus,
             Self::InspectChangeSet(_) => Step::InspectChangeSet,
+            Self::ReviewChangeSet(_) => Step::ReviewChangeSet,
+            Self::RequestApproval(_) => Step::RequestApproval,
             Self::ExecuteChangeSet(_) => Step::ExecuteChangeSet,
             Self::DeleteChangeSet(_) => Step::DeleteChangeSet,
             Self::StackStatus(_) => Step::StackStatus,
@@ -194,9 +231,12 @@ pub enum Response {
     Plan(Plan),
     Stack(StackResult),
     Created(Created),
+    Drift(DriftResult),
     ChangeSet(ChangeSetRef),
     ChangeSetStatus(ChangeSetStatus),
     Verdict(Verdict),
+    Review(ReviewRef),
+    ApprovalRequested(ApprovalRequested),
     Executed(Executed),
     Deleted(Done),
     Progress(Progress),
@@ -214,9 +254,12 @@ impl Steps {
             Request::Prepare(r) => self.prepare(r).await.map(Response::Plan),
             Request::CheckStack(s) => self.check_stack(s).await.map(Response::Stack),
             Request::CreateStack(s) => self.create_stack(s).await.map(Response::Created),
+            Request::Drift(s) => self.drift(s).await.map(Response::Drift),
             Request::CreateChangeSet(s) => self.create_change_set(s).await.map(Response::ChangeSet),
             Request::ChangeSetStatus(s) => self.change_set_status(s).await.map(Response::ChangeSetStatus),
             Request::InspectChangeSet(s) => self.inspect_change_set(s).await.map(Response::Verdict),
+            Request::ReviewChangeSet(s) => self.review_change_set(s).await.map(Response::Review),
+            Request::RequestApproval(r) => self.request_approval(r).await.map(Response::ApprovalRequested),
             Request::ExecuteChangeSet(s) => self.execute_change_set(s).await.map(Response::Executed),
             Request::DeleteChangeSet(s) => self.delete_change_set(s).await.map(Response::Deleted),
             Request::StackStatus(s) => self.stack_status(s).await.map(Response::Progress),

@@ -46,6 +46,8 @@ impl Steps {
             role_arn: v.role_arn.or_else(|| self.config.default_role_arn.clone()),
             policy: v.policy,
             on_unsafe: v.on_unsafe,
+            approval_timeout_seconds: v.approval_timeout_seconds,
+            drift: v.drift,
         };
         info!(stack = %plan.stack_name, change_set = %plan.change_set_name, "deployment planned");
         Ok(plan)

@@ -4,9 +4,8 @@
 //!
 //! Under `block` the gate fails closed: drift it cannot detect (an API error, detection that
 //! failed or did not finish, a status it cannot read) blocks the deployment like drift found.
-//! Property values may hold secrets: a value whose property path looks secret
-//! ([`crate::review::is_secret_name`]) is masked, every value is cut to 200 characters, and the
-//! result is bounded so that it fits in the workflow's state.
+//! Property values may hold secrets under any name: the result keeps the drifted properties'
+//! paths and kinds, never their values, and is bounded so that it fits in the workflow's state.
 
 use serde::{Deserialize, Serialize};
 
@@ -188,7 +187,7 @@ pub fn decide(gate: &Gate<'_>, observation: Observation) -> DriftResult {
     let name = gate.stack_name;
     let id = gate.detection_id.map(str::to_owned);
     match observation {
-        Observation::Started { detection_id, poll } => DriftResult {
+        Observation::Started { detection_id, poll } if !poll.exhausted => DriftResult {
             poll,
             ..unchecked(
                 DriftState::Pending,
@@ -207,7 +206,8 @@ pub fn decide(gate: &Gate<'_>, observation: Observation) -> DriftResult {
                 ),
             )
         },
-        Observation::InProgress { poll } => {
+        // With a single check allowed (POLL_MAX_ATTEMPTS=1), detection cannot be waited for.
+        Observation::Started { poll, .. } | Observation::InProgress { poll } => {
             let reason = format!(
                 "drift detection did not finish after {} checks on stack {name}",
                 poll.attempt
@@ -615,6 +615,38 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    #[test]
+    fn a_single_allowed_check_never_leaves_the_gate_pending() {
+        let poll = Poll {
+            attempt: 1,
+            wait_seconds: 5,
+            exhausted: true,
+        };
+        for (mode, expected) in [
+            (DriftMode::Block, DriftState::Blocked),
+            (DriftMode::Warn, DriftState::Done),
+        ] {
+            let gate = Gate {
+                mode,
+                stack_name: "prod-app",
+                detection_id: None,
+            };
+            let out = decide(
+                &gate,
+                Observation::Started {
+                    detection_id: ID.into(),
+                    poll,
+                },
+            );
+            assert_eq!(out.state, expected, "{mode:?}");
+            assert!(
+                out.summary.contains("did not finish after 1 checks"),
+                "{}",
+                out.summary
+            );
+        }
     }
 
     #[test]

@@ -16,18 +16,38 @@ use std::fmt::Display;
 use lambda_runtime::Diagnostic;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 
-/// `lambda_runtime` logs the raw invocation payload at TRACE, and a CodePipeline payload carries
-/// `artifactCredentials`: whatever the log level says, targets under these never log below INFO.
-const PAYLOAD_LOGGING_TARGETS: [&str; 2] = ["lambda_runtime", "lambda_runtime_api_client"];
+/// Targets that log what must never reach a log, and the most they may log. `lambda_runtime`
+/// logs the raw invocation payload at TRACE (a CodePipeline payload carries
+/// `artifactCredentials`); the SDK's runtime and the HTTP stack log whole requests and responses
+/// at TRACE (a task token sent to Step Functions, unmasked property values from CloudFormation,
+/// session tokens in headers). Whatever the log level says, these are capped.
+const CAPPED_TARGETS: [(&str, LevelFilter); 11] = [
+    ("lambda_runtime", LevelFilter::INFO),
+    ("lambda_runtime_api_client", LevelFilter::INFO),
+    ("aws_smithy", LevelFilter::DEBUG),
+    ("aws_sigv4", LevelFilter::DEBUG),
+    ("aws_runtime", LevelFilter::DEBUG),
+    ("aws_config", LevelFilter::DEBUG),
+    ("aws_sdk", LevelFilter::DEBUG),
+    ("hyper", LevelFilter::DEBUG),
+    ("h2", LevelFilter::DEBUG),
+    ("rustls", LevelFilter::DEBUG),
+    ("reqwest", LevelFilter::DEBUG),
+];
 
-fn is_payload_logging(target: &str) -> bool {
-    PAYLOAD_LOGGING_TARGETS.iter().any(|p| target.starts_with(p))
+/// The cap for `target`, if it is one of [`CAPPED_TARGETS`] or below one.
+fn cap(target: &str) -> Option<LevelFilter> {
+    CAPPED_TARGETS
+        .iter()
+        .filter(|(prefix, _)| target.starts_with(prefix))
+        .map(|(_, level)| *level)
+        .min()
 }
 
 /// Builds the log filter from `RUST_LOG` if set, else `AWS_LAMBDA_LOG_LEVEL`, else `info`.
 /// Directives are `level` or `target=level`, comma-separated; a directive that is neither is
-/// ignored (an invalid `RUST_LOG` never silences the function). The payload-logging targets are
-/// capped at INFO.
+/// ignored (an invalid `RUST_LOG` never silences the function). The [`CAPPED_TARGETS`] are
+/// capped (the runtime's payload logging at INFO, the SDK's and HTTP stack's at DEBUG).
 pub fn log_filter(rust_log: Option<&str>, lambda_level: Option<&str>) -> Targets {
     let spec = rust_log
         .filter(|s| !s.trim().is_empty())
@@ -56,16 +76,12 @@ pub fn log_filter(rust_log: Option<&str>, lambda_level: Option<&str>) -> Targets
     let default = default.unwrap_or(LevelFilter::INFO);
     let mut filter = Targets::new().with_default(default);
     for (target, level) in &targets {
-        let level = if is_payload_logging(target) {
-            (*level).min(LevelFilter::INFO)
-        } else {
-            *level
-        };
+        let level = cap(target).map_or(*level, |c| (*level).min(c));
         filter = filter.with_target(target.as_str(), level);
     }
-    for target in PAYLOAD_LOGGING_TARGETS {
+    for (target, level) in CAPPED_TARGETS {
         if !targets.iter().any(|(t, _)| t == target) {
-            filter = filter.with_target(target, default.min(LevelFilter::INFO));
+            filter = filter.with_target(target, default.min(level));
         }
     }
     filter
@@ -188,6 +204,21 @@ mod tests {
         assert_eq!(
             level_for(&f, "lambda_runtime_api_client"),
             Some(LevelFilter::INFO)
+        );
+        // The SDK and the HTTP stack log whole requests and responses at TRACE.
+        for target in [
+            "aws_smithy_runtime::client::orchestrator",
+            "aws_smithy_runtime::client::orchestrator::http",
+            "aws_sigv4::http_request",
+            "hyper::proto::h1",
+            "aws_sdk_sfn",
+        ] {
+            assert_eq!(level_for(&f, target), Some(LevelFilter::DEBUG), "{target}");
+        }
+        let f = log_filter(Some("trace,aws_smithy_runtime=trace"), None);
+        assert_eq!(
+            level_for(&f, "aws_smithy_runtime::client"),
+            Some(LevelFilter::DEBUG)
         );
         let f = log_filter(
             Some("warn,lambda_runtime::layers=trace,aws_smithy_runtime=debug"),

@@ -259,8 +259,13 @@ fn detail_level(requires: &str, evaluation: Option<&str>) -> Option<Recreation> 
     }
 }
 
-const KNOWN_EVALUATIONS: [&str; 2] = ["Static", "Dynamic"];
-const KNOWN_POLICY_ACTIONS: [&str; 6] = [
+/// The values this code knows, field by field (the gate refuses any other; the review names
+/// those `unrecognised`).
+pub(crate) const KNOWN_ACTIONS: [&str; 5] = ["Add", "Import", "Modify", "Dynamic", "Remove"];
+pub(crate) const KNOWN_REPLACEMENTS: [&str; 3] = ["True", "False", "Conditional"];
+pub(crate) const KNOWN_RECREATIONS: [&str; 3] = ["Never", "Conditionally", "Always"];
+pub(crate) const KNOWN_EVALUATIONS: [&str; 2] = ["Static", "Dynamic"];
+pub(crate) const KNOWN_POLICY_ACTIONS: [&str; 6] = [
     "Delete",
     "Retain",
     "Snapshot",
@@ -424,7 +429,7 @@ fn offence_reason(change: &ResourceChange, policy: &Policy, rtype: &str, logical
     }
     let action = change.action.as_deref().unwrap_or("?");
     let replaces = matches!(action, "Modify" | "Dynamic");
-    if !matches!(action, "Add" | "Import" | "Modify" | "Dynamic" | "Remove") {
+    if !KNOWN_ACTIONS.contains(&action) {
         return Some(format!("unknown action {action}: refused until reviewed"));
     }
     let level = signals.level();

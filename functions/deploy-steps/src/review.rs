@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::changeset::{self, PageParameter, Policy, ResourceChange};
+use crate::changeset::{
+    self, KNOWN_ACTIONS, KNOWN_EVALUATIONS, KNOWN_POLICY_ACTIONS, KNOWN_RECREATIONS, KNOWN_REPLACEMENTS,
+    PageParameter, Policy, ResourceChange,
+};
 use crate::drift::{DriftedResource, PropertyDifference};
 use crate::plan::Parameter;
 
@@ -298,17 +301,6 @@ fn reviewed_change(
     }
 }
 
-const KNOWN_ACTIONS: [&str; 5] = ["Add", "Import", "Modify", "Dynamic", "Remove"];
-const KNOWN_POLICY_ACTIONS: [&str; 6] = [
-    "Delete",
-    "Retain",
-    "Snapshot",
-    "ReplaceAndDelete",
-    "ReplaceAndRetain",
-    "ReplaceAndSnapshot",
-];
-const RECREATIONS: [&str; 4] = ["", "Never", "Conditionally", "Always"];
-
 /// What an offending change's fields say it does (the gate's reason tells the last few).
 fn offence_kinds(change: &ResourceChange, reason: &str) -> Vec<String> {
     let action = change.action.as_deref().unwrap_or("?");
@@ -327,9 +319,12 @@ fn offence_kinds(change: &ResourceChange, reason: &str) -> Vec<String> {
         .iter()
         .any(|w| reason.contains(w))
         || !KNOWN_ACTIONS.contains(&action)
-        || !["", "True", "False", "Conditional"].contains(&replacement)
+        || !(replacement.is_empty() || KNOWN_REPLACEMENTS.contains(&replacement))
         || !(pa.is_empty() || KNOWN_POLICY_ACTIONS.contains(&pa))
-        || any(&|_, e, r| !["", "Static", "Dynamic"].contains(&e) || !RECREATIONS.contains(&r));
+        || any(&|_, e, r| {
+            !(e.is_empty() || KNOWN_EVALUATIONS.contains(&e))
+                || !(r.is_empty() || KNOWN_RECREATIONS.contains(&r))
+        });
     let removal = action == "Remove" || (action == "Modify" && matches!(pa, "Delete" | "Snapshot"));
     let replaces =
         replacement == "True" || pa.starts_with("ReplaceAnd") || any(&|d, _, r| !d && r == "Always");

@@ -171,36 +171,10 @@ async fn deploy_demo(stack: &LocalStack) -> anyhow::Result<bool> {
     ];
     let mut all_as_expected = true;
     for (n, (title, template, expected)) in runs.into_iter().enumerate() {
-        let key = format!("MyPipeline/SourceArti/commit-{n}");
-        let zip = zip_files(&[("infra/app.yaml", fixture_template(template)?.as_bytes())])?;
-        put_object(stack, ARTIFACT_BUCKET, &key, &zip).await?;
-        let params = serde_json::json!({"input": {
-            "environmentName": "demo", "stackName": "app", "templatePath": "infra/app.yaml",
-            // moto never says whether a Modify replaces its resource; AWS always does.
-            "policy": {"unreportedReplacement": "allow"},
-        }})
-        .to_string();
-        let spec = ActionSpec::new(
-            "pipeline-trigger",
-            Some(params.clone()),
-            Some(InputArtifact {
-                bucket: ARTIFACT_BUCKET.into(),
-                key,
-                revision: format!("commit-{n}"),
-            }),
-        );
+        let (params, spec) = commit(stack, &format!("commit-{n}"), template, serde_json::json!({})).await?;
         let outcome = run_action(stack, &spec).await?;
         print_outcome(&format!("{title}, template {template}"), &params, &outcome);
-        if let Some(arn) = &outcome.external_execution_id {
-            println!(
-                "State transitions of this execution: {}",
-                transitions(stack, arn).await?
-            );
-        }
-        println!(
-            "Stack demo-app resources afterwards: {}",
-            stack_resources(&cfn, "demo-app").await
-        );
+        print_aftermath(stack, &cfn, &outcome).await?;
         let status = match outcome.status {
             ActionStatus::Succeeded => "Succeeded",
             ActionStatus::Failed { .. } => "Failed",
@@ -211,6 +185,54 @@ async fn deploy_demo(stack: &LocalStack) -> anyhow::Result<bool> {
     Ok(all_as_expected && approval_demo(stack, &cfn, &approvals).await?)
 }
 
+/// A commit of `template` as the source artifact `revision`, and the deploy action's
+/// UserParameters and spec for it, with `options` added to the deployment input.
+async fn commit(
+    stack: &LocalStack,
+    revision: &str,
+    template: &str,
+    options: serde_json::Value,
+) -> anyhow::Result<(String, ActionSpec)> {
+    let key = format!("MyPipeline/SourceArti/{revision}");
+    let zip = zip_files(&[("infra/app.yaml", fixture_template(template)?.as_bytes())])?;
+    put_object(stack, ARTIFACT_BUCKET, &key, &zip).await?;
+    let mut input = serde_json::json!({
+        "environmentName": "demo", "stackName": "app", "templatePath": "infra/app.yaml",
+        // moto never says whether a Modify replaces its resource; AWS always does.
+        "policy": {"unreportedReplacement": "allow"},
+    });
+    if let (Some(i), Some(o)) = (input.as_object_mut(), options.as_object()) {
+        i.extend(o.clone());
+    }
+    let params = serde_json::json!({ "input": input }).to_string();
+    let artifact = InputArtifact {
+        bucket: ARTIFACT_BUCKET.into(),
+        key,
+        revision: revision.into(),
+    };
+    let spec = ActionSpec::new("pipeline-trigger", Some(params.clone()), Some(artifact));
+    Ok((params, spec))
+}
+
+/// What an action left behind: its execution's state transitions and the stack's resources.
+async fn print_aftermath(
+    stack: &LocalStack,
+    cfn: &aws_sdk_cloudformation::Client,
+    outcome: &ActionOutcome,
+) -> anyhow::Result<()> {
+    if let Some(arn) = &outcome.external_execution_id {
+        println!(
+            "State transitions of this execution: {}",
+            transitions(stack, arn).await?
+        );
+    }
+    println!(
+        "Stack demo-app resources afterwards: {}",
+        stack_resources(cfn, "demo-app").await
+    );
+    Ok(())
+}
+
 /// Part three: the same unsafe commit with `onUnsafe: approve`: the review a person reads, their
 /// approval, and the updated stack.
 async fn approval_demo(
@@ -218,23 +240,8 @@ async fn approval_demo(
     cfn: &aws_sdk_cloudformation::Client,
     approvals: &Approvals,
 ) -> anyhow::Result<bool> {
-    let key = "MyPipeline/SourceArti/commit-approve";
-    let zip = zip_files(&[("infra/app.yaml", fixture_template("v3-remove.yaml")?.as_bytes())])?;
-    put_object(stack, ARTIFACT_BUCKET, key, &zip).await?;
-    let params = serde_json::json!({"input": {
-        "environmentName": "demo", "stackName": "app", "templatePath": "infra/app.yaml",
-        "policy": {"unreportedReplacement": "allow"}, "onUnsafe": "approve",
-    }})
-    .to_string();
-    let spec = ActionSpec::new(
-        "pipeline-trigger",
-        Some(params.clone()),
-        Some(InputArtifact {
-            bucket: ARTIFACT_BUCKET.into(),
-            key: key.into(),
-            revision: "commit-approve".into(),
-        }),
-    );
+    let options = serde_json::json!({"onUnsafe": "approve"});
+    let (params, spec) = commit(stack, "commit-approve", "v3-remove.yaml", options).await?;
     let approver = async {
         let review_id = pending_review(stack).await?;
         let mut published = Vec::new();
@@ -267,16 +274,7 @@ async fn approval_demo(
         &params,
         &outcome,
     );
-    if let Some(arn) = &outcome.external_execution_id {
-        println!(
-            "State transitions of this execution: {}",
-            transitions(stack, arn).await?
-        );
-    }
-    println!(
-        "Stack demo-app resources afterwards: {}",
-        stack_resources(cfn, "demo-app").await
-    );
+    print_aftermath(stack, cfn, &outcome).await?;
     Ok(approved && outcome.status == ActionStatus::Succeeded)
 }
 

@@ -6,9 +6,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use tracing::info;
 
 use super::Steps;
-use crate::changeset;
 use crate::error::StepError;
-use crate::review::{self, ReviewInput};
+use crate::review::{self, Review, ReviewInput};
 use crate::state::{ReviewRef, State};
 
 /// How many offences the headline names (the rest are counted).
@@ -37,10 +36,6 @@ impl Steps {
             drifted: drift.map_or(&[][..], |d| d.drifted.as_slice()),
             drift_summary: drift.map(|d| d.summary.as_str()),
         });
-        let verdict = changeset::verdict(
-            described.changes.iter().map(|(p, rc)| (p.as_str(), rc)),
-            &state.plan.policy,
-        );
         let json = serde_json::to_vec_pretty(&review).map_err(|source| StepError::Serialization {
             what: "the review",
             source,
@@ -53,15 +48,15 @@ impl Steps {
         let markdown = review::markdown(&review).into_bytes();
         self.put_review(bucket, &markdown_key, markdown, "text/markdown; charset=utf-8")
             .await?;
-        info!(change_set = %cs.id, review = %review_id, offences = verdict.offence_count, "review written");
+        info!(change_set = %cs.id, review = %review_id, offences = review.offence_count, "review written");
         Ok(ReviewRef {
             review_id,
             change_set_id: cs.id.clone(),
             fingerprint: review.fingerprint.clone(),
-            offence_count: verdict.offence_count,
-            changes: verdict.changes,
-            headline: headline(&verdict),
-            summary: verdict.bounded().summary,
+            offence_count: review.offence_count,
+            changes: review.change_count,
+            headline: headline(&review),
+            summary: review.summary.clone(),
             json_uri: format!("s3://{bucket}/{json_key}"),
             markdown_uri: format!("s3://{bucket}/{markdown_key}"),
         })
@@ -97,16 +92,21 @@ impl Steps {
     }
 }
 
-/// "2 unsafe change(s): Uploads (AWS::S3::Bucket) removed, …": the offences in one line.
-fn headline(verdict: &changeset::Verdict) -> String {
-    let named: Vec<String> = verdict
-        .offences
+/// "2 unsafe change(s): Uploads (AWS::S3::Bucket) removed, …": the review's offences in one line
+/// (the review judged every change once; its values are masked).
+fn headline(review: &Review) -> String {
+    let named: Vec<String> = review
+        .changes
         .iter()
+        .filter_map(|c| c.offence.as_ref().map(|o| (c, o)))
         .take(HEADLINE_OFFENCES)
-        .map(|o| format!("{} ({}) {}", o.logical_resource_id, o.resource_type, o.reason))
+        .map(|(c, o)| {
+            let rtype = c.change.resource_type.as_deref().unwrap_or("?");
+            format!("{} ({rtype}) {}", c.resource, o.reason)
+        })
         .collect();
-    let more = verdict.offence_count.saturating_sub(named.len());
-    let mut line = format!("{} unsafe change(s): {}", verdict.offence_count, named.join(", "));
+    let more = review.offence_count.saturating_sub(named.len());
+    let mut line = format!("{} unsafe change(s): {}", review.offence_count, named.join(", "));
     if more > 0 {
         line.push_str(&format!(", and {more} more"));
     }

@@ -312,3 +312,306 @@ async fn logs_are_json_lines_when_lambda_asks_for_json() {
     }
     stack.stop().await;
 }
+
+// ---- Express workflows, output artifacts, transient polls, foreign tokens ----
+
+const ARTIFACT_BUCKET: &str = "codepipeline-artifacts";
+const KMS_KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+fn with_output_artifact(mut spec: e2e::pipeline::ActionSpec, key: &str) -> e2e::pipeline::ActionSpec {
+    spec.output_artifact = Some(e2e::pipeline::OutputArtifact {
+        name: "DeployOutput".into(),
+        bucket: ARTIFACT_BUCKET.into(),
+        key: key.into(),
+        kms_key_id: Some(KMS_KEY.into()),
+    });
+    spec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_express_workflow_ends_the_job_in_one_invocation_with_variables_and_artifact() {
+    let world = World::start().await;
+    let express = support::create_express_state_machine(
+        &world.stack,
+        "express-deploy",
+        "trigger-express-succeed.asl.json",
+    )
+    .await;
+    let params = e2e::seed::user_parameters(Some(&express));
+    let key = "MyPipeline/DeployOutp/Ex1press";
+    let spec = with_output_artifact(world.action(Some(&params)), key);
+    let outcome = run_action(&world.stack, &spec).await.expect("action");
+
+    assert_eq!(outcome.status, ActionStatus::Succeeded, "{outcome:#?}");
+    assert_eq!(
+        outcome.invocations.len(),
+        1,
+        "no continuation for Express: {outcome:#?}"
+    );
+    let summary = &outcome.summaries[0];
+    assert!(
+        summary.contains("SUCCEEDED; 5 output variable(s) exported"),
+        "{summary}"
+    );
+    assert!(
+        summary.ends_with("; output artifact DeployOutput written"),
+        "{summary}"
+    );
+    let job_id = outcome.invocations[0].job_id.as_str();
+    let vars: Vec<(&str, &str)> = outcome
+        .output_variables
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        vars,
+        [
+            ("changed", "2"),
+            ("environment", "prod"),
+            ("jobId", job_id),
+            ("safe", "true"),
+            ("stackName", "prod-express-app")
+        ]
+    );
+    let execution = outcome
+        .external_execution_id
+        .clone()
+        .expect("external execution id");
+    assert!(
+        execution.starts_with(&format!(
+            "arn:aws:states:us-east-1:123456789012:express:express-deploy:codepipeline-{job_id}:"
+        )),
+        "{execution}"
+    );
+    // The Express execution really ran in moto, once, to its end; the default one never started.
+    let runs = world.execution_arns(&express).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        world
+            .stack
+            .sfn_emulator()
+            .moto_execution_arn(&execution)
+            .as_deref(),
+        Some(runs[0].as_str())
+    );
+    let (status, _) = e2e::seed::wait_for_execution(&world.stack, &runs[0])
+        .await
+        .unwrap();
+    assert_eq!(status, "SUCCEEDED");
+    assert!(world.execution_arns(&world.succeed_arn).await.is_empty());
+
+    // A later action reads the artifact with its own job's credentials: the execution's output.
+    let (text, sse) = support::read_output_artifact(&world.stack, &spec.credentials, ARTIFACT_BUCKET, key)
+        .await
+        .expect("the output artifact");
+    let output: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(output["stackName"], "prod-express-app");
+    assert_eq!(output["details"]["resources"][1], "Topic");
+    assert_eq!(output["jobId"], job_id);
+    assert_eq!(sse.as_deref(), Some("aws:kms"), "written with the job's KMS key");
+
+    world.assert_no_credentials(&spec.credentials);
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_express_execution_fails_the_job_and_writes_no_artifact() {
+    let world = World::start().await;
+    let express =
+        support::create_express_state_machine(&world.stack, "express-refuse", "express-fail.asl.json").await;
+    let params = e2e::seed::user_parameters(Some(&express));
+    let key = "MyPipeline/DeployOutp/Fa1led";
+    let spec = with_output_artifact(world.action(Some(&params)), key);
+    let outcome = run_action(&world.stack, &spec).await.expect("action");
+
+    let Some((failure_type, message)) = outcome.status.failure() else {
+        panic!("an Express failure was not a failure: {outcome:#?}")
+    };
+    assert_eq!(failure_type, "JobFailed");
+    assert_eq!(outcome.invocations.len(), 1);
+    let execution = outcome
+        .external_execution_id
+        .clone()
+        .expect("external execution id");
+    assert!(execution.contains(":express:express-refuse:"), "{execution}");
+    assert_eq!(
+        message,
+        format!(
+            "Execution {execution} ended with status FAILED. Error: ChangeSetRejected. Cause: The change \
+             set replaces the database"
+        )
+    );
+    assert!(
+        support::read_output_artifact(&world.stack, &spec.credentials, ARTIFACT_BUCKET, key)
+            .await
+            .is_none(),
+        "a failed execution wrote an output artifact"
+    );
+    world.assert_no_credentials(&spec.credentials);
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_express_run_that_outlives_the_deadline_fails_naming_the_limit() {
+    let world = World::start().await;
+    let slow =
+        support::create_express_state_machine(&world.stack, "express-slow", "trigger-express-slow.asl.json")
+            .await;
+    let short = "pipeline-trigger-short-timeout";
+    world
+        .stack
+        .add_function_binary(
+            short,
+            e2e::stack::binary_dir().join("pipeline-trigger"),
+            e2e::FunctionOptions {
+                timeout: std::time::Duration::from_secs(4),
+                rust_log: "trace".into(),
+                ..e2e::FunctionOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut spec = world.action(Some(&e2e::seed::user_parameters(Some(&slow))));
+    spec.function = short.into();
+    let started = std::time::Instant::now();
+    let outcome = run_action(&world.stack, &spec).await.expect("action");
+
+    let Some((failure_type, message)) = outcome.status.failure() else {
+        panic!("an unfinished Express run was not a failure: {outcome:#?}")
+    };
+    assert_eq!(failure_type, "JobFailed");
+    assert_eq!(outcome.invocations.len(), 1);
+    assert_eq!(
+        outcome.invocations[0].function_error, None,
+        "answered before the deadline"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    assert!(
+        message.contains("did not finish within the")
+            && message.contains("before the pipeline trigger's Lambda deadline, so its result is unknown")
+            && message.contains("it was not reported as a success")
+            && message.contains("Express runs at most 300 s"),
+        "{message}"
+    );
+    let log = world.stack.function_log(short);
+    for value in spec.credentials.values() {
+        assert!(!log.contains(value));
+    }
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standard_execution_writes_its_output_artifact_at_the_end() {
+    let world = World::start().await;
+    let key = "MyPipeline/DeployOutp/St4ndard";
+    let spec = with_output_artifact(world.action(Some(SAMPLE_PARAMETERS)), key);
+    let outcome = run_action(&world.stack, &spec).await.expect("action");
+    assert_eq!(outcome.status, ActionStatus::Succeeded, "{outcome:#?}");
+    assert!(outcome.invocations.len() >= 2);
+    assert!(
+        outcome
+            .summaries
+            .last()
+            .unwrap()
+            .ends_with("; output artifact DeployOutput written")
+    );
+    let (text, _) = support::read_output_artifact(&world.stack, &spec.credentials, ARTIFACT_BUCKET, key)
+        .await
+        .expect("the output artifact");
+    let executions = world.execution_arns(&world.succeed_arn).await;
+    let described = world
+        .stack
+        .sfn()
+        .describe_execution()
+        .execution_arn(&executions[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        Some(text.as_str()),
+        described.output(),
+        "the artifact is the execution's output"
+    );
+    world.assert_no_credentials(&spec.credentials);
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_poll_continues_and_the_job_still_ends_right() {
+    let world = World::start().await;
+    // Three throttles: one poll's DescribeExecution fails after the SDK's three attempts.
+    world.stack.throttle_sfn("DescribeExecution", 3);
+    let spec = world.action(Some(SAMPLE_PARAMETERS));
+    let outcome = run_action(&world.stack, &spec).await.expect("action");
+    assert_eq!(outcome.status, ActionStatus::Succeeded, "{outcome:#?}");
+    assert_eq!(world.stack.sfn_throttled("DescribeExecution"), 3);
+    assert!(
+        outcome
+            .summaries
+            .iter()
+            .any(|s| s.starts_with("Could not check execution")
+                && s.contains("transient failure 1 of at most 4: ThrottlingException: Rate exceeded")),
+        "{:?}",
+        outcome.summaries
+    );
+    assert_eq!(outcome.output_variables.len(), 4);
+    assert_eq!(world.execution_arns(&world.succeed_arn).await.len(), 1);
+    world.assert_no_credentials(&spec.credentials);
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_throttled_past_the_bound_fail_the_job_with_the_last_error() {
+    let world = World::start().await;
+    world.stack.throttle_sfn("DescribeExecution", 1_000);
+    let spec = world.action(Some(SAMPLE_PARAMETERS));
+    let outcome = run_action(&world.stack, &spec).await.expect("action");
+    let Some((failure_type, message)) = outcome.status.failure() else {
+        panic!("{outcome:#?}")
+    };
+    assert_eq!(failure_type, "JobFailed");
+    // The start, four tolerated failures, then the fifth fails the job.
+    assert_eq!(outcome.invocations.len(), 6, "{:?}", outcome.summaries);
+    assert!(
+        message.contains("5 consecutive transient failures")
+            && message.ends_with("the last one: ThrottlingException: Rate exceeded"),
+        "{message}"
+    );
+    assert_eq!(
+        world.stack.sfn_throttled("DescribeExecution"),
+        15,
+        "3 attempts per poll"
+    );
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_naming_another_accounts_execution_is_refused_unpolled() {
+    let world = World::start().await;
+    let spec = world.action(Some(SAMPLE_PARAMETERS));
+    let job_id = uuid::Uuid::new_v4().to_string();
+    let foreign = "arn:aws:states:us-east-1:999999999999:execution:wait-then-succeed:codepipeline-theirs";
+    let token = serde_json::json!({"executionArn": foreign, "polls": 1}).to_string();
+    let event = job_event(&job_id, &spec, Some(&token));
+    let inv = invoke_job(&world.stack, "pipeline-trigger", &job_id, &event)
+        .await
+        .unwrap();
+    let result = inv.result.expect("a result");
+    assert_eq!(result.operation, "PutJobFailureResult");
+    assert_eq!(result.request["failureDetails"]["type"], "JobFailed");
+    assert_eq!(
+        result.request["failureDetails"]["message"],
+        format!(
+            "the continuation token names execution {foreign} in account 999999999999, not the job's \
+             account 123456789012; it was not polled"
+        )
+    );
+    assert!(
+        !world
+            .stack
+            .function_log("pipeline-trigger")
+            .contains("execution status"),
+        "the foreign execution was polled"
+    );
+    world.stop().await;
+}

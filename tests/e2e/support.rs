@@ -19,6 +19,62 @@ pub fn definition(file: &str) -> String {
     )
 }
 
+/// Creates an Express state machine from a fixture.
+pub async fn create_express_state_machine(stack: &LocalStack, name: &str, file: &str) -> String {
+    seed::create_state_machine_of_type(
+        stack,
+        name,
+        definition(file),
+        aws_sdk_sfn::types::StateMachineType::Express,
+    )
+    .await
+    .expect("CreateStateMachine (EXPRESS)")
+}
+
+/// The output artifact's one JSON file, read back from S3 with the job's own credentials (as a
+/// later action would) and unzipped, with its server-side encryption; `None` when there is no
+/// such object (any other error fails the test).
+pub async fn read_output_artifact(
+    stack: &LocalStack,
+    creds: &FakeCredentials,
+    bucket: &str,
+    key: &str,
+) -> Option<(String, Option<String>)> {
+    use std::io::Read;
+    let conf = aws_sdk_s3::config::Builder::from(&stack.sdk)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            &creds.access_key_id,
+            &creds.secret_access_key,
+            Some(creds.session_token.clone()),
+            None,
+            "job-artifact-credentials",
+        ))
+        .force_path_style(true)
+        .build();
+    let got = match aws_sdk_s3::Client::from_conf(conf)
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+    {
+        Ok(got) => got,
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return None,
+        Err(e) => panic!("reading the output artifact: {}", lambda_common::error_chain(&e)),
+    };
+    let sse = got.server_side_encryption().map(|s| s.as_str().to_owned());
+    let bytes = got.body.collect().await.expect("artifact body").into_bytes();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a zip");
+    assert_eq!(archive.len(), 1, "one file in the artifact");
+    let mut text = String::new();
+    archive
+        .by_name("output.json")
+        .expect("output.json in the artifact")
+        .read_to_string(&mut text)
+        .expect("UTF-8 JSON");
+    Some((text, sse))
+}
+
 pub async fn create_state_machine(stack: &LocalStack, name: &str, file: &str) -> String {
     seed::create_state_machine(stack, name, definition(file))
         .await

@@ -3,8 +3,16 @@
 //!   host. A handler error is answered as Lambda does: `200` with `X-Amz-Function-Error: Unhandled`
 //!   and the error document as payload.
 //! - `X-Amz-Target: CodePipeline_20150709.*`: the CodePipeline job API emulator.
+//! - `X-Amz-Target: AWSStepFunctions.*`: moto's Step Functions, with the gaps filled by
+//!   [`crate::sfn`] (state machine types, `StartSyncExecution`, throttling injection).
 //! - `/_local/...`: the stack's own read-back endpoints (recorded CodePipeline calls, health).
 //! - everything else is proxied to moto.
+//!
+//! It also serves as the HTTP forward proxy of the SDK clients (`HTTP_PROXY`, see
+//! [`crate::stack`]): a request in absolute form (`POST http://sync-states.localhost:PORT/`) is
+//! served by the gateway itself, exactly as if it had been sent to it directly, and only when the
+//! authority is a loopback name ([`is_loopback_host`]); any other authority gets `403`, so the
+//! gateway never forwards anything beyond this machine. `CONNECT` is not implemented (`405`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -17,10 +25,13 @@ use axum::response::{IntoResponse, Response};
 
 use crate::codepipeline::{self, CodePipelineEmulator};
 use crate::runtime_host::{HostedFunction, Outcome};
+use crate::sfn::{self, SfnEmulator};
 
 pub struct Gateway {
     pub functions: RwLock<HashMap<String, Arc<HostedFunction>>>,
     pub codepipeline: CodePipelineEmulator,
+    /// What moto's Step Functions lacks: state machine types, `StartSyncExecution`, throttling.
+    pub sfn: SfnEmulator,
     /// The RDS log API emulator, once a test enables it (RDS requests are recognised by their
     /// SigV4 credential scope).
     pub rds: RwLock<Option<Arc<crate::rds::RdsEmulator>>>,
@@ -74,6 +85,9 @@ async fn route(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(refused) = refuse_foreign_target(&method, &uri) {
+        return refused;
+    }
     let path = uri.path();
     if method == Method::POST
         && let Some(name) = path
@@ -100,6 +114,13 @@ async fn route(
             }
         };
     }
+    if let Some(op) = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(sfn::TARGET_PREFIX))
+    {
+        return gw.sfn.handle(&gw, op, &uri, &headers, body).await;
+    }
     let signed_for_rds = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -122,6 +143,36 @@ async fn route(
         _ => {}
     }
     proxy(&gw, method, &uri, &headers, body).await
+}
+
+/// True for the names of this machine a request may be addressed to: `localhost`, any
+/// `*.localhost` (RFC 6761), `127.0.0.0/8` and `[::1]` (as `Uri::host` spells them).
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    if host == "localhost" || (host.ends_with(".localhost") && host.len() > ".localhost".len()) {
+        return true;
+    }
+    let ip = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(&host);
+    ip.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The answer to a request the gateway must not serve as a forward proxy: `CONNECT` (not
+/// implemented) and absolute-form targets whose authority is not this machine.
+fn refuse_foreign_target(method: &Method, uri: &Uri) -> Option<Response> {
+    if method == Method::CONNECT {
+        return Some((StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n").into_response());
+    }
+    let authority = uri.authority()?;
+    let http = uri.scheme_str().is_none_or(|s| s.eq_ignore_ascii_case("http"));
+    if http && is_loopback_host(authority.host()) {
+        return None;
+    }
+    let message =
+        format!("this gateway only serves http://localhost, *.localhost and loopback addresses, not {uri}\n");
+    Some((StatusCode::FORBIDDEN, message).into_response())
 }
 
 fn json_response(status: StatusCode, body: String, content_type: &'static str) -> Response {
@@ -192,16 +243,40 @@ async fn invoke(gw: &Gateway, name: &str, headers: &HeaderMap, payload: Bytes) -
     }
 }
 
-const HOP_BY_HOP: [&str; 6] = [
+/// Not forwarded either way (`host` is moto's own; `proxy-*` were for the gateway as proxy).
+const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "transfer-encoding",
     "upgrade",
     "host",
     "content-length",
+    "proxy-connection",
+    "proxy-authorization",
 ];
 
-async fn proxy(gw: &Gateway, method: Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> Response {
+/// moto's answer to a forwarded request, hop-by-hop headers removed.
+pub struct Forwarded {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl IntoResponse for Forwarded {
+    fn into_response(self) -> Response {
+        (self.status, self.headers, Body::from(self.body)).into_response()
+    }
+}
+
+/// Forwards a request to moto: its path and query (also of an absolute-form target), its
+/// headers but `Host` and the hop-by-hop ones. `Err` is the `502` to answer.
+pub async fn forward(
+    gw: &Gateway,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Forwarded, Response> {
     let base = gw.moto_url.read().map(|u| u.clone()).unwrap_or_default();
     let url = format!("{base}{}", uri.path_and_query().map_or("/", |p| p.as_str()));
     let mut request = gw.http.request(method, url).body(body);
@@ -210,21 +285,33 @@ async fn proxy(gw: &Gateway, method: Method, uri: &Uri, headers: &HeaderMap, bod
             request = request.header(name, value);
         }
     }
-    match request.send().await {
-        Ok(resp) => {
-            let status = resp.status();
-            let mut out_headers = HeaderMap::new();
-            for (name, value) in resp.headers() {
-                if !HOP_BY_HOP.contains(&name.as_str()) {
-                    out_headers.append(name, value.clone());
-                }
-            }
-            match resp.bytes().await {
-                Ok(bytes) => (status, out_headers, Body::from(bytes)).into_response(),
-                Err(e) => (StatusCode::BAD_GATEWAY, format!("moto response failed: {e}")).into_response(),
-            }
+    let bad_gateway = |m: String| (StatusCode::BAD_GATEWAY, m).into_response();
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| bad_gateway(format!("moto is not reachable: {e}")))?;
+    let status = resp.status();
+    let mut out_headers = HeaderMap::new();
+    for (name, value) in resp.headers() {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            out_headers.append(name, value.clone());
         }
-        Err(e) => (StatusCode::BAD_GATEWAY, format!("moto is not reachable: {e}")).into_response(),
+    }
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| bad_gateway(format!("moto response failed: {e}")))?;
+    Ok(Forwarded {
+        status,
+        headers: out_headers,
+        body,
+    })
+}
+
+async fn proxy(gw: &Gateway, method: Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> Response {
+    match forward(gw, method, uri, headers, body).await {
+        Ok(f) => f.into_response(),
+        Err(r) => r,
     }
 }
 
@@ -246,5 +333,87 @@ mod tests {
         );
         assert_eq!(function_name("123456789012:function:f"), "f");
         assert_eq!(percent_decode("a%2"), "a%2");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost",
+            "LocalHost",
+            "localhost.",
+            "states.localhost",
+            "sync-states.localhost",
+            "a.b.localhost",
+            "127.0.0.1",
+            "127.1.2.3",
+            "[::1]",
+            "[0:0:0:0:0:0:0:1]",
+            "::1",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "example.com",
+            "localhost.example.com",
+            "notlocalhost",
+            ".localhost",
+            "evil-localhost",
+            "128.0.0.1",
+            "10.0.0.1",
+            "0.0.0.0",
+            "[::2]",
+            "[::ffff:8.8.8.8]",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    fn refused(method: Method, target: &str) -> Option<StatusCode> {
+        let uri: Uri = target.parse().unwrap();
+        refuse_foreign_target(&method, &uri).map(|r| r.status())
+    }
+
+    #[test]
+    fn forward_proxy_targets() {
+        assert_eq!(refused(Method::POST, "/"), None);
+        assert_eq!(refused(Method::POST, "http://sync-states.localhost:4566/"), None);
+        assert_eq!(refused(Method::GET, "http://127.0.0.1:1/_local/health"), None);
+        assert_eq!(refused(Method::GET, "http://[::1]:8080/x?y=1"), None);
+        assert_eq!(
+            refused(Method::GET, "http://example.com/"),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            refused(Method::GET, "http://169.254.169.254/latest/meta-data/"),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            refused(Method::GET, "https://localhost/"),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            refused(Method::CONNECT, "localhost:443"),
+            Some(StatusCode::METHOD_NOT_ALLOWED)
+        );
+        assert_eq!(
+            refused(Method::CONNECT, "example.com:443"),
+            Some(StatusCode::METHOD_NOT_ALLOWED)
+        );
+    }
+
+    #[test]
+    fn absolute_form_targets_route_like_origin_form() {
+        let uri: Uri = "http://sync-states.localhost:4566/".parse().unwrap();
+        assert_eq!(uri.path(), "/");
+        assert_eq!(uri.path_and_query().map(|p| p.as_str()), Some("/"));
+        let uri: Uri = "http://localhost:1/2015-03-31/functions/f/invocations?x=1"
+            .parse()
+            .unwrap();
+        assert_eq!(uri.path(), "/2015-03-31/functions/f/invocations");
+        assert_eq!(
+            uri.path_and_query().map(|p| p.as_str()),
+            Some("/2015-03-31/functions/f/invocations?x=1")
+        );
     }
 }

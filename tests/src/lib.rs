@@ -2,7 +2,8 @@
 //!
 //! One loopback gateway fronts: moto (S3, CloudFormation, Step Functions executing real ASL),
 //! a Lambda Runtime API host running the workspace's real function binaries, and emulators for
-//! the APIs moto lacks (CodePipeline job results). See README.md, "Local AWS stack".
+//! the APIs moto lacks (CodePipeline job results, Step Functions' `StartSyncExecution` and state
+//! machine types). See README.md, "Local AWS stack".
 
 pub mod approvals;
 pub mod codepipeline;
@@ -12,6 +13,7 @@ pub mod pipeline;
 pub mod rds;
 pub mod runtime_host;
 pub mod seed;
+pub mod sfn;
 pub mod stack;
 
 pub use stack::{FunctionOptions, LocalStack};

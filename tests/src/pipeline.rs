@@ -43,12 +43,23 @@ pub struct InputArtifact {
     pub revision: String,
 }
 
+/// The output artifact the action declares: where CodePipeline would have the function write it.
+#[derive(Debug, Clone)]
+pub struct OutputArtifact {
+    pub name: String,
+    pub bucket: String,
+    pub key: String,
+    /// The pipeline's KMS key (`encryptionKey.id`), if any.
+    pub kms_key_id: Option<String>,
+}
+
 /// One pipeline action to run.
 #[derive(Debug, Clone)]
 pub struct ActionSpec {
     pub function: String,
     pub user_parameters: Option<String>,
     pub input_artifact: Option<InputArtifact>,
+    pub output_artifact: Option<OutputArtifact>,
     pub credentials: FakeCredentials,
     /// CodePipeline waits about 30 s between continuations; locally, much less.
     pub poll_interval: Duration,
@@ -65,6 +76,7 @@ impl ActionSpec {
             function: function.to_owned(),
             user_parameters,
             input_artifact,
+            output_artifact: None,
             credentials: FakeCredentials::random(),
             poll_interval: Duration::from_millis(500),
             max_invocations: 120,
@@ -81,7 +93,10 @@ pub fn job_event(job_id: &str, spec: &ActionSpec, continuation_token: Option<&st
             "revision": a.revision,
             "location": {"type": "S3", "s3Location": {"bucketName": a.bucket, "objectKey": a.key}},
         })).collect::<Vec<_>>(),
-        "outputArtifacts": [],
+        "outputArtifacts": spec.output_artifact.iter().map(|a| json!({
+            "name": a.name,
+            "location": {"type": "S3", "s3Location": {"bucketName": a.bucket, "objectKey": a.key}},
+        })).collect::<Vec<_>>(),
         "artifactCredentials": {
             "accessKeyId": spec.credentials.access_key_id,
             "secretAccessKey": spec.credentials.secret_access_key,
@@ -89,6 +104,9 @@ pub fn job_event(job_id: &str, spec: &ActionSpec, continuation_token: Option<&st
             "expirationTime": 1_900_000_000_000u64,
         },
     });
+    if let Some(id) = spec.output_artifact.as_ref().and_then(|a| a.kms_key_id.as_ref()) {
+        data["encryptionKey"] = json!({"id": id, "type": "KMS"});
+    }
     if let Some(p) = &spec.user_parameters {
         data["actionConfiguration"]["configuration"]["UserParameters"] = json!(p);
     }

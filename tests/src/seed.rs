@@ -27,12 +27,29 @@ pub async fn create_state_machine(
     name: &str,
     definition: String,
 ) -> anyhow::Result<String> {
+    create_state_machine_of_type(
+        stack,
+        name,
+        definition,
+        aws_sdk_sfn::types::StateMachineType::Standard,
+    )
+    .await
+}
+
+/// Creates a state machine of the given type (the gateway remembers it, as Step Functions does).
+pub async fn create_state_machine_of_type(
+    stack: &LocalStack,
+    name: &str,
+    definition: String,
+    kind: aws_sdk_sfn::types::StateMachineType,
+) -> anyhow::Result<String> {
     Ok(stack
         .sfn()
         .create_state_machine()
         .name(name)
         .definition(definition)
         .role_arn(stack.role_arn())
+        .r#type(kind)
         .send()
         .await
         .with_context(|| format!("CreateStateMachine {name}"))?

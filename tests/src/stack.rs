@@ -1,4 +1,15 @@
 //! The whole local AWS stack behind one loopback gateway, started and stopped by one call.
+//!
+//! Every endpoint is the gateway, `http://127.0.0.1:<port>`, except Step Functions', which is
+//! [`LocalStack::sfn_endpoint`], `http://states.localhost:<port>`, reached through the gateway as
+//! an HTTP proxy. The reason is `StartSyncExecution`: the SDK prepends its modelled host prefix
+//! `sync-` to the endpoint's host even for a custom endpoint URL, and `sync-127.0.0.1` is no
+//! host at all. `sync-states.localhost` is a name, and RFC 6761 reserves `*.localhost` for
+//! loopback, but glibc does not resolve subdomains of `localhost`; so the functions get
+//! `HTTP_PROXY=http://127.0.0.1:<port>` (which the SDK's HTTP client honours, with
+//! `NO_PROXY=127.0.0.1,::1` so every other endpoint is reached directly) and the gateway serves
+//! the proxied absolute-form requests itself, for loopback names only (see [`crate::gateway`]).
+//! Nothing ever resolves `*.localhost`. Test code gets the same path from [`LocalStack::sfn_sync`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +22,7 @@ use crate::codepipeline::{CodePipelineEmulator, RecordedCall};
 use crate::gateway::{self, Gateway};
 use crate::moto::Moto;
 use crate::runtime_host::{FunctionSpec, HostedFunction};
+use crate::sfn::SfnEmulator;
 
 pub const REGION: &str = "us-east-1";
 /// moto's default account.
@@ -58,11 +70,13 @@ impl Default for FunctionOptions {
 }
 
 pub struct LocalStack {
+    /// The gateway, `http://127.0.0.1:<port>`: every service's endpoint but Step Functions'.
     pub endpoint: String,
     pub sdk: aws_config::SdkConfig,
     gateway: Arc<Gateway>,
     server: tokio::task::JoinHandle<()>,
     moto: Moto,
+    port: u16,
     log_dir: PathBuf,
     /// The secret key and session token handed to functions (Lambda always sets both): random,
     /// so a test can prove they are never logged.
@@ -87,6 +101,7 @@ impl LocalStack {
         let gateway = Arc::new(Gateway {
             functions: RwLock::new(HashMap::new()),
             codepipeline: CodePipelineEmulator::default(),
+            sfn: SfnEmulator::default(),
             rds: RwLock::new(None),
             moto_url: RwLock::new(String::new()),
             http: reqwest::Client::builder()
@@ -123,6 +138,7 @@ impl LocalStack {
             gateway,
             server,
             moto,
+            port,
             log_dir,
             function_secret: uuid::Uuid::new_v4().simple().to_string(),
             function_session_token: format!(
@@ -142,12 +158,30 @@ impl LocalStack {
         &self.function_session_token
     }
 
-    /// The environment a function (or any SDK client) needs to use this stack.
+    /// Step Functions' endpoint, `http://states.localhost:<port>`: reachable only through the
+    /// gateway as HTTP proxy ([`Self::proxy_url`]); see the module documentation for why.
+    pub fn sfn_endpoint(&self) -> String {
+        format!("http://states.localhost:{}", self.port)
+    }
+
+    /// The gateway as an HTTP forward proxy, `http://127.0.0.1:<port>` (`HTTP_PROXY`).
+    pub fn proxy_url(&self) -> String {
+        self.endpoint.clone()
+    }
+
+    /// The environment a function (or any SDK client) needs to use this stack. Besides the
+    /// credentials and `AWS_ENDPOINT_URL`: `AWS_ENDPOINT_URL_SFN` ([`Self::sfn_endpoint`]),
+    /// `HTTP_PROXY` (the gateway) and `NO_PROXY=127.0.0.1,::1`, so that only Step Functions
+    /// requests (`states.localhost`, `sync-states.localhost`) go through the proxy.
     pub fn client_env(&self) -> Vec<(String, String)> {
+        let sfn_endpoint = self.sfn_endpoint();
         [
             ("AWS_REGION", REGION),
             ("AWS_DEFAULT_REGION", REGION),
             ("AWS_ENDPOINT_URL", &self.endpoint),
+            ("AWS_ENDPOINT_URL_SFN", &sfn_endpoint),
+            ("HTTP_PROXY", &self.endpoint),
+            ("NO_PROXY", "127.0.0.1,::1"),
             ("AWS_ACCESS_KEY_ID", "AKIALOCALSTACKTEST"),
             ("AWS_SECRET_ACCESS_KEY", &self.function_secret),
             ("AWS_SESSION_TOKEN", &self.function_session_token),
@@ -239,8 +273,55 @@ impl LocalStack {
         aws_sdk_s3::Client::from_conf(conf)
     }
 
+    /// A Step Functions client at the gateway's address: every operation but
+    /// `StartSyncExecution` (its `sync-127.0.0.1` host does not resolve; use [`Self::sfn_sync`]).
     pub fn sfn(&self) -> aws_sdk_sfn::Client {
         aws_sdk_sfn::Client::new(&self.sdk)
+    }
+
+    /// A Step Functions client the way the functions reach Step Functions: endpoint
+    /// [`Self::sfn_endpoint`] through the gateway as HTTP proxy, so `StartSyncExecution`
+    /// (`sync-states.localhost`) works too.
+    pub fn sfn_sync(&self) -> anyhow::Result<aws_sdk_sfn::Client> {
+        use aws_smithy_http_client::{ConnectorBuilder, proxy::ProxyConfig, tls};
+        let proxy = ProxyConfig::http(self.proxy_url())
+            .map_err(|e| anyhow::anyhow!("proxy {}: {e}", self.proxy_url()))?
+            .no_proxy("127.0.0.1,::1");
+        let http_client = aws_smithy_http_client::Builder::new().build_with_connector_fn(
+            move |settings, runtime_components| {
+                let mut builder = ConnectorBuilder::default()
+                    .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring));
+                builder.set_connector_settings(settings.cloned());
+                if let Some(components) = runtime_components {
+                    builder.set_sleep_impl(components.sleep_impl());
+                }
+                builder.set_proxy_config(Some(proxy.clone()));
+                builder.build()
+            },
+        );
+        let conf = aws_sdk_sfn::config::Builder::from(&self.sdk)
+            .endpoint_url(self.sfn_endpoint())
+            .http_client(http_client)
+            .build();
+        Ok(aws_sdk_sfn::Client::from_conf(conf))
+    }
+
+    /// The next `count` requests of the Step Functions operation `operation` (e.g.
+    /// `"DescribeExecution"`, from any client) are answered `400 ThrottlingException` ("Rate
+    /// exceeded") instead of reaching moto. The SDK's standard retry makes up to 3 attempts per
+    /// call: inject 3 for one failed call.
+    pub fn throttle_sfn(&self, operation: &str, count: usize) {
+        self.gateway.sfn.throttle(operation, count);
+    }
+
+    /// How many `ThrottlingException`s were injected into `operation` so far.
+    pub fn sfn_throttled(&self, operation: &str) -> usize {
+        self.gateway.sfn.throttled(operation)
+    }
+
+    /// The Step Functions emulator (state machine types, `StartSyncExecution`'s time limit).
+    pub fn sfn_emulator(&self) -> &SfnEmulator {
+        &self.gateway.sfn
     }
 
     pub fn lambda(&self) -> aws_sdk_lambda::Client {

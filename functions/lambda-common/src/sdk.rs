@@ -108,12 +108,22 @@ where
 }
 
 /// The HTTPS client every SDK client uses: hyper 1 and rustls with the ring provider, trusting
-/// the system's root certificates.
+/// the system's root certificates, and honouring the standard proxy environment (`HTTPS_PROXY`,
+/// `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, upper or lower case) as the SDK's own default client
+/// does since behaviour version 2025-08-07. With none of them set, every request goes direct.
 pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls;
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
-        .build_https()
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::{ConnectorBuilder, tls};
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default()
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 /// Loads the SDK configuration from the standard environment once, at cold start.

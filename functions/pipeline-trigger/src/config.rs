@@ -17,6 +17,9 @@ pub struct Config {
     /// The state machine started when the action does not name one (`STATE_MACHINE_ARN`, or the
     /// sample's `stateMachineArn`); blank values are ignored. Validated per job.
     pub default_state_machine_arn: Option<String>,
+    /// The function's region (`AWS_REGION`): a continuation token naming an execution in another
+    /// region is refused.
+    pub region: Option<String>,
 }
 
 impl Config {
@@ -32,6 +35,7 @@ impl Config {
             .find_map(|k| lookup(k).filter(|v| !v.trim().is_empty()));
         Self {
             default_state_machine_arn,
+            region: lookup("AWS_REGION").filter(|v| !v.trim().is_empty()),
         }
     }
 }

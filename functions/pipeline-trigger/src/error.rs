@@ -4,13 +4,18 @@
 use aws_sdk_codepipeline::operation::put_job_failure_result::PutJobFailureResultError;
 use aws_sdk_codepipeline::operation::put_job_success_result::PutJobSuccessResultError;
 use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::operation::put_object::PutObjectError;
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionError;
+use aws_sdk_sfn::operation::describe_state_machine::DescribeStateMachineError;
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
+use aws_sdk_sfn::operation::start_sync_execution::StartSyncExecutionError;
 use lambda_common::sdk::summary;
 
+use crate::artifact::ArtifactError;
 use crate::outcome::{self, FailureKind, JobResult};
 use crate::params::ActionConfigError;
 use crate::token::TokenError;
+use crate::token::{MAX_TRANSIENT_FAILURES, MAX_TRANSIENT_SECONDS};
 
 type S3Error<E> = aws_sdk_s3::error::SdkError<E>;
 type SfnError<E> = aws_sdk_sfn::error::SdkError<E>;
@@ -94,6 +99,90 @@ pub enum JobError {
         #[source]
         source: SfnError<DescribeExecutionError>,
     },
+    #[error(
+        "could not check execution {execution_arn}: {failures} consecutive transient failures over \
+         {seconds} s (the trigger gives up at {MAX_TRANSIENT_FAILURES} in a row or after \
+         {MAX_TRANSIENT_SECONDS} s); the last one"
+    )]
+    TransientPollsExhausted {
+        execution_arn: String,
+        failures: u32,
+        seconds: u64,
+        #[source]
+        source: SfnError<DescribeExecutionError>,
+    },
+    #[error("{0}")]
+    ForeignToken(String),
+    #[error("access denied describing state machine {state_machine} (the trigger reads its type)")]
+    TypeAccessDenied {
+        state_machine: String,
+        #[source]
+        source: SfnError<DescribeStateMachineError>,
+    },
+    #[error("state machine {state_machine} cannot be started")]
+    TypeRejected {
+        state_machine: String,
+        #[source]
+        source: SfnError<DescribeStateMachineError>,
+    },
+    #[error("could not describe state machine {state_machine}")]
+    TypeLookup {
+        state_machine: String,
+        #[source]
+        source: SfnError<DescribeStateMachineError>,
+    },
+    #[error("access denied running an Express execution of {state_machine} (StartSyncExecution)")]
+    SyncAccessDenied {
+        state_machine: String,
+        #[source]
+        source: SfnError<StartSyncExecutionError>,
+    },
+    #[error("state machine {state_machine} cannot run this Express execution")]
+    SyncRejected {
+        state_machine: String,
+        #[source]
+        source: SfnError<StartSyncExecutionError>,
+    },
+    #[error("could not run an Express execution of {state_machine}; its result is unknown")]
+    Sync {
+        state_machine: String,
+        #[source]
+        source: SfnError<StartSyncExecutionError>,
+    },
+    #[error(
+        "state machine {state_machine} started {execution_arn}, which is not a Standard execution (was \
+         it created again as Express?); it cannot be polled, and the next job reads the type again"
+    )]
+    StartedNotStandard {
+        state_machine: String,
+        execution_arn: String,
+    },
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    #[error(
+        "S3 refused to write output artifact {name} to s3://{bucket}/{key} with the job's artifact \
+         credentials"
+    )]
+    ArtifactWriteDenied {
+        name: String,
+        bucket: String,
+        key: String,
+        #[source]
+        source: S3Error<PutObjectError>,
+    },
+    #[error(
+        "the execution SUCCEEDED, but output artifact {0} could not be written before the pipeline \
+         trigger's Lambda deadline, so the job is not reported as a success"
+    )]
+    ArtifactDeadline(String),
+    #[error("could not write output artifact {name} to s3://{bucket}/{key}")]
+    ArtifactWrite {
+        name: String,
+        bucket: String,
+        key: String,
+        #[source]
+        source: S3Error<PutObjectError>,
+    },
 }
 
 impl JobError {
@@ -108,9 +197,25 @@ impl JobError {
             | Self::Start { source, .. } => Some(summary(source)),
             Self::DescribeAccessDenied { source, .. }
             | Self::Describe { source, .. }
-            | Self::ExecutionMissing { source, .. } => Some(summary(source)),
+            | Self::ExecutionMissing { source, .. }
+            | Self::TransientPollsExhausted { source, .. } => Some(summary(source)),
+            Self::TypeAccessDenied { source, .. }
+            | Self::TypeRejected { source, .. }
+            | Self::TypeLookup { source, .. } => Some(summary(source)),
+            Self::SyncAccessDenied { source, .. }
+            | Self::SyncRejected { source, .. }
+            | Self::Sync { source, .. } => Some(summary(source)),
+            Self::ArtifactWriteDenied { source, .. } | Self::ArtifactWrite { source, .. } => {
+                Some(summary(source))
+            }
             Self::InputBody { source, .. } => Some(lambda_common::error_chain(source)),
-            Self::ActionConfig(_) | Self::Token(_) | Self::MalformedJobData(_) => None,
+            Self::ActionConfig(_)
+            | Self::Token(_)
+            | Self::MalformedJobData(_)
+            | Self::ForeignToken(_)
+            | Self::ArtifactDeadline(_)
+            | Self::StartedNotStandard { .. }
+            | Self::Artifact(_) => None,
         };
         match detail {
             Some(d) => format!("{self}: {d}"),
@@ -123,16 +228,34 @@ impl JobError {
             Self::ActionConfig(_)
             | Self::MalformedJobData(_)
             | Self::InputBucketMissing { .. }
-            | Self::StartRejected { .. } => FailureKind::ConfigurationError,
+            | Self::StartRejected { .. }
+            | Self::TypeRejected { .. }
+            | Self::SyncRejected { .. } => FailureKind::ConfigurationError,
+            Self::Artifact(e) => match e {
+                ArtifactError::NoOutput(_) | ArtifactError::TooLarge { .. } | ArtifactError::Zip(_) => {
+                    FailureKind::JobFailed
+                }
+                _ => FailureKind::ConfigurationError,
+            },
             Self::InputAccessDenied { .. }
             | Self::StartAccessDenied { .. }
-            | Self::DescribeAccessDenied { .. } => FailureKind::PermissionError,
+            | Self::DescribeAccessDenied { .. }
+            | Self::TypeAccessDenied { .. }
+            | Self::SyncAccessDenied { .. }
+            | Self::ArtifactWriteDenied { .. } => FailureKind::PermissionError,
             Self::Token(_)
             | Self::InputRead { .. }
             | Self::InputBody { .. }
             | Self::Start { .. }
             | Self::Describe { .. }
-            | Self::ExecutionMissing { .. } => FailureKind::JobFailed,
+            | Self::ExecutionMissing { .. }
+            | Self::TransientPollsExhausted { .. }
+            | Self::ForeignToken(_)
+            | Self::TypeLookup { .. }
+            | Self::Sync { .. }
+            | Self::ArtifactDeadline(_)
+            | Self::StartedNotStandard { .. }
+            | Self::ArtifactWrite { .. } => FailureKind::JobFailed,
         }
     }
 
@@ -150,7 +273,8 @@ impl JobError {
         match self {
             Self::DescribeAccessDenied { execution_arn, .. }
             | Self::Describe { execution_arn, .. }
-            | Self::ExecutionMissing { execution_arn, .. } => Some(execution_arn),
+            | Self::ExecutionMissing { execution_arn, .. }
+            | Self::TransientPollsExhausted { execution_arn, .. } => Some(execution_arn),
             _ => None,
         }
     }

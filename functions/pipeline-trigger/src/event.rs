@@ -2,8 +2,9 @@
 //!
 //! Parsing is deliberately lenient: as long as the job id can be found, the function can answer
 //! the job, so every other problem becomes a `ConfigurationError` result instead of a hung job.
-//! `artifactCredentials` is not modelled at all: it is never deserialised, so it can never be
-//! logged, formatted or returned (the payload holding it is dropped once the request is built).
+//! `artifactCredentials` is read only into [`ArtifactCredentials`]: not `Serialize`, its `Debug`
+//! prints no value, and its only use is the S3 client that writes the output artifact (the
+//! payload holding it is dropped once the request is built).
 
 use lambda_runtime::LambdaEvent;
 use serde::Deserialize;
@@ -79,15 +80,119 @@ pub fn job_data(payload: &Value) -> Result<JobData, serde_json::Error> {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct JobData {
     #[serde(default)]
     pub action_configuration: Option<ActionConfiguration>,
     #[serde(default)]
     pub input_artifacts: Vec<Artifact>,
+    /// The artifacts the action declares it outputs; a malformed list is kept as its error,
+    /// reported only if the job gets to write its output artifact.
+    #[serde(
+        default = "no_output_artifacts",
+        deserialize_with = "lenient_output_artifacts"
+    )]
+    pub output_artifacts: Result<Vec<Artifact>, String>,
+    /// The credentials for the job's artifacts; `None` when absent, `Some(Err(()))` when not
+    /// usable (the parse error is not kept: it could quote a secret).
+    #[serde(default, deserialize_with = "lenient_credentials")]
+    pub artifact_credentials: Option<Result<ArtifactCredentials, ()>>,
+    /// The KMS key the job's artifacts are encrypted with; absent for S3's default key. A
+    /// malformed one is kept as its error, reported only if the job writes its output artifact.
+    #[serde(default, deserialize_with = "lenient_key")]
+    pub encryption_key: Option<Result<EncryptionKey, String>>,
     #[serde(default)]
     pub continuation_token: Option<String>,
+}
+
+impl Default for JobData {
+    fn default() -> Self {
+        Self {
+            action_configuration: None,
+            input_artifacts: Vec::new(),
+            output_artifacts: no_output_artifacts(),
+            artifact_credentials: None,
+            encryption_key: None,
+            continuation_token: None,
+        }
+    }
+}
+
+fn no_output_artifacts() -> Result<Vec<Artifact>, String> {
+    Ok(Vec::new())
+}
+
+fn lenient_output_artifacts<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Result<Vec<Artifact>, String>, D::Error> {
+    let value = Value::deserialize(d)?;
+    Ok(match value {
+        Value::Null => Ok(Vec::new()),
+        other => Vec::<Artifact>::deserialize(other).map_err(|e| e.to_string()),
+    })
+}
+
+fn lenient_credentials<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Result<ArtifactCredentials, ()>>, D::Error> {
+    let value = Value::deserialize(d)?;
+    Ok(match value {
+        Value::Null => None,
+        other => Some(ArtifactCredentials::deserialize(other).map_err(|_| ())),
+    })
+}
+
+fn lenient_key<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Result<EncryptionKey, String>>, D::Error> {
+    let value = Value::deserialize(d)?;
+    Ok(match value {
+        Value::Null => None,
+        other => Some(EncryptionKey::deserialize(other).map_err(|e| e.to_string())),
+    })
+}
+
+/// `artifactCredentials`: temporary credentials for the pipeline's artifact bucket (and its KMS
+/// key). No value is ever printed: `Debug` shows only that they are there.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactCredentials {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    #[serde(default)]
+    expiration_time: Option<u64>,
+}
+
+impl ArtifactCredentials {
+    /// The credentials for an SDK client (the expiry, in milliseconds since the epoch, when given).
+    pub fn sdk_credentials(&self) -> aws_sdk_s3::config::Credentials {
+        let expiry = self
+            .expiration_time
+            .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
+        aws_sdk_s3::config::Credentials::new(
+            self.access_key_id.clone(),
+            self.secret_access_key.clone(),
+            Some(self.session_token.clone()),
+            expiry,
+            "codepipeline-artifact-credentials",
+        )
+    }
+}
+
+impl std::fmt::Debug for ArtifactCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ArtifactCredentials(redacted)")
+    }
+}
+
+/// `encryptionKey`: the key the pipeline encrypts its artifacts with.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct EncryptionKey {
+    pub id: String,
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
 }
 
 impl JobData {
@@ -135,6 +240,8 @@ pub struct ActionConfigurationValues {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Artifact {
+    #[serde(default)]
+    pub name: Option<Value>,
     #[serde(default)]
     pub revision: Option<String>,
     #[serde(default)]

@@ -5,20 +5,23 @@
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt;
 use lambda_common::error_chain;
 use lambda_common::sdk::classify;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::artifact;
 use crate::config::Config;
 use crate::error::{HandlerError, JobError};
 use crate::event::{JobData, Request};
-use crate::outcome::{self, ExecutionStatus, FailureKind, JobResult};
-use crate::params::{self, JobContext};
+use crate::express::{self, MachineType, MachineTypes};
+use crate::outcome::{self, ExecutionStatus, ExecutionView, FailureKind, JobResult};
+use crate::params::{self, JobContext, StateMachineArn};
 use crate::sdk::{self, SuccessResult};
-use crate::token::ContinuationToken;
+use crate::token::{self, AfterTransient, ContinuationToken};
 use crate::waiting;
 
 /// Clients and configuration, built once at cold start and borrowed by every invocation.
@@ -28,6 +31,8 @@ pub struct Trigger {
     pub sfn: aws_sdk_sfn::Client,
     pub codepipeline: aws_sdk_codepipeline::Client,
     pub config: Config,
+    /// The state machines' types, looked up once per container.
+    pub machine_types: Arc<MachineTypes>,
 }
 
 /// How long the job logic may run, given the time left before the Lambda deadline: that time
@@ -37,6 +42,10 @@ pub fn work_budget(remaining: Option<Duration>) -> Option<Duration> {
     remaining
         .map(|left| left.saturating_sub((left / 5).clamp(Duration::from_millis(300), Duration::from_secs(3))))
 }
+
+/// What the output artifact's write leaves of the work time, so that its own timeout fires
+/// before the work budget's.
+pub const ARTIFACT_MARGIN: Duration = Duration::from_millis(50);
 
 /// The longest a continuation waits for the execution history (only read to say what a running
 /// execution waits for).
@@ -60,11 +69,27 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 impl Trigger {
     /// The clients from the SDK configuration loaded at cold start.
     pub fn new(sdk: &aws_config::SdkConfig, config: Config) -> Self {
-        Self {
-            s3: lambda_common::sdk::s3_client(sdk),
-            sfn: aws_sdk_sfn::Client::new(sdk),
-            codepipeline: aws_sdk_codepipeline::Client::new(sdk),
+        Self::from_clients(
+            lambda_common::sdk::s3_client(sdk),
+            aws_sdk_sfn::Client::new(sdk),
+            aws_sdk_codepipeline::Client::new(sdk),
             config,
+        )
+    }
+
+    /// A trigger over the given clients (tests pass mocked ones).
+    pub fn from_clients(
+        s3: aws_sdk_s3::Client,
+        sfn: aws_sdk_sfn::Client,
+        codepipeline: aws_sdk_codepipeline::Client,
+        config: Config,
+    ) -> Self {
+        Self {
+            s3,
+            sfn,
+            codepipeline,
+            config,
+            machine_types: Arc::default(),
         }
     }
 
@@ -98,14 +123,15 @@ impl Trigger {
             }
             None => {
                 error!("job logic did not finish before the Lambda deadline");
-                self.out_of_time(request)
+                self.out_of_time(request, budget.unwrap_or_default())
             }
         }
     }
 
-    /// The result when the work ran out of time: a first invocation continues with the job's
-    /// own execution (see [`outcome::start_unconfirmed`]), anything else fails.
-    fn out_of_time(&self, request: &Request) -> JobResult {
+    /// The result when the work ran out of time: a first invocation of a Standard state machine
+    /// continues with the job's own execution (see [`outcome::start_unconfirmed`]); an Express
+    /// one, and anything else, fails.
+    fn out_of_time(&self, request: &Request, budget: Duration) -> JobResult {
         let state_machine = request
             .first_invocation()
             .and_then(|d| params::parse_user_parameters(d.user_parameters()).ok())
@@ -114,6 +140,9 @@ impl Trigger {
             return outcome::out_of_time();
         };
         let name = params::execution_name(&request.job_id);
+        if self.machine_types.get(state_machine.as_str()) == Some(MachineType::Express) {
+            return express::unfinished(&name, state_machine.name(), budget);
+        }
         let result =
             outcome::start_unconfirmed(&state_machine.execution_arn(&name), &name, state_machine.name());
         if matches!(result, JobResult::Continue { .. }) {
@@ -141,15 +170,29 @@ impl Trigger {
             .as_ref()
             .map_err(|e| JobError::MalformedJobData(e.to_string()))?;
         match data.continuation_token.as_deref() {
-            None => self.start(request, data).await,
-            Some(token) => self.poll(token, work_deadline).await,
+            None => self.start(request, data, work_deadline).await,
+            Some(token) => self.poll(request, data, token, work_deadline).await,
         }
     }
 
-    /// First invocation: build the input, start the execution (idempotently), continue.
-    async fn start(&self, request: &Request, data: &JobData) -> Result<JobResult, JobError> {
+    /// First invocation: build the input; start a Standard execution (idempotently) and continue,
+    /// or run an Express one to its end.
+    async fn start(
+        &self,
+        request: &Request,
+        data: &JobData,
+        work_deadline: Option<Instant>,
+    ) -> Result<JobResult, JobError> {
         let params = params::parse_user_parameters(data.user_parameters())?;
         let state_machine = params::state_machine(&params, self.default_state_machine())?;
+        let region = self.config.region.as_deref();
+        if let Some(wrong) = token::elsewhere(state_machine.as_str(), request.account_id.as_deref(), region) {
+            let arn = state_machine.as_str().to_owned();
+            return Err(params::ActionConfigError::StateMachineElsewhere { arn, wrong }.into());
+        }
+        // An output artifact that could never be written fails the job before anything runs.
+        artifact::target(data)?;
+        let kind = self.machine_type(&state_machine).await?;
         let file = match &params.input_file {
             Some(file) => Some(sdk::read_input_file(&self.s3, file).await?),
             None => None,
@@ -161,26 +204,204 @@ impl Trigger {
         };
         let input = params::build_execution_input(file, params.inline_input, job)?;
         let name = params::execution_name(&request.job_id);
-        let execution_arn = sdk::start_execution(&self.sfn, &state_machine, &name, input).await?;
+        if kind == MachineType::Express {
+            return self
+                .run_express(data, &state_machine, &name, input, work_deadline)
+                .await;
+        }
+        let execution_arn = sdk::start_execution(&self.sfn, &state_machine, &name, input)
+            .await
+            .inspect_err(|_| self.machine_types.forget(state_machine.as_str()))?;
+        if !execution_arn.contains(":execution:") {
+            // Started, but not as a Standard execution (the state machine was created again as
+            // Express): it cannot be polled, and the next job looks the type up again.
+            self.machine_types.forget(state_machine.as_str());
+            return Err(JobError::StartedNotStandard {
+                state_machine: state_machine.as_str().to_owned(),
+                execution_arn,
+            });
+        }
         info!(execution_arn = %execution_arn, "execution started");
         Ok(outcome::started(&execution_arn, &name, state_machine.name())?)
     }
 
+    /// The state machine's type: from this container's cache, else DescribeStateMachine.
+    async fn machine_type(&self, state_machine: &StateMachineArn) -> Result<MachineType, JobError> {
+        if let Some(kind) = self.machine_types.get(state_machine.as_str()) {
+            return Ok(kind);
+        }
+        let kind = sdk::state_machine_type(&self.sfn, state_machine).await?;
+        info!(state_machine = state_machine.as_str(), machine_type = ?kind, "state machine type");
+        self.machine_types.remember(state_machine.as_str(), kind);
+        Ok(kind)
+    }
+
+    /// Runs an Express execution to its end within this invocation and decides from its answer.
+    /// One that cannot answer before the deadline fails the job, naming the limit.
+    async fn run_express(
+        &self,
+        data: &JobData,
+        state_machine: &StateMachineArn,
+        name: &str,
+        input: String,
+        work_deadline: Option<Instant>,
+    ) -> Result<JobResult, JobError> {
+        let wait = express::sync_wait(lambda_common::clock::remaining(work_deadline));
+        let run = sdk::start_sync_execution(&self.sfn, state_machine, name, input);
+        let Ok(view) = tokio::time::timeout(wait, run).await else {
+            warn!(
+                execution_name = name,
+                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                "the Express execution did not answer before the deadline; failing the job"
+            );
+            return Ok(express::out_of_time(name, state_machine.name(), wait));
+        };
+        let view = view.inspect_err(|_| self.machine_types.forget(state_machine.as_str()))?;
+        info!(execution_arn = %view.arn, status = view.status.as_str(), "Express execution ended");
+        let result = express::decide(&view);
+        Ok(self
+            .with_output_artifact(data, &view, result, work_deadline)
+            .await)
+    }
+
     /// A continuation: look at the execution and decide. A running execution's summary says
-    /// what it waits for, when its history shows a task waiting on a callback.
-    async fn poll(&self, raw_token: &str, work_deadline: Option<Instant>) -> Result<JobResult, JobError> {
+    /// what it waits for, when its history shows a task waiting on a callback. A token naming
+    /// another account's or region's execution is refused unpolled; a transient failure to
+    /// describe the execution continues the job, within a bound.
+    async fn poll(
+        &self,
+        request: &Request,
+        data: &JobData,
+        raw_token: &str,
+        work_deadline: Option<Instant>,
+    ) -> Result<JobResult, JobError> {
         let token = ContinuationToken::decode(raw_token)?;
-        let view = sdk::describe_execution(&self.sfn, &token.execution_arn).await?;
+        let region = self.config.region.as_deref();
+        if let Some(why) = token.foreign_to(request.account_id.as_deref(), region) {
+            return Err(JobError::ForeignToken(why));
+        }
+        let view = match sdk::describe_execution(&self.sfn, &token.execution_arn).await {
+            Ok(view) => view,
+            Err(err) if sdk::is_transient(&err) => return Ok(self.transient(&token, err)),
+            Err(err) => return Err(sdk::describe_execution_error(&token.execution_arn, err)),
+        };
         info!(execution_arn = %view.arn, status = view.status.as_str(), "execution status");
         let result = outcome::decide(&view, token.polls.saturating_add(1))?;
-        if view.status != ExecutionStatus::Running {
-            return Ok(result);
+        match view.status {
+            ExecutionStatus::Running => {}
+            ExecutionStatus::Succeeded => {
+                return Ok(self
+                    .with_output_artifact(data, &view, result, work_deadline)
+                    .await);
+            }
+            _ => return Ok(result),
         }
         let wait = history_wait(lambda_common::clock::remaining(work_deadline));
         Ok(match self.waiting_summary(&view.arn, wait).await {
             Some(summary) => result.with_running_summary(&summary),
             None => result,
         })
+    }
+
+    /// After a transient DescribeExecution failure: continue with the same execution, the
+    /// failure counted in the token, or fail with this last error once the bound is reached.
+    fn transient(
+        &self,
+        token: &ContinuationToken,
+        err: aws_sdk_sfn::error::SdkError<aws_sdk_sfn::operation::describe_execution::DescribeExecutionError>,
+    ) -> JobResult {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let error = lambda_common::sdk::summary(&err);
+        let failure = match token.after_transient_failure(now) {
+            AfterTransient::Retry(next) => {
+                warn!(
+                    execution_arn = %token.execution_arn,
+                    transient_failures = next.transient_failures,
+                    error_kind = ?classify(&err),
+                    error = %error,
+                    "could not describe the execution; continuing with it"
+                );
+                match outcome::transient(&next, &error) {
+                    Ok(result) => return result,
+                    Err(e) => JobError::Token(e),
+                }
+            }
+            AfterTransient::GiveUp { failures, seconds } => JobError::TransientPollsExhausted {
+                execution_arn: token.execution_arn.clone(),
+                failures,
+                seconds,
+                source: err,
+            },
+        };
+        warn!(failure_type = failure.failure_kind().as_str(), error = %error_chain(&failure), "job failed");
+        failure.job_result()
+    }
+
+    /// A succeeded execution's result once its output is written to the action's output
+    /// artifact, when it declares one; a write that fails turns the result into that failure.
+    async fn with_output_artifact(
+        &self,
+        data: &JobData,
+        view: &ExecutionView,
+        result: JobResult,
+        work_deadline: Option<Instant>,
+    ) -> JobResult {
+        let JobResult::Succeeded {
+            summary,
+            external_execution_id,
+            output_variables,
+        } = result
+        else {
+            return result;
+        };
+        match self.write_output_artifact(data, view, work_deadline).await {
+            Ok(written) => JobResult::Succeeded {
+                summary: match written {
+                    Some(name) => outcome::truncate_chars(
+                        &format!("{summary}; output artifact {name} written"),
+                        outcome::MAX_SUMMARY_CHARS,
+                    ),
+                    None => summary,
+                },
+                external_execution_id,
+                output_variables,
+            },
+            Err(err) => {
+                warn!(failure_type = err.failure_kind().as_str(), error = %error_chain(&err), "output artifact not written");
+                JobResult::Failed {
+                    kind: err.failure_kind(),
+                    message: outcome::truncate_chars(
+                        &err.operator_message(),
+                        outcome::MAX_FAILURE_MESSAGE_CHARS,
+                    ),
+                    external_execution_id: Some(external_execution_id),
+                }
+            }
+        }
+    }
+
+    /// Writes the output artifact, by the work deadline (less a moment, so that this failure,
+    /// not the generic one, is what the job gets); its name when the action declares one.
+    async fn write_output_artifact(
+        &self,
+        data: &JobData,
+        view: &ExecutionView,
+        work_deadline: Option<Instant>,
+    ) -> Result<Option<String>, JobError> {
+        let Some(target) = artifact::target(data)? else {
+            return Ok(None);
+        };
+        let zip = artifact::zip_output(&target.name, view.output.as_deref())?;
+        let write = sdk::put_output_artifact(&self.s3, &target, zip);
+        match lambda_common::clock::remaining(work_deadline) {
+            None => write.await?,
+            Some(left) => tokio::time::timeout(left.saturating_sub(ARTIFACT_MARGIN), write)
+                .await
+                .map_err(|_| JobError::ArtifactDeadline(target.name.clone()))??,
+        }
+        Ok(Some(target.name))
     }
 
     /// What the running execution waits for, from its latest history events; `None` when it

@@ -2,15 +2,20 @@
 //! continuation tokens until it ends.
 //!
 //! Layout:
-//! - [`config`]: the environment, read once at cold start (the default state machine);
+//! - [`config`]: the environment, read once at cold start (the default state machine, the
+//!   region);
 //! - [`event`]: the typed [`Request`]: the job id and the parts of the job event this function
-//!   reads (`artifactCredentials` is never deserialised);
+//!   reads (`artifactCredentials` only into a type that never prints them);
 //! - [`handler`]: the invocation, orchestration only: the job's result within the work budget,
 //!   then exactly one result recorded for the job;
 //! - [`params`]: decisions: `UserParameters`, the state machine, the execution name and input;
-//! - [`token`]: decisions: the continuation token between invocations;
+//! - [`express`]: decisions: the state machine's type and Express runs (StartSyncExecution
+//!   within the deadline, the result from its answer);
+//! - [`token`]: decisions: the continuation token between invocations (transient failures
+//!   counted, foreign executions refused);
 //! - [`outcome`]: decisions: the job's result from the execution's state, within CodePipeline's
 //!   limits;
+//! - [`artifact`]: decisions: the output artifact's location and its zip;
 //! - [`waiting`]: decisions: what a running execution waits for (a task's callback), from its
 //!   latest history events;
 //! - [`sdk`]: the SDK adapters: the S3, Step Functions and CodePipeline requests, their outputs
@@ -18,9 +23,11 @@
 //! - [`error`]: typed errors: [`error::JobError`] (a failure result for the job) and
 //!   [`HandlerError`] (returned to Lambda, with stable `errorType` names).
 
+pub mod artifact;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod express;
 pub mod handler;
 pub mod outcome;
 pub mod params;

@@ -164,11 +164,7 @@ pub fn started(
     execution_name: &str,
     state_machine_name: &str,
 ) -> Result<JobResult, crate::token::TokenError> {
-    let token = ContinuationToken {
-        execution_arn: execution_arn.to_owned(),
-        polls: 0,
-    }
-    .encode()?;
+    let token = ContinuationToken::new(execution_arn, 0).encode()?;
     Ok(JobResult::Continue {
         token,
         summary: truncate_chars(
@@ -233,11 +229,7 @@ pub fn decide(view: &ExecutionView, polls: u32) -> Result<JobResult, crate::toke
                 .map(|s| format!(", started {s}"))
                 .unwrap_or_default();
             JobResult::Continue {
-                token: ContinuationToken {
-                    execution_arn: view.arn.clone(),
-                    polls,
-                }
-                .encode()?,
+                token: ContinuationToken::new(&view.arn, polls).encode()?,
                 summary: truncate_chars(
                     &format!("Execution {} is RUNNING{since} (check {polls})", view.name),
                     MAX_SUMMARY_CHARS,
@@ -266,6 +258,25 @@ pub fn decide(view: &ExecutionView, polls: u32) -> Result<JobResult, crate::toke
             message: failure_message(view, other.as_str()),
             external_execution_id: Some(external_execution_id),
         },
+    })
+}
+
+/// A continuation's answer when describing the execution failed transiently and the bound is not
+/// reached: continue with `token` (which counts the failures), saying what failed.
+pub fn transient(token: &ContinuationToken, error: &str) -> Result<JobResult, crate::token::TokenError> {
+    Ok(JobResult::Continue {
+        token: token.encode()?,
+        summary: truncate_chars(
+            &format!(
+                "Could not check execution {} (transient failure {} of at most {}: {error}); \
+                 checking again",
+                token.execution_arn,
+                token.transient_failures,
+                crate::token::MAX_TRANSIENT_FAILURES - 1
+            ),
+            MAX_SUMMARY_CHARS,
+        ),
+        external_execution_id: truncate_chars(&token.execution_arn, MAX_EXTERNAL_EXECUTION_ID_CHARS),
     })
 }
 
@@ -588,10 +599,7 @@ mod tests {
         };
         assert_eq!(
             ContinuationToken::decode(&token).unwrap(),
-            ContinuationToken {
-                execution_arn: arn.into(),
-                polls: 0
-            }
+            ContinuationToken::new(arn, 0)
         );
         assert_eq!(
             summary,

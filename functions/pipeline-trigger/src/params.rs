@@ -35,6 +35,11 @@ pub enum ActionConfigError {
         "\"{0}\" is not a Step Functions state machine ARN (arn:<partition>:states:<region>:<account>:stateMachine:<name>)"
     )]
     InvalidStateMachineArn(String),
+    #[error(
+        "state machine {arn} is in {wrong}: the trigger starts only state machines of the job's account \
+         and region, whose executions it may poll; nothing was started"
+    )]
+    StateMachineElsewhere { arn: String, wrong: String },
     #[error("input file s3://{bucket}/{key} does not exist")]
     InputFileMissing { bucket: String, key: String },
     #[error("input file s3://{bucket}/{key} is not valid JSON: {reason}")]

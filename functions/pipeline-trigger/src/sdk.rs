@@ -1,23 +1,29 @@
-//! The SDK adapters: the requests this function sends (S3 `GetObject`, Step Functions
-//! `StartExecution`, `DescribeExecution` and `GetExecutionHistory`, CodePipeline
-//! `PutJobSuccessResult` and
-//! `PutJobFailureResult`), their outputs mapped into the pure types, and their errors classified
-//! (through [`lambda_common::sdk::classify`]) into [`JobError`]s and [`HandlerError`]s.
+//! The SDK adapters: the requests this function sends (S3 `GetObject`, and `PutObject` of the
+//! output artifact with the job's credentials; Step Functions `DescribeStateMachine`,
+//! `StartExecution`, `StartSyncExecution`, `DescribeExecution` and `GetExecutionHistory`;
+//! CodePipeline `PutJobSuccessResult` and `PutJobFailureResult`), their outputs mapped into the
+//! pure types, and their errors classified (through [`lambda_common::sdk::classify`]) into
+//! [`JobError`]s and [`HandlerError`]s.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_codepipeline::types::{ExecutionDetails, FailureDetails, FailureType};
 use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::operation::put_object::PutObjectError;
 use aws_sdk_sfn::operation::describe_execution::{DescribeExecutionError, DescribeExecutionOutput};
+use aws_sdk_sfn::operation::describe_state_machine::DescribeStateMachineError;
 use aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryError;
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
+use aws_sdk_sfn::operation::start_sync_execution::{StartSyncExecutionError, StartSyncExecutionOutput};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use lambda_common::error_chain;
 use lambda_common::sdk::{ErrorKind, classify};
 use serde_json::{Map, Value};
 use tracing::{error, info, warn};
 
+use crate::artifact::Target;
 use crate::error::{HandlerError, JobError};
+use crate::express::MachineType;
 use crate::outcome::{self, ExecutionStatus, ExecutionView, FailureKind};
 use crate::params::{self, ActionConfigError, InputFile, MAX_EXECUTION_INPUT_BYTES, StateMachineArn};
 use crate::waiting;
@@ -130,38 +136,215 @@ pub fn start_execution_error(
     state_machine: &StateMachineArn,
     source: SdkError<StartExecutionError>,
 ) -> JobError {
-    let state_machine = state_machine.as_str().to_owned();
     let cannot_start = source.as_service_error().is_some_and(|e| {
         e.is_state_machine_does_not_exist() || e.is_invalid_arn() || e.is_state_machine_deleting()
     });
-    match classify(&source) {
-        ErrorKind::AccessDenied => JobError::StartAccessDenied {
-            state_machine,
-            source,
-        },
-        _ if cannot_start => JobError::StartRejected {
-            state_machine,
-            source,
-        },
-        _ => JobError::Start {
-            state_machine,
-            source,
-        },
+    by_refusal(
+        state_machine,
+        source,
+        cannot_start,
+        [
+            |state_machine, source| JobError::StartAccessDenied {
+                state_machine,
+                source,
+            },
+            |state_machine, source| JobError::StartRejected {
+                state_machine,
+                source,
+            },
+            |state_machine, source| JobError::Start {
+                state_machine,
+                source,
+            },
+        ],
+    )
+}
+
+/// Builds the error of a call on a state machine by how it failed, in this order: access denied
+/// (`builders[0]`), refused as the action configured it (`rejected`, `builders[1]`), anything
+/// else (`builders[2]`).
+fn by_refusal<E: ProvideErrorMetadata>(
+    state_machine: &StateMachineArn,
+    source: SdkError<E>,
+    rejected: bool,
+    builders: [fn(String, SdkError<E>) -> JobError; 3],
+) -> JobError {
+    let [denied, refused, failed] = builders;
+    let build = match classify(&source) {
+        ErrorKind::AccessDenied => denied,
+        _ if rejected => refused,
+        _ => failed,
+    };
+    build(state_machine.as_str().to_owned(), source)
+}
+
+/// The state machine's type (Standard or Express).
+pub async fn state_machine_type(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine: &StateMachineArn,
+) -> Result<MachineType, JobError> {
+    let out = sfn
+        .describe_state_machine()
+        .state_machine_arn(state_machine.as_str())
+        .send()
+        .await
+        .map_err(|source| state_machine_type_error(state_machine, source))?;
+    Ok(MachineType::parse(out.r#type().as_str()))
+}
+
+/// `DescribeStateMachine`'s errors: access denied is a permission problem; a state machine that
+/// does not exist or whose ARN is refused is the action's configuration; anything else fails.
+pub fn state_machine_type_error(
+    state_machine: &StateMachineArn,
+    source: SdkError<DescribeStateMachineError>,
+) -> JobError {
+    let rejected = source
+        .as_service_error()
+        .is_some_and(|e| e.is_state_machine_does_not_exist() || e.is_invalid_arn());
+    by_refusal(
+        state_machine,
+        source,
+        rejected,
+        [
+            |state_machine, source| JobError::TypeAccessDenied {
+                state_machine,
+                source,
+            },
+            |state_machine, source| JobError::TypeRejected {
+                state_machine,
+                source,
+            },
+            |state_machine, source| JobError::TypeLookup {
+                state_machine,
+                source,
+            },
+        ],
+    )
+}
+
+/// Runs an Express execution to its end (StartSyncExecution) and returns how it ended. One
+/// attempt: the SDK's retries are off for this call, since a retry after a failure in transit
+/// could run the workflow a second time within the same invocation.
+pub async fn start_sync_execution(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine: &StateMachineArn,
+    name: &str,
+    input: String,
+) -> Result<ExecutionView, JobError> {
+    let out = sfn
+        .start_sync_execution()
+        .state_machine_arn(state_machine.as_str())
+        .name(name)
+        .input(input)
+        .customize()
+        .config_override(
+            aws_sdk_sfn::config::Builder::default()
+                .retry_config(aws_sdk_sfn::config::retry::RetryConfig::standard().with_max_attempts(1)),
+        )
+        .send()
+        .await
+        .map_err(|source| start_sync_execution_error(state_machine, source))?;
+    Ok(sync_execution_view(out))
+}
+
+/// `StartSyncExecution`'s errors: access denied is a permission problem; a state machine that
+/// does not exist, is being deleted, is not Express, or refuses the name or input is the
+/// action's configuration; anything else (throttling after the SDK's retries included) fails the
+/// job, its result unknown.
+pub fn start_sync_execution_error(
+    state_machine: &StateMachineArn,
+    source: SdkError<StartSyncExecutionError>,
+) -> JobError {
+    let rejected = source.as_service_error().is_some_and(|e| {
+        e.is_state_machine_does_not_exist()
+            || e.is_state_machine_deleting()
+            || e.is_state_machine_type_not_supported()
+            || e.is_invalid_arn()
+            || e.is_invalid_name()
+            || e.is_invalid_execution_input()
+    });
+    by_refusal(
+        state_machine,
+        source,
+        rejected,
+        [
+            |state_machine, source| JobError::SyncAccessDenied {
+                state_machine,
+                source,
+            },
+            |state_machine, source| JobError::SyncRejected {
+                state_machine,
+                source,
+            },
+            |state_machine, source| JobError::Sync {
+                state_machine,
+                source,
+            },
+        ],
+    )
+}
+
+/// The facts of `StartSyncExecution`'s answer the decision needs.
+pub fn sync_execution_view(out: StartSyncExecutionOutput) -> ExecutionView {
+    view(
+        out.execution_arn,
+        out.name,
+        out.status.as_str(),
+        &out.start_date,
+        [out.error, out.cause, out.output],
+    )
+}
+
+/// The view from an execution's facts; the name falls back to the ARN's name part
+/// (`…:execution:<machine>:<name>`, or `…:express:<machine>:<name>:<id>`).
+fn view(
+    arn: String,
+    name: Option<String>,
+    status: &str,
+    started: &aws_smithy_types::DateTime,
+    [error, cause, output]: [Option<String>; 3],
+) -> ExecutionView {
+    let name = name.unwrap_or_else(|| {
+        let parts: Vec<&str> = arn.split(':').collect();
+        let name = match parts.get(5) {
+            Some(&"express") => parts.get(7),
+            _ => parts.last(),
+        };
+        name.copied().unwrap_or_default().to_owned()
+    });
+    ExecutionView {
+        name,
+        status: ExecutionStatus::parse(status),
+        started: started.fmt(aws_smithy_types::date_time::Format::DateTime).ok(),
+        error,
+        cause,
+        output,
+        arn,
     }
 }
 
-/// Describes the execution being polled.
+/// Describes the execution being polled; the caller tells transient errors
+/// ([`is_transient`]) from the others ([`describe_execution_error`]).
 pub async fn describe_execution(
     sfn: &aws_sdk_sfn::Client,
     execution_arn: &str,
-) -> Result<ExecutionView, JobError> {
+) -> Result<ExecutionView, SdkError<DescribeExecutionError>> {
     let out = sfn
         .describe_execution()
         .execution_arn(execution_arn)
         .send()
-        .await
-        .map_err(|source| describe_execution_error(execution_arn, source))?;
+        .await?;
     Ok(execution_view(out))
+}
+
+/// A `DescribeExecution` failure that another poll may not meet: throttling, 5xx, timeouts and
+/// connection failures (each after the SDK's own retries). A missing execution, access denied
+/// and any other refusal are not transient.
+pub fn is_transient(err: &SdkError<DescribeExecutionError>) -> bool {
+    let missing = err
+        .as_service_error()
+        .is_some_and(DescribeExecutionError::is_execution_does_not_exist);
+    !missing && matches!(classify(err), ErrorKind::Throttled | ErrorKind::Other)
 }
 
 /// `DescribeExecution`'s errors: access denied is a permission problem; an execution that does
@@ -187,28 +370,15 @@ pub fn describe_execution_error(execution_arn: &str, source: SdkError<DescribeEx
     }
 }
 
-/// The facts of `DescribeExecution`'s answer the decision needs. The name falls back to the
-/// ARN's last part.
+/// The facts of `DescribeExecution`'s answer the decision needs.
 pub fn execution_view(out: DescribeExecutionOutput) -> ExecutionView {
-    let name = out.name.clone().unwrap_or_else(|| {
-        out.execution_arn
-            .rsplit(':')
-            .next()
-            .unwrap_or_default()
-            .to_owned()
-    });
-    ExecutionView {
-        name,
-        status: ExecutionStatus::parse(out.status.as_str()),
-        started: out
-            .start_date
-            .fmt(aws_smithy_types::date_time::Format::DateTime)
-            .ok(),
-        error: out.error,
-        cause: out.cause,
-        output: out.output,
-        arn: out.execution_arn,
-    }
+    view(
+        out.execution_arn,
+        out.name,
+        out.status.as_str(),
+        &out.start_date,
+        [out.error, out.cause, out.output],
+    )
 }
 
 /// How many of the latest history events a continuation reads: a callback task's
@@ -241,6 +411,70 @@ pub fn history_event(event: &aws_sdk_sfn::types::HistoryEvent) -> waiting::Histo
         state_name: event.state_entered_event_details().map(|d| d.name().to_owned()),
         resource: submitted.map(|d| d.resource().to_owned()),
         output: submitted.and_then(|d| d.output()).map(str::to_owned),
+    }
+}
+
+// ---- S3: the output artifact ----
+
+/// Writes the output artifact's zip to the job's artifact location with the job's
+/// `artifactCredentials` (a client made for this one write, sharing the function's HTTP client),
+/// encrypted with the job's KMS key when one is given.
+pub async fn put_output_artifact(
+    s3: &aws_sdk_s3::Client,
+    target: &Target<'_>,
+    zip: Vec<u8>,
+) -> Result<(), JobError> {
+    let conf = s3
+        .config()
+        .to_builder()
+        .credentials_provider(target.credentials.sdk_credentials())
+        // No identity cache: the job's credentials serve this one write and are not kept beside
+        // the role's.
+        .identity_cache(aws_sdk_s3::config::IdentityCache::no_cache())
+        .build();
+    let mut put = aws_sdk_s3::Client::from_conf(conf)
+        .put_object()
+        .bucket(target.bucket)
+        .key(target.key)
+        .content_type("application/zip")
+        .body(zip.into());
+    if let Some(key_id) = target.kms_key_id {
+        put = put
+            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+            .ssekms_key_id(key_id);
+    }
+    put.send()
+        .await
+        .map_err(|source| put_artifact_error(target, source))?;
+    info!(
+        bucket = target.bucket,
+        key = target.key,
+        "output artifact written"
+    );
+    Ok(())
+}
+
+/// `PutObject`'s errors: access denied (the credentials, the bucket policy or the KMS key refused
+/// the write) is a permission problem; anything else fails the job.
+pub fn put_artifact_error(target: &Target<'_>, source: SdkError<PutObjectError>) -> JobError {
+    let (name, bucket, key) = (
+        target.name.clone(),
+        target.bucket.to_owned(),
+        target.key.to_owned(),
+    );
+    match classify(&source) {
+        ErrorKind::AccessDenied => JobError::ArtifactWriteDenied {
+            name,
+            bucket,
+            key,
+            source,
+        },
+        _ => JobError::ArtifactWrite {
+            name,
+            bucket,
+            key,
+            source,
+        },
     }
 }
 
@@ -411,6 +645,19 @@ mod tests {
             JobError::DescribeAccessDenied { .. } => "DescribeAccessDenied",
             JobError::ExecutionMissing { .. } => "ExecutionMissing",
             JobError::Describe { .. } => "Describe",
+            JobError::TransientPollsExhausted { .. } => "TransientPollsExhausted",
+            JobError::ForeignToken(_) => "ForeignToken",
+            JobError::TypeAccessDenied { .. } => "TypeAccessDenied",
+            JobError::TypeRejected { .. } => "TypeRejected",
+            JobError::TypeLookup { .. } => "TypeLookup",
+            JobError::SyncAccessDenied { .. } => "SyncAccessDenied",
+            JobError::SyncRejected { .. } => "SyncRejected",
+            JobError::Sync { .. } => "Sync",
+            JobError::Artifact(_) => "Artifact",
+            JobError::ArtifactWriteDenied { .. } => "ArtifactWriteDenied",
+            JobError::ArtifactWrite { .. } => "ArtifactWrite",
+            JobError::ArtifactDeadline(_) => "ArtifactDeadline",
+            JobError::StartedNotStandard { .. } => "StartedNotStandard",
         };
         (variant, err.failure_kind())
     }
@@ -525,6 +772,167 @@ mod tests {
             assert_eq!(verdict(&err), expected, "{err:?}");
             assert_eq!(err.external_execution_id(), Some(EXEC));
         }
+    }
+
+    #[test]
+    fn describe_execution_failures_that_another_poll_may_not_meet_are_transient() {
+        let generic = |code| DescribeExecutionError::generic(meta(code));
+        let gone = ExecutionDoesNotExist::builder().message("gone").build();
+        let cases = [
+            (generic(Some("ThrottlingException")), 400, true),
+            (generic(Some("TooManyRequestsException")), 400, true),
+            (generic(Some("InternalFailure")), 500, true),
+            (generic(None), 503, true),
+            (generic(Some("AccessDeniedException")), 400, false),
+            (generic(None), 403, false),
+            (DescribeExecutionError::ExecutionDoesNotExist(gone), 400, false),
+            (generic(Some("InvalidArn")), 400, false),
+        ];
+        for (err, status, expected) in cases {
+            let err = service_error(err, status);
+            assert_eq!(is_transient(&err), expected, "{err:?}");
+        }
+        assert!(is_transient(&SdkError::timeout_error("timed out")));
+    }
+
+    #[test]
+    fn describe_state_machine_errors() {
+        let sm = StateMachineArn::parse(SM).unwrap();
+        let generic = |code| DescribeStateMachineError::generic(meta(Some(code)));
+        let missing = StateMachineDoesNotExist::builder().message("gone").build();
+        let cases = [
+            (
+                generic("AccessDeniedException"),
+                400,
+                ("TypeAccessDenied", PermissionError),
+            ),
+            (
+                DescribeStateMachineError::StateMachineDoesNotExist(missing),
+                400,
+                ("TypeRejected", ConfigurationError),
+            ),
+            (
+                DescribeStateMachineError::InvalidArn(InvalidArn::builder().message("bad").build()),
+                400,
+                ("TypeRejected", ConfigurationError),
+            ),
+            (generic("ThrottlingException"), 400, ("TypeLookup", JobFailed)),
+            (generic("InternalFailure"), 500, ("TypeLookup", JobFailed)),
+        ];
+        for (err, status, expected) in cases {
+            let err = state_machine_type_error(&sm, service_error(err, status));
+            assert_eq!(verdict(&err), expected, "{err:?}");
+        }
+        let denied = state_machine_type_error(&sm, service_error(generic("AccessDeniedException"), 400));
+        assert_eq!(
+            denied.operator_message(),
+            format!(
+                "access denied describing state machine {SM} (the trigger reads its type): \
+                 AccessDeniedException: the service's message"
+            )
+        );
+    }
+
+    #[test]
+    fn start_sync_execution_errors() {
+        use aws_sdk_sfn::types::error::{InvalidExecutionInput, StateMachineTypeNotSupported};
+        let sm = StateMachineArn::parse(SM).unwrap();
+        let generic = |code| StartSyncExecutionError::generic(meta(Some(code)));
+        let cases = [
+            (
+                generic("AccessDeniedException"),
+                400,
+                ("SyncAccessDenied", PermissionError),
+            ),
+            (
+                StartSyncExecutionError::StateMachineTypeNotSupported(
+                    StateMachineTypeNotSupported::builder()
+                        .message("standard")
+                        .build(),
+                ),
+                400,
+                ("SyncRejected", ConfigurationError),
+            ),
+            (
+                StartSyncExecutionError::InvalidExecutionInput(
+                    InvalidExecutionInput::builder().message("bad").build(),
+                ),
+                400,
+                ("SyncRejected", ConfigurationError),
+            ),
+            (
+                StartSyncExecutionError::StateMachineDoesNotExist(
+                    StateMachineDoesNotExist::builder().message("gone").build(),
+                ),
+                400,
+                ("SyncRejected", ConfigurationError),
+            ),
+            (generic("ThrottlingException"), 400, ("Sync", JobFailed)),
+            (generic("InternalFailure"), 500, ("Sync", JobFailed)),
+        ];
+        for (err, status, expected) in cases {
+            let err = start_sync_execution_error(&sm, service_error(err, status));
+            assert_eq!(verdict(&err), expected, "{err:?}");
+        }
+        let failed = start_sync_execution_error(&sm, service_error(generic("InternalFailure"), 500));
+        assert!(
+            failed.operator_message().contains("its result is unknown"),
+            "{failed}"
+        );
+    }
+
+    #[test]
+    fn put_artifact_errors_say_which() {
+        let data = crate::event::job_data(&serde_json::json!({"CodePipeline.job": {"id": "j", "data": {
+            "outputArtifacts": [{"name": "Out", "location": {"type": "S3",
+                "s3Location": {"bucketName": "artifacts", "objectKey": "p/Out/k1"}}}],
+            "artifactCredentials": {"accessKeyId": "A", "secretAccessKey": "S", "sessionToken": "T"},
+        }}}))
+        .unwrap();
+        let target = crate::artifact::target(&data).unwrap().unwrap();
+        let generic = |code| PutObjectError::generic(meta(Some(code)));
+        let denied = put_artifact_error(&target, service_error(generic("AccessDenied"), 403));
+        assert_eq!(verdict(&denied), ("ArtifactWriteDenied", PermissionError));
+        assert_eq!(
+            denied.operator_message(),
+            "S3 refused to write output artifact Out to s3://artifacts/p/Out/k1 with the job's artifact \
+             credentials: AccessDenied: the service's message"
+        );
+        let expired = put_artifact_error(&target, service_error(generic("ExpiredToken"), 400));
+        assert_eq!(verdict(&expired), ("ArtifactWriteDenied", PermissionError));
+        let failed = put_artifact_error(&target, service_error(generic("InternalError"), 500));
+        assert_eq!(verdict(&failed), ("ArtifactWrite", JobFailed));
+        assert!(
+            failed
+                .operator_message()
+                .starts_with("could not write output artifact Out to s3://artifacts/p/Out/k1")
+        );
+    }
+
+    #[test]
+    fn the_execution_view_of_start_sync_execution() {
+        let express = "arn:aws:states:us-east-1:1:express:fast:codepipeline-j1:4e1b8f0c";
+        let out = StartSyncExecutionOutput::builder()
+            .execution_arn(express)
+            .start_date(aws_smithy_types::DateTime::from_secs(1_700_000_000))
+            .stop_date(aws_smithy_types::DateTime::from_secs(1_700_000_001))
+            .status(aws_sdk_sfn::types::SyncExecutionStatus::TimedOut)
+            .error("States.Timeout")
+            .cause("took too long")
+            .build()
+            .unwrap();
+        assert_eq!(
+            sync_execution_view(out),
+            ExecutionView {
+                arn: express.into(),
+                name: "codepipeline-j1".into(),
+                status: ExecutionStatus::TimedOut,
+                started: Some("2023-11-14T22:13:20Z".into()),
+                error: Some("States.Timeout".into()),
+                cause: Some("took too long".into()),
+                output: None,
+            }
+        );
     }
 
     #[test]

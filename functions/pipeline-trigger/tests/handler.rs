@@ -15,11 +15,14 @@ use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::error::NoSuchKey;
 use aws_sdk_sfn::operation::describe_execution::{DescribeExecutionError, DescribeExecutionOutput};
+use aws_sdk_sfn::operation::describe_state_machine::{DescribeStateMachineError, DescribeStateMachineOutput};
 use aws_sdk_sfn::operation::get_execution_history::{GetExecutionHistoryError, GetExecutionHistoryOutput};
 use aws_sdk_sfn::operation::start_execution::{StartExecutionError, StartExecutionOutput};
+use aws_sdk_sfn::operation::start_sync_execution::{StartSyncExecutionError, StartSyncExecutionOutput};
 use aws_sdk_sfn::types::error::{ExecutionAlreadyExists, ExecutionDoesNotExist, StateMachineDoesNotExist};
 use aws_sdk_sfn::types::{
-    ExecutionStatus, HistoryEvent, HistoryEventType, StateEnteredEventDetails, TaskSubmittedEventDetails,
+    ExecutionStatus, HistoryEvent, HistoryEventType, StateEnteredEventDetails, StateMachineType,
+    SyncExecutionStatus, TaskSubmittedEventDetails,
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
@@ -84,14 +87,34 @@ fn trigger(m: &Mocks) -> Trigger {
         m.codepipeline.iter(),
         |b| b.retry_config(fast_retries.clone())
     );
-    Trigger {
+    Trigger::from_clients(
         s3,
         sfn,
         codepipeline,
-        config: Config {
+        Config {
             default_state_machine_arn: Some(SM.into()),
+            region: Some("us-east-1".into()),
         },
-    }
+    )
+}
+
+/// DescribeStateMachine's answer for a state machine of this type (any ARN).
+fn machine_of_type(kind: StateMachineType) -> Rule {
+    mock!(aws_sdk_sfn::Client::describe_state_machine).then_output(move || {
+        DescribeStateMachineOutput::builder()
+            .state_machine_arn(SM)
+            .name("deploy")
+            .definition("{}")
+            .role_arn("arn:aws:iam::111111111111:role/r")
+            .r#type(kind.clone())
+            .creation_date(aws_smithy_types::DateTime::from_secs(0))
+            .build()
+            .unwrap()
+    })
+}
+
+fn standard_machine() -> Rule {
+    machine_of_type(StateMachineType::Standard)
 }
 
 fn input_file_ok() -> Rule {
@@ -178,11 +201,11 @@ async fn first_invocation_starts_the_execution_and_continues() {
     });
     let m = Mocks {
         s3: vec![input_file_ok()],
-        sfn: vec![start],
+        sfn: vec![standard_machine(), start],
         codepipeline: vec![put],
     };
     run(&m, first_event()).await.unwrap();
-    assert_eq!(m.sfn[0].num_calls(), 1);
+    assert_eq!(m.sfn[1].num_calls(), 1);
     assert_eq!(m.codepipeline[0].num_calls(), 1);
 }
 
@@ -196,7 +219,7 @@ async fn a_retried_start_adopts_the_jobs_own_execution() {
     let put = success_recorded(|r| r.continuation_token().unwrap().contains(EXEC));
     let m = Mocks {
         s3: vec![input_file_ok()],
-        sfn: vec![start],
+        sfn: vec![standard_machine(), start],
         codepipeline: vec![put],
     };
     run(&m, first_event()).await.unwrap();
@@ -220,14 +243,14 @@ async fn inline_input_needs_no_file_and_the_action_may_name_its_state_machine() 
         });
     let m = Mocks {
         s3: vec![],
-        sfn: vec![start],
+        sfn: vec![standard_machine(), start],
         codepipeline: vec![success_recorded(|r| r.continuation_token().is_some())],
     };
     let params = format!(r#"{{"input": {{"stackName": "inline"}}, "stateMachineArn": "{other}"}}"#);
     run(&m, with_user_parameters(first_event(), Some(&params)))
         .await
         .unwrap();
-    assert_eq!(m.sfn[0].num_calls(), 1);
+    assert_eq!(m.sfn[1].num_calls(), 1);
     assert_eq!(m.codepipeline[0].num_calls(), 1);
 }
 
@@ -238,6 +261,8 @@ async fn assert_first_call_fails(
     kind: FailureType,
     message: &'static str,
 ) {
+    let mut sfn = sfn;
+    sfn.insert(0, standard_machine());
     let m = Mocks {
         s3,
         sfn,
@@ -377,7 +402,7 @@ async fn throttling_after_sdk_retries_fails_the_job() {
         .build();
     let m = Mocks {
         s3: vec![input_file_ok()],
-        sfn: vec![throttled],
+        sfn: vec![standard_machine(), throttled],
         codepipeline: vec![failure_recorded(
             FailureType::JobFailed,
             "ThrottlingException: Rate exceeded",
@@ -386,7 +411,7 @@ async fn throttling_after_sdk_retries_fails_the_job() {
     run(&m, with_user_parameters(first_event(), SAMPLE))
         .await
         .unwrap();
-    assert_eq!(m.sfn[0].num_calls(), 3, "the SDK retried");
+    assert_eq!(m.sfn[1].num_calls(), 3, "the SDK retried");
     assert_eq!(m.codepipeline[0].num_calls(), 1);
 }
 
@@ -771,6 +796,34 @@ async fn a_panic_in_the_job_logic_still_fails_the_job() {
     assert_eq!(m.codepipeline[0].num_calls(), 1);
 }
 
+fn s3_at(endpoint: &str) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
+            .endpoint_url(endpoint)
+            .http_client(lambda_common::sdk::http_client())
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+fn sfn_at(
+    endpoint: &str,
+    http: aws_smithy_runtime_api::client::http::SharedHttpClient,
+) -> aws_sdk_sfn::Client {
+    aws_sdk_sfn::Client::from_conf(
+        aws_sdk_sfn::Config::builder()
+            .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
+            .region(aws_sdk_sfn::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sfn::config::Credentials::for_tests())
+            .endpoint_url(endpoint)
+            .http_client(http)
+            .build(),
+    )
+}
+
 /// An endpoint that accepts connections and never answers.
 async fn silent_endpoint() -> (String, tokio::task::JoinHandle<()>) {
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -797,20 +850,11 @@ async fn a_first_invocation_out_of_time_keeps_polling_the_jobs_own_execution() {
     });
     let m = Mocks {
         s3: vec![],
-        sfn: vec![],
+        sfn: vec![standard_machine()],
         codepipeline: vec![put],
     };
     let mut t = trigger(&m);
-    t.s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
-            .endpoint_url(&endpoint)
-            .http_client(lambda_common::sdk::http_client())
-            .force_path_style(true)
-            .build(),
-    );
+    t.s3 = s3_at(&endpoint);
     let started = std::time::Instant::now();
     invoke(
         &t,
@@ -841,15 +885,7 @@ async fn a_poll_out_of_time_still_fails_the_job_in_time() {
         )],
     };
     let mut t = trigger(&m);
-    t.sfn = aws_sdk_sfn::Client::from_conf(
-        aws_sdk_sfn::Config::builder()
-            .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
-            .region(aws_sdk_sfn::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sfn::config::Credentials::for_tests())
-            .endpoint_url(&endpoint)
-            .http_client(lambda_common::sdk::http_client())
-            .build(),
-    );
+    t.sfn = sfn_at(&endpoint, lambda_common::sdk::http_client());
     let started = std::time::Instant::now();
     invoke(
         &t,
@@ -997,4 +1033,633 @@ async fn an_event_without_a_job_id_is_a_typed_error_and_records_nothing() {
     };
     let err = run(&m, json!({"Records": []})).await.unwrap_err();
     assert_eq!(err.error_type, "NotACodePipelineJob");
+}
+
+// ---- Express state machines ----
+
+const EXPRESS_EXEC: &str = "arn:aws:states:us-east-1:111111111111:express:deploy:codepipeline-11111111-abcd-1111-abcd-111111abcdef:4e1b8f0c";
+
+fn express_machine() -> Rule {
+    machine_of_type(StateMachineType::Express)
+}
+
+fn sync_ended(
+    status: SyncExecutionStatus,
+    output: Option<&'static str>,
+    error: Option<&'static str>,
+    cause: Option<&'static str>,
+) -> Rule {
+    mock!(aws_sdk_sfn::Client::start_sync_execution)
+        .match_requests(|r| {
+            let input: Value = serde_json::from_str(r.input().unwrap()).unwrap();
+            r.state_machine_arn() == Some(SM)
+                && r.name() == Some("codepipeline-11111111-abcd-1111-abcd-111111abcdef")
+                && input["codePipelineJobId"] == JOB
+        })
+        .then_output(move || {
+            StartSyncExecutionOutput::builder()
+                .execution_arn(EXPRESS_EXEC)
+                .state_machine_arn(SM)
+                .name("codepipeline-11111111-abcd-1111-abcd-111111abcdef")
+                .start_date(aws_smithy_types::DateTime::from_secs(1_700_000_000))
+                .stop_date(aws_smithy_types::DateTime::from_secs(1_700_000_002))
+                .status(status.clone())
+                .set_output(output.map(str::to_owned))
+                .set_error(error.map(str::to_owned))
+                .set_cause(cause.map(str::to_owned))
+                .build()
+                .unwrap()
+        })
+}
+
+#[tokio::test]
+async fn an_express_success_completes_the_job_in_one_invocation() {
+    let put = success_recorded(|r| {
+        let vars = r.output_variables().unwrap();
+        let d = r.execution_details().unwrap();
+        r.continuation_token().is_none()
+            && d.external_execution_id() == Some(EXPRESS_EXEC)
+            && d.summary()
+                == Some(
+                    "Execution codepipeline-11111111-abcd-1111-abcd-111111abcdef SUCCEEDED; 2 output variable(s) exported",
+                )
+            && vars.get("stackName").map(String::as_str) == Some("prod-app")
+            && vars.get("changed").map(String::as_str) == Some("2")
+    });
+    let m = Mocks {
+        s3: vec![input_file_ok()],
+        sfn: vec![
+            express_machine(),
+            sync_ended(
+                SyncExecutionStatus::Succeeded,
+                Some(r#"{"stackName": "prod-app", "changed": 2}"#),
+                None,
+                None,
+            ),
+        ],
+        codepipeline: vec![put],
+    };
+    run(&m, first_event()).await.unwrap();
+    assert_eq!(m.sfn[1].num_calls(), 1);
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn an_express_failure_or_timeout_fails_the_job_with_error_and_cause() {
+    for (status, name) in [
+        (SyncExecutionStatus::Failed, "FAILED"),
+        (SyncExecutionStatus::TimedOut, "TIMED_OUT"),
+    ] {
+        let expected: &'static str = Box::leak(
+            format!("Execution {EXPRESS_EXEC} ended with status {name}. Error: DeployFailed. Cause: stack rolled back")
+                .into_boxed_str(),
+        );
+        let m = Mocks {
+            s3: vec![input_file_ok()],
+            sfn: vec![
+                express_machine(),
+                sync_ended(status, None, Some("DeployFailed"), Some("stack rolled back")),
+            ],
+            codepipeline: vec![failure_recorded(FailureType::JobFailed, expected)],
+        };
+        run(&m, first_event()).await.unwrap();
+        assert_eq!(m.codepipeline[0].num_calls(), 1, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_state_machine_type_is_described_once_per_container() {
+    let m = Mocks {
+        s3: vec![input_file_ok()],
+        sfn: vec![
+            express_machine(),
+            mock!(aws_sdk_sfn::Client::start_sync_execution)
+                .sequence()
+                .output(|| {
+                    StartSyncExecutionOutput::builder()
+                        .execution_arn(EXPRESS_EXEC)
+                        .start_date(aws_smithy_types::DateTime::from_secs(0))
+                        .stop_date(aws_smithy_types::DateTime::from_secs(0))
+                        .status(SyncExecutionStatus::Succeeded)
+                        .output("{}")
+                        .build()
+                        .unwrap()
+                })
+                .times(2)
+                .build(),
+        ],
+        codepipeline: vec![
+            success_recorded(|r| r.continuation_token().is_none()),
+            success_recorded(|r| r.continuation_token().is_none()),
+        ],
+    };
+    let t = trigger(&m);
+    for _ in 0..2 {
+        invoke(&t, lambda_event(first_event(), Duration::from_secs(30)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(m.sfn[0].num_calls(), 1, "DescribeStateMachine once");
+    assert_eq!(m.sfn[1].num_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_state_machine_whose_type_cannot_be_read_is_a_named_failure() {
+    let denied = mock!(aws_sdk_sfn::Client::describe_state_machine).then_error(|| {
+        DescribeStateMachineError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .message("not authorized to perform: states:DescribeStateMachine")
+                .build(),
+        )
+    });
+    let m = Mocks {
+        s3: vec![input_file_ok()],
+        sfn: vec![denied],
+        codepipeline: vec![failure_recorded(
+            FailureType::PermissionError,
+            "access denied describing state machine arn:aws:states:us-east-1:111111111111:stateMachine:deploy \
+             (the trigger reads its type): AccessDeniedException",
+        )],
+    };
+    run(&m, first_event()).await.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn an_express_run_that_outlives_the_deadline_fails_in_time_naming_the_limit() {
+    let (endpoint, hold) = silent_endpoint().await;
+    let m = Mocks {
+        s3: vec![input_file_ok()],
+        sfn: vec![],
+        codepipeline: vec![failure_recorded(
+            FailureType::JobFailed,
+            "before the pipeline trigger's Lambda deadline, so its result is unknown",
+        )],
+    };
+    // StartSyncExecution goes to `sync-<host>`: a name reached through a proxy that never answers.
+    let proxy = aws_smithy_http_client::proxy::ProxyConfig::http(endpoint.as_str()).unwrap();
+    let http = aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut connector = aws_smithy_http_client::ConnectorBuilder::default();
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(proxy.clone()));
+        connector.build_http()
+    });
+    let mut t = trigger(&m);
+    t.sfn = sfn_at("http://states.localhost:1", http);
+    t.machine_types
+        .remember(SM, pipeline_trigger::express::MachineType::Express);
+    let started = std::time::Instant::now();
+    invoke(&t, lambda_event(first_event(), Duration::from_secs(2)))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "recorded after the deadline"
+    );
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+    hold.abort();
+}
+
+// ---- output artifacts ----
+
+const ARTIFACT_KEY: &str = "MyPipeline/DeployOutp/Xyz12ab";
+const KMS_KEY: &str = "arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+fn with_output_artifact(mut event: Value) -> Value {
+    event["CodePipeline.job"]["data"]["outputArtifacts"] = json!([{
+        "name": "DeployOutput",
+        "location": {"type": "S3", "s3Location": {"bucketName": "codepipeline-artifacts", "objectKey": ARTIFACT_KEY}},
+    }]);
+    event["CodePipeline.job"]["data"]["encryptionKey"] = json!({"id": KMS_KEY, "type": "KMS"});
+    event
+}
+
+/// An S3 client that captures the one request it gets and answers `status`.
+fn capturing_s3(
+    status: u16,
+    body: &'static str,
+) -> (
+    aws_sdk_s3::Client,
+    aws_smithy_http_client::test_util::CaptureRequestReceiver,
+) {
+    let response = aws_smithy_runtime_api::http::Response::new(
+        status.try_into().unwrap(),
+        aws_smithy_types::body::SdkBody::from(body),
+    );
+    let (http, captured) =
+        aws_smithy_http_client::test_util::capture_request(Some(response.try_into_http1x().unwrap()));
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
+            .http_client(http)
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    (s3, captured)
+}
+
+fn unzip_output(zip: &[u8]) -> String {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    assert_eq!(archive.len(), 1);
+    let mut text = String::new();
+    archive
+        .by_name(pipeline_trigger::artifact::ENTRY_NAME)
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+#[tokio::test]
+async fn a_succeeded_execution_writes_its_output_artifact_with_the_jobs_credentials() {
+    const OUTPUT: &str = r#"{"stackName": "prod-app", "changes": [{"id": "Queue"}]}"#;
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![describe(ExecutionStatus::Succeeded, Some(OUTPUT), None, None)],
+        codepipeline: vec![success_recorded(|r| {
+            r.continuation_token().is_none()
+                && r.execution_details()
+                    .unwrap()
+                    .summary()
+                    .unwrap()
+                    .ends_with("; output artifact DeployOutput written")
+        })],
+    };
+    let (s3, captured) = capturing_s3(200, "");
+    let mut t = trigger(&m);
+    t.s3 = s3;
+    let event = with_output_artifact(continuation_event(&token(3)));
+    invoke(&t, lambda_event(event, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+
+    let request = captured.expect_request();
+    assert_eq!(request.method(), "PUT");
+    assert!(
+        request.uri().contains("codepipeline-artifacts")
+            && request.uri().contains(&format!("/{ARTIFACT_KEY}?")),
+        "{}",
+        request.uri()
+    );
+    let header = |name: &str| request.headers().get(name).unwrap_or_default().to_owned();
+    assert!(
+        header("authorization").contains("Credential=AKIAEXAMPLECREDENTIAL/"),
+        "signed with the job's artifact credentials, not the function's"
+    );
+    assert_eq!(
+        header("x-amz-security-token"),
+        "sessionTokenExampleValue+FwoGZXIvYXdzEXAMPLE"
+    );
+    assert_eq!(header("x-amz-server-side-encryption"), "aws:kms");
+    assert_eq!(header("x-amz-server-side-encryption-aws-kms-key-id"), KMS_KEY);
+    assert_eq!(header("content-type"), "application/zip");
+    let body = request.body().bytes().unwrap();
+    assert_eq!(unzip_output(body), OUTPUT);
+}
+
+#[tokio::test]
+async fn an_express_success_writes_its_output_artifact_too() {
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![
+            express_machine(),
+            sync_ended(
+                SyncExecutionStatus::Succeeded,
+                Some(r#"{"ok": true}"#),
+                None,
+                None,
+            ),
+        ],
+        codepipeline: vec![success_recorded(|r| r.continuation_token().is_none())],
+    };
+    let (s3, captured) = capturing_s3(200, "");
+    let mut t = trigger(&m);
+    t.s3 = s3;
+    let params = r#"{"input": {"stackName": "inline"}}"#;
+    let event = with_output_artifact(with_user_parameters(first_event(), Some(params)));
+    invoke(&t, lambda_event(event, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+    let request = captured.expect_request();
+    assert_eq!(unzip_output(request.body().bytes().unwrap()), r#"{"ok": true}"#);
+}
+
+#[tokio::test]
+async fn a_refused_artifact_write_fails_the_job_saying_so() {
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![describe(ExecutionStatus::Succeeded, Some("{}"), None, None)],
+        codepipeline: vec![failure_recorded(
+            FailureType::PermissionError,
+            "S3 refused to write output artifact DeployOutput to s3://codepipeline-artifacts/MyPipeline/DeployOutp/Xyz12ab \
+             with the job's artifact credentials: AccessDenied",
+        )],
+    };
+    let denied = r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"#;
+    let (s3, _captured) = capturing_s3(403, denied);
+    let mut t = trigger(&m);
+    t.s3 = s3;
+    let event = with_output_artifact(continuation_event(&token(3)));
+    invoke(&t, lambda_event(event, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn an_output_too_large_for_the_artifact_fails_the_job_saying_so() {
+    let huge: &'static str = Box::leak(format!("\"{}\"", "x".repeat(300_000)).into_boxed_str());
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![describe(ExecutionStatus::Succeeded, Some(huge), None, None)],
+        codepipeline: vec![failure_recorded(
+            FailureType::JobFailed,
+            "the execution's output is 300002 bytes, over the 262144-byte limit of output artifact DeployOutput",
+        )],
+    };
+    let (s3, captured) = capturing_s3(200, "");
+    let mut t = trigger(&m);
+    t.s3 = s3;
+    let event = with_output_artifact(continuation_event(&token(3)));
+    invoke(&t, lambda_event(event, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+    captured.expect_no_request();
+}
+
+#[tokio::test]
+async fn an_unwritable_artifact_declaration_fails_before_anything_starts() {
+    let mut event = with_output_artifact(first_event());
+    event["CodePipeline.job"]["data"]
+        .as_object_mut()
+        .unwrap()
+        .remove("artifactCredentials");
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![],
+        codepipeline: vec![failure_recorded(
+            FailureType::ConfigurationError,
+            "no usable artifactCredentials to write output artifact DeployOutput",
+        )],
+    };
+    run(&m, event).await.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+// ---- transient poll failures and foreign tokens ----
+
+fn describe_throttled(times: usize) -> Rule {
+    mock!(aws_sdk_sfn::Client::describe_execution)
+        .sequence()
+        .error(|| {
+            DescribeExecutionError::generic(
+                ErrorMetadata::builder()
+                    .code("ThrottlingException")
+                    .message("Rate exceeded")
+                    .build(),
+            )
+        })
+        .times(times)
+        .build()
+}
+
+#[tokio::test]
+async fn a_throttled_poll_continues_with_the_same_execution() {
+    let put = success_recorded(|r| {
+        let t: Value = serde_json::from_str(r.continuation_token().unwrap()).unwrap();
+        let d = r.execution_details().unwrap();
+        t["executionArn"] == EXEC
+            && t["transientFailures"] == 1
+            && t["failingSince"].is_u64()
+            && t["polls"] == 3
+            && d.external_execution_id() == Some(EXEC)
+            && d.summary().unwrap().starts_with(&format!(
+                "Could not check execution {EXEC} (transient failure 1 of at most 4: ThrottlingException: Rate exceeded)"
+            ))
+    });
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![describe_throttled(3)],
+        codepipeline: vec![put],
+    };
+    run(&m, continuation_event(&token(2))).await.unwrap();
+    assert_eq!(m.sfn[0].num_calls(), 3, "after the SDK's own retries");
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_poll_that_answers_again_forgets_the_transient_failures() {
+    let failing =
+        json!({"executionArn": EXEC, "polls": 2, "transientFailures": 3, "failingSince": 1}).to_string();
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![
+            describe(ExecutionStatus::Running, None, None, None),
+            history(task_started("Deploy")),
+        ],
+        codepipeline: vec![success_recorded(|r| {
+            let t: Value = serde_json::from_str(r.continuation_token().unwrap()).unwrap();
+            t["polls"] == 3 && t.get("transientFailures").is_none() && t.get("failingSince").is_none()
+        })],
+    };
+    run(&m, continuation_event(&failing)).await.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn transient_failures_end_the_job_at_the_bound_with_the_last_error() {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let by_count =
+        json!({"executionArn": EXEC, "polls": 6, "transientFailures": 4, "failingSince": now - 60});
+    let by_time =
+        json!({"executionArn": EXEC, "polls": 6, "transientFailures": 1, "failingSince": now - 901});
+    for (token, expected) in [
+        (
+            by_count,
+            "could not check execution arn:aws:states:us-east-1:111111111111:execution:deploy:codepipeline-11111111-abcd-1111-abcd-111111abcdef: 5 consecutive transient failures over",
+        ),
+        (by_time, "2 consecutive transient failures over 90"),
+    ] {
+        let m = Mocks {
+            s3: vec![],
+            sfn: vec![describe_throttled(3)],
+            codepipeline: vec![failure_recorded(FailureType::JobFailed, expected)],
+        };
+        run(&m, continuation_event(&token.to_string())).await.unwrap();
+        assert_eq!(m.codepipeline[0].num_calls(), 1, "{token}");
+    }
+    let last_error = Mocks {
+        s3: vec![],
+        sfn: vec![describe_throttled(3)],
+        codepipeline: vec![failure_recorded(
+            FailureType::JobFailed,
+            "(the trigger gives up at 5 in a row or after 900 s); the last one: ThrottlingException: Rate exceeded",
+        )],
+    };
+    let token = json!({"executionArn": EXEC, "polls": 6, "transientFailures": 4, "failingSince": now});
+    run(&last_error, continuation_event(&token.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(last_error.codepipeline[0].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_token_naming_another_accounts_or_regions_execution_is_refused_unpolled() {
+    for (arn, expected) in [
+        (
+            "arn:aws:states:us-east-1:999999999999:execution:deploy:codepipeline-x",
+            "in account 999999999999, not the job's account 111111111111; it was not polled",
+        ),
+        (
+            "arn:aws:states:eu-west-1:111111111111:execution:deploy:codepipeline-x",
+            "in region eu-west-1, not the function's region us-east-1; it was not polled",
+        ),
+    ] {
+        let m = Mocks {
+            s3: vec![],
+            sfn: vec![describe(
+                ExecutionStatus::Succeeded,
+                Some(r#"{"secret": "theirs"}"#),
+                None,
+                None,
+            )],
+            codepipeline: vec![failure_recorded(FailureType::JobFailed, expected)],
+        };
+        let token = json!({"executionArn": arn, "polls": 1}).to_string();
+        run(&m, continuation_event(&token)).await.unwrap();
+        assert_eq!(m.sfn[0].num_calls(), 0, "{arn} was polled");
+        assert_eq!(m.codepipeline[0].num_calls(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_failed_start_sync_call_is_tried_once_and_the_type_looked_up_again() {
+    let throttled = mock!(aws_sdk_sfn::Client::start_sync_execution)
+        .sequence()
+        .error(|| {
+            StartSyncExecutionError::generic(
+                ErrorMetadata::builder()
+                    .code("ThrottlingException")
+                    .message("Rate exceeded")
+                    .build(),
+            )
+        })
+        .times(2)
+        .build();
+    let m = Mocks {
+        s3: vec![input_file_ok()],
+        sfn: vec![express_machine(), throttled],
+        codepipeline: vec![failure_recorded(
+            FailureType::JobFailed,
+            "its result is unknown: ThrottlingException: Rate exceeded",
+        )],
+    };
+    let t = trigger(&m);
+    invoke(&t, lambda_event(first_event(), Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(
+        m.sfn[1].num_calls(),
+        1,
+        "no SDK retry: a retry could run the workflow twice"
+    );
+    assert_eq!(t.machine_types.get(SM), None, "the type is looked up again");
+}
+
+#[tokio::test]
+async fn an_artifact_write_that_outlives_the_deadline_fails_the_job_in_time() {
+    let (endpoint, hold) = silent_endpoint().await;
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![describe(ExecutionStatus::Succeeded, Some("{}"), None, None)],
+        codepipeline: vec![failure_recorded(
+            FailureType::JobFailed,
+            "the execution SUCCEEDED, but output artifact DeployOutput could not be written before the \
+             pipeline trigger's Lambda deadline, so the job is not reported as a success",
+        )],
+    };
+    let mut t = trigger(&m);
+    t.s3 = s3_at(&endpoint);
+    let started = std::time::Instant::now();
+    let event = with_output_artifact(continuation_event(&token(3)));
+    invoke(&t, lambda_event(event, Duration::from_secs(2)))
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+    hold.abort();
+}
+
+#[tokio::test]
+async fn a_state_machine_of_another_account_or_region_is_not_started() {
+    for arn in [
+        "arn:aws:states:us-east-1:999999999999:stateMachine:theirs",
+        "arn:aws:states:eu-west-1:111111111111:stateMachine:deploy",
+    ] {
+        let m = Mocks {
+            s3: vec![],
+            sfn: vec![standard_machine()],
+            codepipeline: vec![failure_recorded(
+                FailureType::ConfigurationError,
+                "the trigger starts only state machines of the job's account and region",
+            )],
+        };
+        let params = format!(r#"{{"input": {{"a": 1}}, "stateMachineArn": "{arn}"}}"#);
+        run(&m, with_user_parameters(first_event(), Some(&params)))
+            .await
+            .unwrap();
+        assert_eq!(m.sfn[0].num_calls(), 0, "{arn}");
+        assert_eq!(m.codepipeline[0].num_calls(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_standard_type_that_went_stale_fails_the_job_and_is_forgotten() {
+    let start = mock!(aws_sdk_sfn::Client::start_execution).then_output(|| {
+        StartExecutionOutput::builder()
+            .execution_arn(EXPRESS_EXEC)
+            .start_date(aws_smithy_types::DateTime::from_secs(0))
+            .build()
+            .unwrap()
+    });
+    let m = Mocks {
+        s3: vec![input_file_ok()],
+        sfn: vec![standard_machine(), start],
+        codepipeline: vec![failure_recorded(
+            FailureType::JobFailed,
+            "which is not a Standard execution (was it created again as Express?)",
+        )],
+    };
+    let t = trigger(&m);
+    invoke(&t, lambda_event(first_event(), Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+    assert_eq!(t.machine_types.get(SM), None);
+}
+
+#[tokio::test]
+async fn a_malformed_encryption_key_fails_before_anything_starts() {
+    let mut event = with_output_artifact(first_event());
+    event["CodePipeline.job"]["data"]["encryptionKey"] = json!({"type": "KMS"});
+    let m = Mocks {
+        s3: vec![],
+        sfn: vec![],
+        codepipeline: vec![failure_recorded(
+            FailureType::ConfigurationError,
+            "the job's encryptionKey is malformed: missing field `id`",
+        )],
+    };
+    run(&m, event).await.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
 }

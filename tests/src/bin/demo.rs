@@ -1,14 +1,15 @@
 //! `make demo`: starts the local AWS stack, runs a CodePipeline action through the real
-//! pipeline trigger against a state machine that succeeds and another that fails, prints what a
-//! pipeline operator would see, and stops everything.
+//! pipeline trigger against a state machine that succeeds, another that fails and an Express one
+//! (with an output artifact), prints what a pipeline operator would see, and stops everything.
 
 use std::process::ExitCode;
 
 use e2e::approvals::{Approvals, decide, pending_review};
-use e2e::pipeline::{ActionOutcome, ActionSpec, ActionStatus, InputArtifact, run_action};
+use e2e::pipeline::{ActionOutcome, ActionSpec, ActionStatus, InputArtifact, OutputArtifact, run_action};
 use e2e::seed::{
-    ARTIFACT_BUCKET, create_state_machine, deploy_workflow_with_approvals, fixture_definition,
-    fixture_template, put_object, seed_pipeline_inputs, serve_trigger, user_parameters, zip_files,
+    ARTIFACT_BUCKET, create_state_machine, create_state_machine_of_type, deploy_workflow_with_approvals,
+    fixture_definition, fixture_template, put_object, seed_pipeline_inputs, serve_trigger, user_parameters,
+    zip_files,
 };
 use e2e::{FunctionOptions, LocalStack};
 
@@ -76,7 +77,7 @@ fn print_outcome(title: &str, params: &str, outcome: &ActionOutcome) {
 }
 
 async fn demo(stack: &LocalStack) -> anyhow::Result<bool> {
-    println!("\n##### The pipeline trigger, with two small state machines #####");
+    println!("\n##### The pipeline trigger, with three small state machines #####");
     let artifact = seed_pipeline_inputs(stack).await?;
     let succeed = create_state_machine(
         stack,
@@ -102,7 +103,7 @@ async fn demo(stack: &LocalStack) -> anyhow::Result<bool> {
     );
 
     let params = user_parameters(Some(&fail));
-    let spec = ActionSpec::new("pipeline-trigger", Some(params.clone()), Some(artifact));
+    let spec = ActionSpec::new("pipeline-trigger", Some(params.clone()), Some(artifact.clone()));
     let failed = run_action(stack, &spec).await?;
     print_outcome(
         "Action 2: deploy with a state machine that fails",
@@ -110,7 +111,47 @@ async fn demo(stack: &LocalStack) -> anyhow::Result<bool> {
         &failed,
     );
 
-    Ok(ok.status == ActionStatus::Succeeded && matches!(failed.status, ActionStatus::Failed { .. }))
+    let express = create_state_machine_of_type(
+        stack,
+        "deploy-express",
+        fixture_definition("trigger-express-succeed.asl.json")?,
+        aws_sdk_sfn::types::StateMachineType::Express,
+    )
+    .await?;
+    let params = user_parameters(Some(&express));
+    let mut spec = ActionSpec::new("pipeline-trigger", Some(params.clone()), Some(artifact));
+    let key = "MyPipeline/DeployOutp/demo-express";
+    spec.output_artifact = Some(OutputArtifact {
+        name: "DeployOutput".into(),
+        bucket: ARTIFACT_BUCKET.into(),
+        key: key.into(),
+        kms_key_id: None,
+    });
+    let express_run = run_action(stack, &spec).await?;
+    print_outcome(
+        "Action 3: an Express workflow (StartSyncExecution: one invocation) with an output artifact",
+        &params,
+        &express_run,
+    );
+    let artifact_zip = stack
+        .s3()
+        .get_object()
+        .bucket(ARTIFACT_BUCKET)
+        .key(key)
+        .send()
+        .await?
+        .body
+        .collect()
+        .await?
+        .into_bytes();
+    println!(
+        "Output artifact s3://{ARTIFACT_BUCKET}/{key}: a {} B zip holding output.json",
+        artifact_zip.len()
+    );
+
+    Ok(ok.status == ActionStatus::Succeeded
+        && matches!(failed.status, ActionStatus::Failed { .. })
+        && express_run.status == ActionStatus::Succeeded)
 }
 
 /// State transitions of an execution (what a Standard workflow bills), from its history.

@@ -27,6 +27,11 @@ async fn main() -> anyhow::Result<()> {
         println!("  export {k}={v}");
     }
     println!(
+        "(HTTP_PROXY sends Step Functions' {} through the gateway, which serves only loopback \
+         names and answers 403 for any other host: unset it for other HTTP traffic in that shell.)",
+        stack.sfn_endpoint()
+    );
+    println!(
         "Recorded CodePipeline results: {}/_local/codepipeline/calls",
         stack.endpoint
     );

@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help setup rust-toolchain lint test test-long test-build demo postgres stack bench bench-trigger bench-edge bench-shipper edge edge-test clean
+.PHONY: help setup rust-toolchain lint test test-long test-build iam-check demo postgres stack bench bench-trigger bench-edge bench-shipper edge edge-test clean
 
 help: ## this list: every target with the comment on its line
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## /\1\t/' | awk -F'\t' '{printf "make %-14s %s\n", $$1, $$2}'
@@ -61,9 +61,17 @@ lint: setup ## rustfmt, clippy, sam validate --lint, cfn-lint, asl-validator
 test-build: setup ## build the workspace and its tests once (the end-to-end tests run these binaries)
 	cargo test --workspace --locked --no-run
 
-test: lint test-build edge ## lint + unit, handler and end-to-end tests, and the edge handler's Node tests
+test: lint test-build edge ## lint + unit, handler and end-to-end tests, the edge handler's Node tests, the IAM check
+	rm -rf $(TARGET_DIR)/local-stack
 	cargo test --workspace --locked
 	EDGE_PACKAGE_DIR=$(EDGE_PKG) node --test $(EDGE_DIR)/test/
+	$(MAKE) --no-print-directory iam-check
+
+# Least privilege, proven: the requests the end-to-end tests recorded (target/local-stack/*/),
+# each checked against its function's role in template.yaml (tests/iam/check.py).
+iam-check: setup ## the IAM check over the last end-to-end run's recorded requests (make test runs it)
+	cd tests/iam && $(CURDIR)/$(VENV)/bin/python -m unittest --quiet
+	$(VENV)/bin/python tests/iam/check.py --calls $(TARGET_DIR)/local-stack --mutations
 
 # The RDS shipper's randomized exactly-once scenario with many seeds (make test runs one).
 test-long: test-build ## the RDS shipper's randomized exactly-once scenario with 40 seeds

@@ -175,6 +175,14 @@ async fn configuration_faults_end_the_job_with_a_configuration_error() {
     support::put_object(&world.stack, "pipeline-inputs", "deploy/array.json", b"[1, 2]")
         .await
         .unwrap();
+    // The trigger's role may not read any bucket but the input bucket; S3 answers NoSuchBucket
+    // for a bucket that does not exist whatever IAM allows, so the job's message stays the same.
+    world.stack.expect_denied(
+        "pipeline-trigger",
+        "s3:*",
+        "arn:aws:s3:::no-such-bucket",
+        "a bucket other than the input bucket is outside the trigger's grant (S3 still answers NoSuchBucket)",
+    );
     let missing_machine = "arn:aws:states:us-east-1:123456789012:stateMachine:does-not-exist";
     let cases: Vec<(Option<String>, &str)> = vec![
         (None, "the action has no UserParameters"),

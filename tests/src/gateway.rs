@@ -8,6 +8,13 @@
 //! - `/_local/...`: the stack's own read-back endpoints (recorded CodePipeline calls, health).
 //! - everything else is proxied to moto.
 //!
+//! Every request but `/_local/...` is recorded before it is routed, with the status it was
+//! answered, as one line of `calls.jsonl` in the stack's log directory ([`crate::recorder`]):
+//! an IAM least-privilege check reads which caller (told apart by the access key id it signs
+//! with) made which calls. The gateway's own calls to moto (the Step Functions emulator's, see
+//! [`crate::sfn`]) go to moto directly, never through `route`, so they are not recorded as the
+//! caller's.
+//!
 //! It also serves as the HTTP forward proxy of the SDK clients (`HTTP_PROXY`, see
 //! [`crate::stack`]): a request in absolute form (`POST http://sync-states.localhost:PORT/`) is
 //! served by the gateway itself, exactly as if it had been sent to it directly, and only when the
@@ -24,6 +31,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use crate::codepipeline::{self, CodePipelineEmulator};
+use crate::recorder::{Call, Recorder};
 use crate::runtime_host::{HostedFunction, Outcome};
 use crate::sfn::{self, SfnEmulator};
 
@@ -39,33 +47,20 @@ pub struct Gateway {
     pub http: reqwest::Client,
     pub region: String,
     pub account: String,
+    /// `calls.jsonl` and `callers.jsonl`: every request and who sent it.
+    pub recorder: Recorder,
 }
 
 pub fn router(state: Arc<Gateway>) -> Router {
     Router::new()
-        .fallback(route)
+        .fallback(recorded)
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
 /// Percent-decodes a path segment (function names may be URL-encoded ARNs).
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::recorder::percent_decode(s, false)
 }
 
 /// The function name from a Lambda `FunctionName`: a name, `name:qualifier`, a partial ARN
@@ -76,6 +71,25 @@ pub fn function_name(raw: &str) -> String {
         .split_once(":function:")
         .map_or(decoded.as_str(), |(_, rest)| rest);
     after.split(':').next().unwrap_or(after).to_owned()
+}
+
+/// `route`, with the request recorded (but the stack's own `/_local/...` endpoints).
+async fn recorded(
+    State(gw): State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if uri.path().starts_with("/_local/") {
+        return route(State(gw), method, uri, headers, body).await;
+    }
+    // Recorded even if this future is dropped before the answer (status 0): the request may
+    // already have reached moto.
+    let pending = gw.recorder.start(Call::capture(&method, &uri, &headers, &body));
+    let response = route(State(gw.clone()), method, uri, headers, body).await;
+    pending.answered(response.status());
+    response
 }
 
 async fn route(

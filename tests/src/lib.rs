@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod moto;
 pub mod pipeline;
 pub mod rds;
+pub mod recorder;
 pub mod runtime_host;
 pub mod seed;
 pub mod sfn;

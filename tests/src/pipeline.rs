@@ -130,12 +130,18 @@ pub struct Invocation {
 }
 
 /// Invokes the function once with `event` (RequestResponse) and collects the job's results.
+/// The event's artifact credentials are registered as caller
+/// [`crate::recorder::ARTIFACT_CREDENTIALS`] first.
 pub async fn invoke_job(
     stack: &LocalStack,
     function: &str,
     job_id: &str,
     event: &Value,
 ) -> anyhow::Result<Invocation> {
+    let job_data = &event["CodePipeline.job"]["data"];
+    if let Some(key) = str_at(job_data, &["artifactCredentials", "accessKeyId"]) {
+        stack.register_caller(key, crate::recorder::ARTIFACT_CREDENTIALS);
+    }
     let out = stack
         .lambda()
         .invoke()

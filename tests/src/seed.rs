@@ -13,6 +13,13 @@ use crate::{FunctionOptions, LocalStack};
 
 pub const INPUT_BUCKET: &str = "pipeline-inputs";
 pub const INPUT_KEY: &str = "deploy/prod.json";
+/// The prefix the trigger may read input files under (template parameter `InputPrefix`).
+pub const INPUT_PREFIX: &str = "deploy/";
+/// The prefix of the stacks the deploy workflow manages here (`ManagedStackPrefix`): the tests'
+/// inputs name environment `e2e`.
+pub const MANAGED_STACK_PREFIX: &str = "e2e-";
+/// The CloudFormation service role the deploy steps pass (`CloudFormationRoleArn`).
+pub const CLOUDFORMATION_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/e2e-cloudformation";
 pub const ARTIFACT_BUCKET: &str = "codepipeline-artifacts";
 pub const ARTIFACT_KEY: &str = "MyPipeline/SourceArti/abc123";
 
@@ -112,6 +119,13 @@ pub async fn seed_pipeline_inputs(stack: &LocalStack) -> anyhow::Result<InputArt
     )
     .await?;
     put_object(stack, ARTIFACT_BUCKET, ARTIFACT_KEY, b"source zip").await?;
+    for (parameter, value) in [
+        ("InputBucketName", INPUT_BUCKET),
+        ("InputPrefix", INPUT_PREFIX),
+        ("ArtifactBucketName", ARTIFACT_BUCKET),
+    ] {
+        stack.bind_parameter(parameter, value);
+    }
     Ok(InputArtifact {
         bucket: ARTIFACT_BUCKET.into(),
         key: ARTIFACT_KEY.into(),
@@ -186,6 +200,16 @@ pub async fn deploy_workflow_with_approvals(
         .await
         .context("CreateBucket (template staging)")?;
     let approvals = crate::approvals::Approvals::create(stack).await?;
+    stack.bind_parameter("ManagedStackPrefix", MANAGED_STACK_PREFIX);
+    stack.bind_parameter("CloudFormationRoleArn", CLOUDFORMATION_ROLE_ARN);
+    // By design the execute step may not list the review bucket (its keys name the pending
+    // approvals): S3 answers a missing decision 403, not 404, and the step treats both alike.
+    stack.expect_denied(
+        "deploy-execute-change-set",
+        "s3:ListBucket",
+        &format!("arn:aws:s3:::{}", crate::approvals::REVIEW_BUCKET),
+        "the execute step may not list the review bucket; a missing decision is a 403 to it",
+    );
     let env = |step: &str| -> Vec<(String, String)> {
         [
             ("DEPLOY_STEP", step),
@@ -195,6 +219,7 @@ pub async fn deploy_workflow_with_approvals(
             ("TEMPLATE_BUCKET", TEMPLATE_BUCKET),
             ("REVIEW_BUCKET", crate::approvals::REVIEW_BUCKET),
             ("APPROVAL_TOPIC_ARN", approvals.topic_arn.as_str()),
+            ("CLOUDFORMATION_ROLE_ARN", CLOUDFORMATION_ROLE_ARN),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -219,6 +244,9 @@ pub async fn deploy_workflow_with_approvals(
             .await?;
     }
     let arn = create_state_machine(stack, name, deploy_definition()?).await?;
+    // The template's own deploy workflow and approval topic, as the IAM check resolves them.
+    stack.bind_resource("DeployStateMachine", &arn);
+    stack.bind_resource("ApprovalTopic", &approvals.topic_arn);
     Ok((arn, approvals))
 }
 

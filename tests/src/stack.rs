@@ -10,9 +10,19 @@
 //! `NO_PROXY=127.0.0.1,::1` so every other endpoint is reached directly) and the gateway serves
 //! the proxied absolute-form requests itself, for loopback names only (see [`crate::gateway`]).
 //! Nothing ever resolves `*.localhost`. Test code gets the same path from [`LocalStack::sfn_sync`].
+//!
+//! The gateway records every request it is sent in `calls.jsonl` in the stack's log directory
+//! ([`crate::recorder`]; read back with [`LocalStack::calls`]) for the IAM least-privilege
+//! check, which compares what each caller did with what its role allows. So that callers can be
+//! told apart, each function gets its own access key id (`AKIALOCAL<11 digits>`, registered in
+//! `callers.jsonl` with the function's name, binary and step); the harness's SDK config signs
+//! with `test` (caller `harness`), moto's Step Functions engine with `ak` (`states-engine`), a
+//! CodePipeline job's artifact credentials are registered when the job is invoked
+//! ([`crate::pipeline::invoke_job`]), and tests may name more with [`LocalStack::register_caller`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -21,12 +31,15 @@ use anyhow::Context;
 use crate::codepipeline::{CodePipelineEmulator, RecordedCall};
 use crate::gateway::{self, Gateway};
 use crate::moto::Moto;
+use crate::recorder::{self, Recorder};
 use crate::runtime_host::{FunctionSpec, HostedFunction};
 use crate::sfn::SfnEmulator;
 
 pub const REGION: &str = "us-east-1";
 /// moto's default account.
 pub const ACCOUNT: &str = "123456789012";
+/// The access key id of [`LocalStack::client_env`]; functions get their own instead.
+pub const CLIENT_ACCESS_KEY_ID: &str = "AKIALOCALSTACKTEST";
 
 /// The repository root (this crate lives in `<root>/tests`).
 pub fn repo_root() -> PathBuf {
@@ -82,6 +95,8 @@ pub struct LocalStack {
     /// so a test can prove they are never logged.
     function_secret: String,
     function_session_token: String,
+    /// How many function access key ids were handed out.
+    function_keys: AtomicUsize,
 }
 
 impl LocalStack {
@@ -109,7 +124,15 @@ impl LocalStack {
                 .build()?,
             region: REGION.into(),
             account: ACCOUNT.into(),
+            recorder: Recorder::new(&log_dir),
         });
+        for (key, caller) in [
+            (recorder::HARNESS_ACCESS_KEY_ID, recorder::HARNESS),
+            (recorder::STATES_ENGINE_ACCESS_KEY_ID, recorder::STATES_ENGINE),
+            (CLIENT_ACCESS_KEY_ID, recorder::CLIENT_ENV),
+        ] {
+            gateway.recorder.register(key, caller, None, &BTreeMap::new());
+        }
         let app = gateway::router(gateway.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -124,7 +147,7 @@ impl LocalStack {
             .region(aws_config::Region::new(REGION))
             .endpoint_url(&endpoint)
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "test",
+                recorder::HARNESS_ACCESS_KEY_ID,
                 "test",
                 None,
                 None,
@@ -146,6 +169,7 @@ impl LocalStack {
                 uuid::Uuid::new_v4().simple(),
                 uuid::Uuid::new_v4().simple()
             ),
+            function_keys: AtomicUsize::new(0),
         })
     }
 
@@ -182,7 +206,7 @@ impl LocalStack {
             ("AWS_ENDPOINT_URL_SFN", &sfn_endpoint),
             ("HTTP_PROXY", &self.endpoint),
             ("NO_PROXY", "127.0.0.1,::1"),
-            ("AWS_ACCESS_KEY_ID", "AKIALOCALSTACKTEST"),
+            ("AWS_ACCESS_KEY_ID", CLIENT_ACCESS_KEY_ID),
             ("AWS_SECRET_ACCESS_KEY", &self.function_secret),
             ("AWS_SESSION_TOKEN", &self.function_session_token),
             ("AWS_EC2_METADATA_DISABLED", "true"),
@@ -203,16 +227,30 @@ impl LocalStack {
         self.add_function_binary(name, binary, options).await
     }
 
-    /// Serves `binary` (a workspace binary or a release `bootstrap`) as the Lambda function `name`.
+    /// Serves `binary` (a workspace binary or a release `bootstrap`) as the Lambda function `name`,
+    /// with an access key id of its own (a new one each time), registered as caller `name`.
     pub async fn add_function_binary(
         &self,
         name: &str,
         binary: PathBuf,
         options: FunctionOptions,
     ) -> anyhow::Result<()> {
-        let mut env = self.client_env();
+        let n = self.function_keys.fetch_add(1, Ordering::Relaxed) + 1;
+        let key = format!("AKIALOCAL{n:011}");
+        let mut env: Vec<(String, String)> = self
+            .client_env()
+            .into_iter()
+            .map(|(k, v)| {
+                if k == "AWS_ACCESS_KEY_ID" {
+                    (k, key.clone())
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
         env.push(("RUST_LOG".into(), options.rust_log.clone()));
         env.extend(options.env);
+        self.register_function(name, &binary, &env);
         let spec = FunctionSpec {
             name: name.to_owned(),
             binary,
@@ -227,6 +265,57 @@ impl LocalStack {
             .map_err(|_| anyhow::anyhow!("function table poisoned"))?
             .insert(name.to_owned(), Arc::new(hosted));
         Ok(())
+    }
+
+    /// Registers the access key id a function runs with (the last `AWS_ACCESS_KEY_ID` of `env`,
+    /// as the process sees it) as caller `name`.
+    fn register_function(&self, name: &str, binary: &Path, env: &[(String, String)]) {
+        let last = |var: &str| env.iter().rev().find(|(k, _)| k == var).map(|(_, v)| v.clone());
+        let Some(key) = last("AWS_ACCESS_KEY_ID") else {
+            return;
+        };
+        // The function's own configuration (what the template would set), not the stack's
+        // client environment: an IAM check reads the parameters the tests used from it.
+        let recorded: BTreeMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| !recorder::is_stack_env(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let binary = binary.file_name().and_then(|b| b.to_str());
+        self.gateway.recorder.register(&key, name, binary, &recorded);
+    }
+
+    /// Records a `template.yaml` parameter this test deploys with, for the IAM check (the
+    /// parameters a function's environment carries are read from `callers.jsonl`).
+    pub fn bind_parameter(&self, name: &str, value: &str) {
+        self.gateway.recorder.bind_parameter(name, value);
+    }
+
+    /// Records, for the IAM check, that the `template.yaml` resource `logical` is the resource
+    /// named (or with the ARN) `value` in this test.
+    pub fn bind_resource(&self, logical: &str, value: &str) {
+        self.gateway.recorder.bind_resource(logical, value);
+    }
+
+    /// Declares, for the IAM check, that `caller`'s `action` on resources under
+    /// `resource_prefix` is meant to be refused in AWS (moto enforces no IAM, so the test sees
+    /// another answer); the check fails if the template allows it.
+    pub fn expect_denied(&self, caller: &str, action: &str, resource_prefix: &str, why: &str) {
+        self.gateway
+            .recorder
+            .expect_denied(caller, action, resource_prefix, why);
+    }
+
+    /// Names the requests signed with `access_key_id` as `caller`'s in `calls.jsonl`.
+    pub fn register_caller(&self, access_key_id: &str, caller: &str) {
+        self.gateway
+            .recorder
+            .register(access_key_id, caller, None, &BTreeMap::new());
+    }
+
+    /// Every request recorded so far (`calls.jsonl`), in order; see [`crate::recorder::Call`].
+    pub fn calls(&self) -> Vec<serde_json::Value> {
+        self.gateway.recorder.calls()
     }
 
     /// Turns on the RDS log API emulator; its log files live under the stack's log directory.

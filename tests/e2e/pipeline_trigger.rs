@@ -305,9 +305,13 @@ async fn logs_are_json_lines_when_lambda_asks_for_json() {
 
     let log = stack.function_log("pipeline-trigger");
     let mut recorded = 0;
+    let mut debug = 0;
     for line in log.lines() {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(v["level"].is_string(), "{line}");
+        if v["level"] == "DEBUG" {
+            debug += 1;
+        }
         if v["message"] == "job result recorded" {
             recorded += 1;
             let spans = v["spans"].as_array().expect("span list");
@@ -315,6 +319,8 @@ async fn logs_are_json_lines_when_lambda_asks_for_json() {
         }
     }
     assert_eq!(recorded, outcome.invocations.len());
+    // RUST_LOG=debug really raises the level above INFO (the SDK's own debug events appear).
+    assert!(debug > 0, "no DEBUG line at RUST_LOG=debug");
     for value in spec.credentials.values() {
         assert!(!log.contains(value));
     }

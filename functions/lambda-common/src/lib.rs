@@ -20,10 +20,20 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 /// logs the raw invocation payload at TRACE (a CodePipeline payload carries
 /// `artifactCredentials`); the SDK's runtime and the HTTP stack log whole requests and responses
 /// at TRACE (a task token sent to Step Functions, unmasked property values from CloudFormation,
-/// session tokens in headers). Whatever the log level says, these are capped.
-const CAPPED_TARGETS: [(&str, LevelFilter); 11] = [
+/// session tokens in headers); the SDK's endpoint and auth orchestration log their parameters at
+/// DEBUG, the resolved identity among them (an access key id: the function's own, or a job's
+/// artifact credentials). Whatever the log level says, these are capped.
+const CAPPED_TARGETS: [(&str, LevelFilter); 13] = [
     ("lambda_runtime", LevelFilter::INFO),
     ("lambda_runtime_api_client", LevelFilter::INFO),
+    (
+        "aws_smithy_runtime::client::orchestrator::endpoints",
+        LevelFilter::INFO,
+    ),
+    (
+        "aws_smithy_runtime::client::orchestrator::auth",
+        LevelFilter::INFO,
+    ),
     ("aws_smithy", LevelFilter::DEBUG),
     ("aws_sigv4", LevelFilter::DEBUG),
     ("aws_runtime", LevelFilter::DEBUG),
@@ -95,7 +105,10 @@ pub fn init_tracing() {
         std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
     );
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    // The builder's own maximum level defaults to INFO, and the filter layered on it can only
+    // narrow that: lift it, so that the filter alone decides (DEBUG and TRACE when asked for).
     let builder = tracing_subscriber::fmt()
+        .with_max_level(LevelFilter::TRACE)
         .with_target(false)
         .without_time()
         .with_ansi(false)
@@ -215,10 +228,21 @@ mod tests {
         ] {
             assert_eq!(level_for(&f, target), Some(LevelFilter::DEBUG), "{target}");
         }
+        // The endpoint and auth orchestration log the resolved identity at DEBUG.
+        for target in [
+            "aws_smithy_runtime::client::orchestrator::endpoints",
+            "aws_smithy_runtime::client::orchestrator::auth",
+        ] {
+            assert_eq!(level_for(&f, target), Some(LevelFilter::INFO), "{target}");
+        }
         let f = log_filter(Some("trace,aws_smithy_runtime=trace"), None);
         assert_eq!(
             level_for(&f, "aws_smithy_runtime::client"),
             Some(LevelFilter::DEBUG)
+        );
+        assert_eq!(
+            level_for(&f, "aws_smithy_runtime::client::orchestrator::endpoints"),
+            Some(LevelFilter::INFO)
         );
         let f = log_filter(
             Some("warn,lambda_runtime::layers=trace,aws_smithy_runtime=debug"),

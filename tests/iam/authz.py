@@ -260,14 +260,24 @@ def sqs(call):
 # ---- Lambda (REST) ----
 
 
-def lambda_(call):
+INVOKE_PREFIX = "/2015-03-31/functions/"
+
+
+def invoked_name(call):
+    """The function an Invoke request names (by name or URL-encoded ARN, a qualifier dropped), or
+    None when the request is no Invoke."""
     path = call.get("path", "")
-    prefix = "/2015-03-31/functions/"
-    if call["method"].upper() == "POST" and path.startswith(prefix) and path.endswith("/invocations"):
-        name = unquote(path[len(prefix) : -len("/invocations")])
-        name = name.split(":function:")[-1].split(":")[0]
-        return [Authorization("lambda:InvokeFunction", _arn("lambda", f"function:{name}"))]
-    raise Unmapped(f"Lambda {call['method']} {path}")
+    if call["method"].upper() != "POST" or not path.startswith(INVOKE_PREFIX) or not path.endswith("/invocations"):
+        return None
+    name = unquote(path[len(INVOKE_PREFIX) : -len("/invocations")])
+    return name.split(":function:")[-1].split(":")[0]
+
+
+def lambda_(call):
+    name = invoked_name(call)
+    if name is None:
+        raise Unmapped(f"Lambda {call['method']} {call.get('path', '')}")
+    return [Authorization("lambda:InvokeFunction", _arn("lambda", f"function:{name}"))]
 
 
 def service_of(call):
@@ -275,7 +285,7 @@ def service_of(call):
     if call.get("service"):
         return call["service"]
     path = call.get("path", "")
-    if path.startswith("/2015-03-31/functions/"):
+    if path.startswith(INVOKE_PREFIX):
         return "lambda"
     target = call.get("target") or ""
     if target.startswith("AWSStepFunctions."):

@@ -130,6 +130,8 @@ class Check:
         self.default_parameters = {}
         self.listing_parameters = {}
         self._caller_names = {}
+        self._served = {}
+        self._env_bindings = {}
 
     # ---- who is the caller ----
 
@@ -146,6 +148,22 @@ class Check:
             if built == binary and env.get("DEPLOY_STEP") == step:
                 return logical
         return None
+
+    def served(self, stack):
+        """The stack's callers that run a template function, with that function: (caller,
+        logical) pairs, worked out once per stack."""
+        if stack.directory not in self._served:
+            pairs = []
+            for caller in stack.callers.values():
+                logical = self.function_for(caller) if caller.get("binary") else None
+                if logical:
+                    pairs.append((caller, logical))
+            self._served[stack.directory] = pairs
+        return self._served[stack.directory]
+
+    def variables(self, logical):
+        """The environment variables the template sets for a function."""
+        return (self.original["Resources"][logical]["Properties"].get("Environment") or {}).get("Variables", {})
 
     def machines(self):
         return [l for l, r in self.original["Resources"].items() if r.get("Type") == "AWS::Serverless::StateMachine"]
@@ -181,14 +199,12 @@ class Check:
         """The parameters and resource names a test gave its functions: where the template sets
         an environment variable to `!Ref X` (or an `!If` between a parameter and a resource), the
         test's value of that variable is X's (the parameter, when one of the branches is one)."""
+        if stack.directory in self._env_bindings:
+            return self._env_bindings[stack.directory]
         params, names = {}, {}
         declared = self.original.get("Parameters", {})
-        for caller in stack.callers.values():
-            logical = self.function_for(caller) if caller.get("binary") else None
-            if not logical:
-                continue
-            variables = (self.original["Resources"][logical]["Properties"].get("Environment") or {}).get("Variables", {})
-            for var, spec in variables.items():
+        for caller, logical in self.served(stack):
+            for var, spec in self.variables(logical).items():
                 value = (caller.get("env") or {}).get(var)
                 if value is None:
                     continue
@@ -203,6 +219,7 @@ class Check:
                 if chosen is None:
                     continue
                 (params if chosen in declared else names)[chosen] = value
+        self._env_bindings[stack.directory] = (params, names)
         return params, names
 
     def test_parameters(self):
@@ -253,8 +270,7 @@ class Check:
         serve one template function under several names, e.g. with a shorter timeout)."""
         if who in self.machines() and auth.action == "lambda:InvokeFunction":
             invoked = auth.resource.split(":function:")[-1]
-            caller = next((c for c in stack.callers.values() if c.get("caller") == invoked), None)
-            logical = self.function_for(caller) if caller else None
+            logical = self.logical_named(stack, invoked)
             return {logical: invoked} if logical else {}
         if who != "PipelineTriggerFunction" or not auth.action.startswith("states:"):
             return {}
@@ -344,22 +360,16 @@ class Check:
         """Notes the variables a test gives a function that the template never sets (tuning for
         fast tests, or a selection the template does not offer): their paths may need grants the
         template lacks."""
-        for caller in stack.callers.values():
-            logical = self.function_for(caller) if caller.get("binary") else None
-            if not logical:
-                continue
-            variables = (self.original["Resources"][logical]["Properties"].get("Environment") or {}).get("Variables", {})
-            extra = sorted(set(caller.get("env") or {}) - set(variables))
+        for caller, logical in self.served(stack):
+            extra = sorted(set(caller.get("env") or {}) - set(self.variables(logical)))
             if extra:
                 self.notes.append(f"{logical} ({caller['caller']}) runs with variables the template never sets: {', '.join(extra)}")
 
     def function_names(self, stack):
         """Each template function's name in this stack: the first caller serving it."""
         names = {}
-        for caller in stack.callers.values():
-            logical = self.function_for(caller) if caller.get("binary") else None
-            if logical:
-                names.setdefault(logical, caller["caller"])
+        for caller, logical in self.served(stack):
+            names.setdefault(logical, caller["caller"])
         return names
 
     def run(self, stacks):
@@ -399,12 +409,12 @@ class Check:
                 self.evaluate_call(stack, call, logical, function_names, cache)
 
     def invoked_function(self, call, stack):
-        name = call.get("path", "").split("/functions/")[-1].split("/invocations")[0]
-        name = authz.unquote(name).split(":function:")[-1].split(":")[0]
-        for caller in stack.callers.values():
-            if caller.get("caller") == name and caller.get("binary"):
-                return self.function_for(caller)
-        return None
+        name = authz.invoked_name(call)
+        return self.logical_named(stack, name) if name else None
+
+    def logical_named(self, stack, name):
+        """The template function a stack serves under the function name `name`."""
+        return next((logical for caller, logical in self.served(stack) if caller.get("caller") == name), None)
 
     # ---- grants no request used ----
 

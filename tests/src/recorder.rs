@@ -332,13 +332,14 @@ struct CallerLine<'a> {
     env: &'a BTreeMap<String, String>,
 }
 
-/// The two record files of a stack and who is who. Never fails: an IO error is reported on
+/// The record files of a stack (calls, callers, bindings) and who is who. Never fails: an IO error is reported on
 /// stderr and the request goes on unrecorded.
 pub struct Recorder {
     dir: PathBuf,
     callers: RwLock<HashMap<String, String>>,
     calls_file: Mutex<Option<File>>,
     callers_file: Mutex<Option<File>>,
+    bindings_file: Mutex<Option<File>>,
 }
 
 fn open_append(path: &Path) -> Option<File> {
@@ -361,13 +362,15 @@ fn append_line(file: &Mutex<Option<File>>, line: &str) {
 }
 
 impl Recorder {
-    /// Records into `dir/calls.jsonl` and `dir/callers.jsonl` (appended to when they exist).
+    /// Records into `dir/calls.jsonl`, `dir/callers.jsonl` and `dir/bindings.jsonl` (appended to
+    /// when they exist).
     pub fn new(dir: &Path) -> Self {
         Self {
             dir: dir.to_path_buf(),
             callers: RwLock::new(HashMap::new()),
             calls_file: Mutex::new(open_append(&dir.join(CALLS_FILE))),
             callers_file: Mutex::new(open_append(&dir.join(CALLERS_FILE))),
+            bindings_file: Mutex::new(open_append(&dir.join(BINDINGS_FILE))),
         }
     }
 
@@ -402,17 +405,13 @@ impl Recorder {
     /// Records that the test stands for a deployment of `template.yaml` with this parameter
     /// value (a line of `bindings.jsonl`: `{"parameter": name, "value": value}`).
     pub fn bind_parameter(&self, name: &str, value: &str) {
-        let line = serde_json::json!({"parameter": name, "value": value}).to_string();
-        let file = Mutex::new(open_append(&self.dir.join(BINDINGS_FILE)));
-        append_line(&file, &line);
+        self.bind(&serde_json::json!({"parameter": name, "value": value}));
     }
 
     /// Records that the template resource `logical` is, in this test, the resource named (or
     /// with the ARN) `value`: `{"logical": logical, "value": value}`.
     pub fn bind_resource(&self, logical: &str, value: &str) {
-        let line = serde_json::json!({"logical": logical, "value": value}).to_string();
-        let file = Mutex::new(open_append(&self.dir.join(BINDINGS_FILE)));
-        append_line(&file, &line);
+        self.bind(&serde_json::json!({"logical": logical, "value": value}));
     }
 
     /// Records that `caller`'s authorizations of `action` (IAM wildcards allowed) for resources
@@ -420,12 +419,14 @@ impl Recorder {
     /// IAM, so the test sees another answer): a line `{"expect_denied": prefix, "caller": …,
     /// "action": …, "why": …}` of `bindings.jsonl`.
     pub fn expect_denied(&self, caller: &str, action: &str, resource_prefix: &str, why: &str) {
-        let line = serde_json::json!({
+        self.bind(&serde_json::json!({
             "expect_denied": resource_prefix, "caller": caller, "action": action, "why": why,
-        })
-        .to_string();
-        let file = Mutex::new(open_append(&self.dir.join(BINDINGS_FILE)));
-        append_line(&file, &line);
+        }));
+    }
+
+    /// Appends one line to `bindings.jsonl`, under the file's lock like every other record.
+    fn bind(&self, line: &Value) {
+        append_line(&self.bindings_file, &line.to_string());
     }
 
     /// The caller registered for `access_key_id`, else [`UNKNOWN`].

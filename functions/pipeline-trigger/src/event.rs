@@ -123,34 +123,36 @@ fn no_output_artifacts() -> Result<Vec<Artifact>, String> {
     Ok(Vec::new())
 }
 
-fn lenient_output_artifacts<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Result<Vec<Artifact>, String>, D::Error> {
-    let value = Value::deserialize(d)?;
-    Ok(match value {
-        Value::Null => Ok(Vec::new()),
-        other => Vec::<Artifact>::deserialize(other).map_err(|e| e.to_string()),
+/// A field read whatever its shape: `None` when null (or absent, with `#[serde(default)]`), else
+/// the value, or why it is not one.
+fn lenient<'de, T, D>(d: D) -> Result<Option<Result<T, serde_json::Error>>, D::Error>
+where
+    T: serde::de::DeserializeOwned,
+    D: serde::Deserializer<'de>,
+{
+    Ok(match Value::deserialize(d)? {
+        Value::Null => None,
+        other => Some(serde_json::from_value(other)),
     })
 }
 
+fn lenient_output_artifacts<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Result<Vec<Artifact>, String>, D::Error> {
+    Ok(lenient(d)?.map_or_else(no_output_artifacts, |r| r.map_err(|e| e.to_string())))
+}
+
+/// The parse error is dropped at once: it could quote a secret.
 fn lenient_credentials<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Result<ArtifactCredentials, ()>>, D::Error> {
-    let value = Value::deserialize(d)?;
-    Ok(match value {
-        Value::Null => None,
-        other => Some(ArtifactCredentials::deserialize(other).map_err(|_| ())),
-    })
+    Ok(lenient(d)?.map(|r| r.map_err(|_| ())))
 }
 
 fn lenient_key<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Result<EncryptionKey, String>>, D::Error> {
-    let value = Value::deserialize(d)?;
-    Ok(match value {
-        Value::Null => None,
-        other => Some(EncryptionKey::deserialize(other).map_err(|e| e.to_string())),
-    })
+    Ok(lenient(d)?.map(|r| r.map_err(|e| e.to_string())))
 }
 
 /// `artifactCredentials`: temporary credentials for the pipeline's artifact bucket (and its KMS

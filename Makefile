@@ -6,6 +6,7 @@ SHELL := bash
 .DEFAULT_GOAL := help
 
 VENV        := .venv
+SCAN_VENV   := .venv-scan
 TARGET_DIR  := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN         := $(TARGET_DIR)/debug
 RUST_TARGETS := aarch64-unknown-linux-gnu wasm32-unknown-unknown
@@ -23,13 +24,21 @@ help: ## this list: every target with the comment on its line
 
 ## Installation -------------------------------------------------------------------------------
 
-setup: $(VENV)/.installed node_modules/.installed rust-toolchain ## install everything the other targets need (.venv, node_modules, rustup components and targets)
+setup: $(VENV)/.installed $(SCAN_VENV)/.installed node_modules/.installed rust-toolchain ## install everything the other targets need (.venv, .venv-scan, node_modules, rustup components and targets)
 
-# moto (local AWS), cargo-lambda, SAM CLI and cfn-lint, pinned, in a repo-local venv.
+# moto (local AWS), cargo-lambda, SAM CLI, cfn-lint and its serverless rules, pinned, in a
+# repo-local venv.
 $(VENV)/.installed: requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# checkov, pinned, in a venv of its own: it pins an older boto3/botocore than .venv's moto and SAM CLI.
+$(SCAN_VENV)/.installed: requirements-scan.txt
+	python3 -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(SCAN_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-scan.txt
 	touch $@
 
 # asl-validator, pinned by package-lock.json.
@@ -43,12 +52,18 @@ rust-toolchain: ## the rustup components (clippy, rustfmt) and targets (aarch64 
 
 ## Checks --------------------------------------------------------------------------------------
 
-lint: setup ## rustfmt, clippy, sam validate --lint, cfn-lint, asl-validator
+lint: setup ## rustfmt, clippy, sam validate --lint, cfn-lint (with the serverless rules), checkov, asl-validator
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	sam validate --lint --template template.yaml
 	sam validate --lint --template $(EDGE_DIR)/template.yaml
 	cfn-lint template.yaml $(EDGE_DIR)/template.yaml
+	@# The Serverless Rules; a rule disabled on a resource says why in the template.
+	cfn-lint template.yaml $(EDGE_DIR)/template.yaml --append-rules cfn_lint_serverless.rules
+	@# Every check passes or is skipped on its resource with the reason (Metadata: checkov: skip).
+	@# --skip-download: no Prisma Cloud account, no network.
+	$(SCAN_VENV)/bin/checkov -f template.yaml -f $(EDGE_DIR)/template.yaml \
+	  --framework cloudformation --compact --quiet --skip-download
 	@for f in $(STATE_MACHINES); do asl-validator --json-path "$$f" || exit 1; done
 	python3 .ci/check-layout
 	python3 .ci/check-sizes
@@ -113,9 +128,9 @@ bench-trigger: test-build ## release bootstraps (arm64, x86_64): size, cold star
 	  --zip-x86-64 $(BENCH_DIR)/pipeline-trigger-x86_64.zip \
 	  --out BENCHMARKS.md
 
-clean: ## remove target/, .venv, node_modules and .aws-sam
+clean: ## remove target/, .venv, .venv-scan, node_modules and .aws-sam
 	cargo clean
-	rm -rf $(VENV) node_modules .aws-sam
+	rm -rf $(VENV) $(SCAN_VENV) node_modules .aws-sam
 
 ## Lambda@Edge package ------------------------------------------------------------------------
 

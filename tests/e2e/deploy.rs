@@ -4,8 +4,12 @@
 //! afterwards, not only the workflow's status.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
+use aws_sdk_sfn::types::HistoryEventType;
+use deploy_steps::metrics::{CHANGE_SET_VERDICTS, CLOUDFORMATION_WAIT_SECONDS, STEP_OUTCOMES};
 use e2e::approvals::{Approvals, REVIEW_BUCKET, decide};
+use e2e::emf::{self, Datum};
 use e2e::pipeline::{ActionOutcome, ActionSpec, ActionStatus, InputArtifact, run_action};
 use e2e::seed::{ARTIFACT_BUCKET, fixture_template, seed_pipeline_inputs, zip_files};
 use e2e::{FunctionOptions, LocalStack};
@@ -13,13 +17,18 @@ use serde_json::{Value, json};
 
 const STACK: &str = "e2e-app";
 
+/// A fresh local stack per test: its functions' logs, hence their metrics, are this test's alone.
 struct DeployWorld {
     stack: LocalStack,
     approvals: Approvals,
+    /// The deploy state machine: every execution the trigger started in this test.
+    state_machine: String,
+    started: Instant,
 }
 
 impl DeployWorld {
     async fn start() -> Self {
+        let started = Instant::now();
         let stack = LocalStack::start().await.expect("local stack");
         seed_pipeline_inputs(&stack).await.expect("seed");
         let (deploy, approvals) = e2e::seed::deploy_workflow_with_approvals(&stack, "deploy")
@@ -28,7 +37,12 @@ impl DeployWorld {
         e2e::seed::serve_trigger(&stack, &deploy, FunctionOptions::default())
             .await
             .expect("serve the trigger");
-        Self { stack, approvals }
+        Self {
+            stack,
+            approvals,
+            state_machine: deploy,
+            started,
+        }
     }
 
     /// The review id of the approval the workflow waits for, once its token is kept.
@@ -168,6 +182,218 @@ fn assert_succeeded(outcome: &ActionOutcome) {
     assert_eq!(outcome.status, ActionStatus::Succeeded, "{outcome:#?}");
 }
 
+/// The path one deployment took, as far as the deploy workflow's metrics are concerned.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    /// CreateStack, then the stack's status until created: one wait, no change set.
+    Created,
+    /// A CREATE change set (a REVIEW_IN_PROGRESS stack), judged safe and executed: two waits.
+    CreatedThroughChangeSet,
+    /// A safe UPDATE change set, executed: two waits (the change set, the update).
+    Updated,
+    /// An unsafe change set never executed (failed, rejected, timed out, refused): one wait.
+    NotExecuted,
+    /// An unsafe change set, approved and executed: two waits.
+    ApprovedUpdate,
+    /// An unsafe change set, then a new stack beside: two waits (the change set, the new stack).
+    BlueGreen,
+    /// CloudFormation created no change set (moto refuses one without changes): no wait.
+    NoChanges,
+    /// Stopped before any change set or stack operation (bad input, drift): nothing.
+    Stopped,
+}
+
+impl Path {
+    /// (Safe, Unsafe, NoChanges verdicts, finished CloudFormation waits).
+    fn expected(self) -> (u32, u32, u32, usize) {
+        match self {
+            Path::Created => (0, 0, 0, 1),
+            Path::CreatedThroughChangeSet | Path::Updated => (1, 0, 0, 2),
+            Path::NotExecuted => (0, 1, 0, 1),
+            Path::ApprovedUpdate | Path::BlueGreen => (0, 1, 0, 2),
+            Path::NoChanges => (0, 0, 1, 0),
+            Path::Stopped => (0, 0, 0, 0),
+        }
+    }
+}
+
+/// The step name (`DEPLOY_STEP`) of a function ARN or name, `deploy-prepare` -> `prepare`.
+fn step_of(function: &str) -> String {
+    let name = function.rsplit_once(":function:").map_or(function, |(_, n)| n);
+    let name = name.split(':').next().unwrap_or(name);
+    let step = deploy_steps::Step::ALL
+        .into_iter()
+        .find(|s| s.function_name() == name)
+        .unwrap_or_else(|| panic!("not a deploy step: {function}"));
+    step.name().to_owned()
+}
+
+type Outcomes = BTreeMap<(String, String), f64>;
+
+impl DeployWorld {
+    /// Every deploy function's EMF data (the steps' and the approver's).
+    fn deploy_metrics(&self) -> Vec<Datum> {
+        let mut names: Vec<&str> = deploy_steps::Step::ALL
+            .iter()
+            .map(|s| s.function_name())
+            .collect();
+        names.push(e2e::approvals::APPROVE_FUNCTION);
+        names
+            .iter()
+            .flat_map(|n| self.stack.metrics(n).unwrap_or_else(|e| panic!("{e:#}")))
+            .collect()
+    }
+
+    /// Ground truth: every step invocation in the histories of this test's executions, as
+    /// (Outcome, Step) -> count; a Lambda task's failure carries the function's `errorType`.
+    async fn executed_steps(&self) -> Outcomes {
+        let sfn = self.stack.sfn();
+        let executions = sfn
+            .list_executions()
+            .state_machine_arn(&self.state_machine)
+            .max_results(1000)
+            .send()
+            .await
+            .unwrap();
+        let mut outcomes = Outcomes::new();
+        for execution in executions.executions() {
+            let mut events = Vec::new();
+            let mut token = None;
+            loop {
+                let page = sfn
+                    .get_execution_history()
+                    .execution_arn(execution.execution_arn())
+                    .max_results(1000)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .unwrap();
+                events.extend(page.events().iter().cloned());
+                token = page.next_token().map(str::to_owned);
+                if token.is_none() {
+                    break;
+                }
+            }
+            count_invocations(&events, &mut outcomes);
+        }
+        outcomes
+    }
+
+    /// Asserts the deploy workflow's metrics against what this test's deployments did: the
+    /// verdicts and waits of `paths`, the step outcomes of the executions' histories plus
+    /// `approve` (the outcomes of the approve function's answers, `Success` or its errorType).
+    async fn assert_deploy_metrics(&self, paths: &[Path], approve: &[&str]) -> Vec<Datum> {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let data = self.deploy_metrics();
+        for d in &data {
+            assert_eq!(d.dimensions["Service"], "DeployWorkflow", "{d:?}");
+        }
+        let (mut safe, mut unsafe_, mut none, mut waits) = (0, 0, 0, 0);
+        for p in paths {
+            let (s, u, n, w) = p.expected();
+            (safe, unsafe_, none, waits) = (safe + s, unsafe_ + u, none + n, waits + w);
+        }
+        let verdicts = |v| emf::sum(&data, CHANGE_SET_VERDICTS, &[("Verdict", v)]);
+        assert_eq!(
+            (verdicts("Safe"), verdicts("Unsafe"), verdicts("NoChanges")),
+            (f64::from(safe), f64::from(unsafe_), f64::from(none)),
+            "verdicts (Safe, Unsafe, NoChanges) of {paths:?}"
+        );
+        assert_eq!(
+            emf::sum(&data, CHANGE_SET_VERDICTS, &[]),
+            f64::from(safe + unsafe_ + none)
+        );
+        let waited = emf::values(&data, CLOUDFORMATION_WAIT_SECONDS, &[]);
+        assert_eq!(
+            waited.len(),
+            waits,
+            "one sample per finished wait of {paths:?}: {waited:?}"
+        );
+        for w in &waited {
+            assert!(
+                (0.0..=elapsed).contains(w),
+                "a wait of {w} s in a test of {elapsed} s"
+            );
+        }
+        let mut expected = self.executed_steps().await;
+        for outcome in approve {
+            *expected
+                .entry(((*outcome).to_owned(), "approve".to_owned()))
+                .or_default() += 1.0;
+        }
+        let mut counted = Outcomes::new();
+        for d in data
+            .iter()
+            .filter(|d| d.name == STEP_OUTCOMES && d.dimensions.len() == 3)
+        {
+            let key = (d.dimensions["Outcome"].clone(), d.dimensions["Step"].clone());
+            *counted.entry(key).or_default() += d.values.iter().sum::<f64>();
+        }
+        assert_eq!(counted, expected, "StepOutcomes by (Outcome, Step)");
+        let total: f64 = expected.values().sum();
+        assert_eq!(
+            emf::sum(&data, STEP_OUTCOMES, &[]),
+            total,
+            "StepOutcomes under Service"
+        );
+        data
+    }
+}
+
+/// Counts the step invocations of one execution's history: a Lambda task's scheduling and its
+/// end (its function's errorType on failure); the `.waitForTaskToken` task's function succeeded
+/// once the task is submitted (what comes after is the token's answer, not the function's).
+fn count_invocations(events: &[aws_sdk_sfn::types::HistoryEvent], outcomes: &mut Outcomes) {
+    let mut running: Option<String> = None;
+    let mut waiting: Option<String> = None;
+    for e in events {
+        match e.r#type() {
+            HistoryEventType::LambdaFunctionScheduled => {
+                let details = e.lambda_function_scheduled_event_details().unwrap();
+                running = Some(step_of(details.resource()));
+            }
+            HistoryEventType::LambdaFunctionSucceeded => {
+                let step = running.take().unwrap();
+                *outcomes.entry(("Success".into(), step)).or_default() += 1.0;
+            }
+            HistoryEventType::LambdaFunctionFailed => {
+                let step = running.take().unwrap();
+                let details = e.lambda_function_failed_event_details().unwrap();
+                let error = details.error().unwrap().to_owned();
+                *outcomes.entry((error, step)).or_default() += 1.0;
+            }
+            HistoryEventType::TaskScheduled => {
+                let details = e.task_scheduled_event_details().unwrap();
+                let params: Value = serde_json::from_str(details.parameters()).unwrap();
+                waiting = Some(step_of(params["FunctionName"].as_str().unwrap()));
+            }
+            HistoryEventType::TaskSubmitted => {
+                let step = waiting.take().unwrap();
+                *outcomes.entry(("Success".into(), step)).or_default() += 1.0;
+            }
+            HistoryEventType::TaskFailed => {
+                if let Some(step) = waiting.take() {
+                    let details = e.task_failed_event_details().unwrap();
+                    let error = details.error().unwrap().to_owned();
+                    *outcomes.entry((error, step)).or_default() += 1.0;
+                }
+            }
+            other => assert!(
+                !matches!(
+                    other,
+                    HistoryEventType::LambdaFunctionTimedOut | HistoryEventType::LambdaFunctionStartFailed
+                ),
+                "a step that recorded nothing: {e:?}"
+            ),
+        }
+    }
+}
+
+/// The count of StepOutcomes under (Outcome, Step).
+fn outcome(data: &[Datum], outcome: &str, step: &str) -> f64 {
+    emf::sum(data, STEP_OUTCOMES, &[("Outcome", outcome), ("Step", step)])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_path_creates_the_stack() {
     let w = DeployWorld::start().await;
@@ -189,6 +415,7 @@ async fn create_path_creates_the_stack() {
         .map(|p| (p.parameter_key().unwrap(), p.parameter_value().unwrap()))
         .collect();
     assert_eq!(params, [("environmentName", "e2e")]);
+    w.assert_deploy_metrics(&[Path::Created], &[]).await;
     w.stack.stop().await;
 }
 
@@ -210,6 +437,8 @@ async fn safe_update_path_executes_the_change_set() {
     assert_eq!(after["Assets"], before["Assets"]);
     assert_eq!(after["Uploads"], before["Uploads"]);
     assert!(w.bucket_exists(&after["Reports"]).await);
+    w.assert_deploy_metrics(&[Path::Created, Path::Updated], &[])
+        .await;
     w.stack.stop().await;
 }
 
@@ -237,6 +466,8 @@ async fn a_modify_that_does_not_say_whether_it_replaces_is_refused_by_default() 
     );
     assert_eq!(w.status(STACK).await, "CREATE_COMPLETE");
     assert!(w.executable_change_sets(STACK).await.is_empty());
+    w.assert_deploy_metrics(&[Path::Created, Path::NotExecuted], &[])
+        .await;
     w.stack.stop().await;
 }
 
@@ -268,6 +499,8 @@ async fn unsafe_path_deletes_the_change_set_and_leaves_the_stack_untouched() {
     assert!(w.bucket_exists(&after["Uploads"]).await);
     assert_eq!(w.status(STACK).await, status_before);
     assert!(w.executable_change_sets(STACK).await.is_empty());
+    w.assert_deploy_metrics(&[Path::Created, Path::Updated, Path::NotExecuted], &[])
+        .await;
     w.stack.stop().await;
 }
 
@@ -284,6 +517,8 @@ async fn no_op_path_succeeds_without_touching_the_stack() {
     assert_eq!(w.resources(STACK).await, before);
     assert_eq!(w.status(STACK).await, "CREATE_COMPLETE");
     assert!(w.executable_change_sets(STACK).await.is_empty());
+    w.assert_deploy_metrics(&[Path::Created, Path::NoChanges], &[])
+        .await;
     w.stack.stop().await;
 }
 
@@ -316,6 +551,8 @@ async fn blue_green_path_deploys_a_new_stack_beside_the_old_one() {
     assert!(w.bucket_exists(&before["Uploads"]).await);
     assert_eq!(w.status(STACK).await, "CREATE_COMPLETE");
     assert!(w.executable_change_sets(STACK).await.is_empty());
+    w.assert_deploy_metrics(&[Path::Created, Path::BlueGreen], &[])
+        .await;
     w.stack.stop().await;
 }
 
@@ -349,6 +586,8 @@ async fn a_review_in_progress_stack_is_created_through_a_create_change_set() {
     let id = vars(&out)["stackId"].to_owned();
     assert_eq!(w.status(&id).await, "CREATE_COMPLETE");
     assert_eq!(keys(&w.resources(&id).await), ["Assets", "Uploads"]);
+    w.assert_deploy_metrics(&[Path::CreatedThroughChangeSet], &[])
+        .await;
     w.stack.stop().await;
 }
 
@@ -379,6 +618,7 @@ async fn a_template_over_51200_bytes_goes_through_s3() {
             .unwrap()
             .starts_with("templates/e2e-app/")
     );
+    w.assert_deploy_metrics(&[Path::Created], &[]).await;
     w.stack.stop().await;
 }
 
@@ -401,6 +641,12 @@ async fn a_missing_template_fails_the_pipeline_with_what_the_artifact_holds() {
     );
     let missing = w.cfn().describe_stacks().stack_name(STACK).send().await;
     assert!(missing.is_err(), "no stack may be created");
+    let data = w.assert_deploy_metrics(&[Path::Stopped], &[]).await;
+    assert_eq!(outcome(&data, "TemplateNotFound", "prepare"), 1.0);
+    assert_eq!(
+        emf::sum(&data, STEP_OUTCOMES, &[("Outcome", "TemplateNotFound")]),
+        1.0
+    );
     w.stack.stop().await;
 }
 
@@ -521,6 +767,13 @@ async fn an_approved_unsafe_change_set_runs_once_approved_and_names_its_approver
         (404, Some("ApprovalNotPending")),
         "{body}"
     );
+    let data = w
+        .assert_deploy_metrics(
+            &[Path::Created, Path::Updated, Path::ApprovedUpdate],
+            &["Success", "ApprovalNotPending"],
+        )
+        .await;
+    assert_eq!(outcome(&data, "Success", "request-approval"), 1.0);
     w.stack.stop().await;
 }
 
@@ -533,11 +786,17 @@ async fn a_rejected_change_set_is_deleted_and_the_failure_names_who_rejected_it_
         .deploy_awaiting(json!({}), |review_id, _| async move {
             // Nobody decides without an IAM identity, or rejects without a reason.
             let anonymous = json!({"reviewId": review_id, "decision": "approve"});
-            let (status, _) = decide(s, None, &anonymous).await.unwrap();
-            assert_eq!(status, 403);
+            let (status, body) = decide(s, None, &anonymous).await.unwrap();
+            assert_eq!(
+                (status, body["errorType"].as_str()),
+                (403, Some("NotAuthenticated"))
+            );
             let no_reason = json!({"reviewId": review_id, "decision": "reject"});
-            let (status, _) = decide(s, Some(ALICE), &no_reason).await.unwrap();
-            assert_eq!(status, 400);
+            let (status, body) = decide(s, Some(ALICE), &no_reason).await.unwrap();
+            assert_eq!(
+                (status, body["errorType"].as_str()),
+                (400, Some("InvalidDecision"))
+            );
             let body = json!({"reviewId": review_id, "decision": "reject", "reason": "uploads still in use"});
             decide(s, Some(ALICE), &body).await.unwrap()
         })
@@ -555,6 +814,13 @@ async fn a_rejected_change_set_is_deleted_and_the_failure_names_who_rejected_it_
     assert_eq!(w.resources(STACK).await, before);
     assert!(w.bucket_exists(&before["Uploads"]).await);
     assert!(w.executable_change_sets(STACK).await.is_empty());
+    let data = w
+        .assert_deploy_metrics(
+            &[Path::Created, Path::Updated, Path::NotExecuted],
+            &["NotAuthenticated", "InvalidDecision", "Success"],
+        )
+        .await;
+    assert_eq!(outcome(&data, "NotAuthenticated", "approve"), 1.0);
     w.stack.stop().await;
 }
 
@@ -583,6 +849,9 @@ async fn an_approval_that_times_out_deletes_the_change_set() {
     );
     assert_eq!(w.resources(STACK).await, before);
     assert!(w.executable_change_sets(STACK).await.is_empty());
+    let late = waited.decided.1["errorType"].as_str().unwrap();
+    w.assert_deploy_metrics(&[Path::Created, Path::Updated, Path::NotExecuted], &[late])
+        .await;
     w.stack.stop().await;
 }
 
@@ -628,6 +897,10 @@ async fn a_change_set_replaced_after_its_review_is_never_executed() {
     // Neither the reviewed change nor the substitute ran.
     assert_eq!(w.resources(STACK).await, before);
     assert!(w.bucket_exists(&before["Uploads"]).await);
+    let data = w
+        .assert_deploy_metrics(&[Path::Created, Path::Updated, Path::NotExecuted], &["Success"])
+        .await;
+    assert_eq!(outcome(&data, "ChangeSetChanged", "execute-change-set"), 1.0);
     w.stack.stop().await;
 }
 
@@ -653,6 +926,11 @@ async fn drift_block_fails_closed_when_drift_cannot_be_detected() {
         vars(&ok)["drift"].contains("going on without a drift check (drift: warn)"),
         "{ok:#?}"
     );
+    w.assert_deploy_metrics(
+        &[Path::Created, Path::Updated, Path::Stopped, Path::NoChanges],
+        &[],
+    )
+    .await;
     w.stack.stop().await;
 }
 
@@ -703,5 +981,9 @@ async fn a_decision_sent_with_the_token_but_not_through_the_approver_executes_no
     assert_eq!(w.resources(STACK).await, before);
     assert!(w.bucket_exists(&before["Uploads"]).await);
     assert!(w.executable_change_sets(STACK).await.is_empty());
+    let data = w
+        .assert_deploy_metrics(&[Path::Created, Path::Updated, Path::NotExecuted], &[])
+        .await;
+    assert_eq!(outcome(&data, "ApprovalNotVerified", "execute-change-set"), 1.0);
     w.stack.stop().await;
 }

@@ -1,12 +1,86 @@
 //! End to end: the real `pipeline-trigger` binary, invoked through the Lambda Invoke API with
 //! CodePipeline job events, drives real state machines executed by moto; the job results are
-//! read back from the local CodePipeline emulator.
+//! read back from the local CodePipeline emulator, and the trigger's EMF metrics are checked
+//! against them.
 
 mod support;
 
-use e2e::pipeline::{ActionStatus, invoke_job, job_event, run_action};
+use std::collections::BTreeMap;
+
+use e2e::emf;
+use e2e::pipeline::{ActionOutcome, ActionStatus, invoke_job, job_event, run_action};
 use serde_json::Value;
 use support::{SAMPLE_PARAMETERS, World};
+
+use e2e::codepipeline::FAILURE_TYPES;
+
+/// The trigger's metrics against the ground truth, the results the CodePipeline emulator took:
+/// `JobsSucceeded` = final successes, `JobsFailed` by `FailureType` = failures by type, one
+/// `PollsPerJob` sample per ended job, `ResultsNotRecorded` = refused result calls other than
+/// "the job already has a result". Returns the trigger's metrics.
+fn assert_metrics_match_results(world: &World) -> Vec<emf::Datum> {
+    let data = world
+        .stack
+        .metrics("pipeline-trigger")
+        .expect("the trigger's EMF lines");
+    let calls = world.stack.codepipeline_calls();
+    let accepted: Vec<_> = calls.iter().filter(|c| c.error.is_none()).collect();
+    let finals = accepted
+        .iter()
+        .filter(|c| c.operation == "PutJobSuccessResult" && c.request.get("continuationToken").is_none())
+        .count();
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    for c in accepted.iter().filter(|c| c.operation == "PutJobFailureResult") {
+        let kind = c.request["failureDetails"]["type"].as_str().unwrap_or_default();
+        *failures.entry(kind.to_owned()).or_default() += 1;
+    }
+    assert_eq!(
+        emf::sum(&data, "JobsSucceeded", &[]),
+        finals as f64,
+        "JobsSucceeded"
+    );
+    for kind in FAILURE_TYPES {
+        let recorded = failures.get(kind).copied().unwrap_or_default();
+        assert_eq!(
+            emf::sum(&data, "JobsFailed", &[("FailureType", kind)]),
+            recorded as f64,
+            "JobsFailed {kind}"
+        );
+    }
+    let failed: usize = failures.values().sum();
+    assert_eq!(
+        emf::sum(&data, "JobsFailed", &[]),
+        failed as f64,
+        "JobsFailed, all types"
+    );
+    assert_eq!(
+        emf::values(&data, "PollsPerJob", &[]).len(),
+        finals + failed,
+        "one PollsPerJob sample per ended job"
+    );
+    let not_recorded = calls
+        .iter()
+        .filter(|c| {
+            c.error
+                .as_deref()
+                .is_some_and(|e| e != "InvalidJobStateException")
+        })
+        .count();
+    assert_eq!(emf::sum(&data, "ResultsNotRecorded", &[]), not_recorded as f64);
+    data
+}
+
+/// The metrics of one action that ended: its polls per job is the number of invocations it
+/// took; one execution started.
+fn assert_action_metrics(world: &World, outcome: &ActionOutcome, started: usize) {
+    let data = assert_metrics_match_results(world);
+    assert_eq!(
+        emf::values(&data, "PollsPerJob", &[]),
+        vec![outcome.invocations.len() as f64],
+        "PollsPerJob"
+    );
+    assert_eq!(emf::sum(&data, "JobsStarted", &[]), started as f64, "JobsStarted");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_successful_execution_completes_the_job_with_output_variables() {
@@ -67,6 +141,7 @@ async fn a_successful_execution_completes_the_job_with_output_variables() {
     assert_eq!(input["revisionS3Bucket"], "codepipeline-artifacts");
     assert_eq!(input["revisionS3Key"], "MyPipeline/SourceArti/abc123");
     assert_eq!(input["codePipelineJobId"], outcome.invocations[0].job_id.as_str());
+    assert_action_metrics(&world, &outcome, executions.len());
 
     world.assert_no_credentials(&spec.credentials);
     world.stop().await;
@@ -105,6 +180,11 @@ async fn a_failed_execution_fails_the_job_with_status_error_and_cause() {
     // The default state machine was not touched.
     let default_runs = world.execution_arns(&world.succeed_arn).await;
     assert!(default_runs.is_empty());
+    assert_action_metrics(
+        &world,
+        &outcome,
+        world.execution_arns(&world.fail_arn).await.len(),
+    );
 
     world.assert_no_credentials(&spec.credentials);
     world.stop().await;
@@ -164,6 +244,11 @@ async fn a_repeated_first_invocation_starts_only_one_execution() {
     assert_eq!(third.function_error, None);
     let executions = world.execution_arns(&world.succeed_arn).await;
     assert_eq!(executions.len(), 1);
+    // Three first invocations of one job, one execution: started once (the retries' answers
+    // were refused, so they count nothing); the job has not ended.
+    let data = assert_metrics_match_results(&world);
+    assert_eq!(emf::sum(&data, "JobsStarted", &[]), executions.len() as f64);
+    assert!(emf::values(&data, "PollsPerJob", &[]).is_empty());
 
     world.assert_no_credentials(&spec.credentials);
     world.stop().await;
@@ -228,6 +313,17 @@ async fn configuration_faults_end_the_job_with_a_configuration_error() {
         assert_eq!(outcome.invocations[0].function_error, None);
         all_credentials.push(spec.credentials);
     }
+    // Every case failed in its first invocation, and nothing was started.
+    let data = assert_metrics_match_results(&world);
+    assert_eq!(
+        emf::sum(&data, "JobsFailed", &[("FailureType", "ConfigurationError")]),
+        all_credentials.len() as f64
+    );
+    assert_eq!(
+        emf::values(&data, "PollsPerJob", &[]),
+        vec![1.0; all_credentials.len()]
+    );
+    assert_eq!(emf::sum(&data, "JobsStarted", &[]), 0.0);
     for creds in &all_credentials {
         world.assert_no_credentials(creds);
     }
@@ -306,8 +402,14 @@ async fn logs_are_json_lines_when_lambda_asks_for_json() {
     let log = stack.function_log("pipeline-trigger");
     let mut recorded = 0;
     let mut debug = 0;
+    let mut emf_lines = 0;
     for line in log.lines() {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v.get("_aws").is_some() {
+            // An EMF document: a JSON line of its own, beside the log lines.
+            emf_lines += 1;
+            continue;
+        }
         assert!(v["level"].is_string(), "{line}");
         if v["level"] == "DEBUG" {
             debug += 1;
@@ -319,6 +421,7 @@ async fn logs_are_json_lines_when_lambda_asks_for_json() {
         }
     }
     assert_eq!(recorded, outcome.invocations.len());
+    assert!(emf_lines > 0, "the metrics coexist with the JSON logs");
     // RUST_LOG=debug really raises the level above INFO (the SDK's own debug events appear).
     assert!(debug > 0, "no DEBUG line at RUST_LOG=debug");
     for value in spec.credentials.values() {
@@ -423,6 +526,8 @@ async fn an_express_workflow_ends_the_job_in_one_invocation_with_variables_and_a
     assert_eq!(output["details"]["resources"][1], "Topic");
     assert_eq!(output["jobId"], job_id);
     assert_eq!(sse.as_deref(), Some("aws:kms"), "written with the job's KMS key");
+    // StartSyncExecution started it; the job ended in its one invocation.
+    assert_action_metrics(&world, &outcome, runs.len());
 
     world.assert_no_credentials(&spec.credentials);
     world.stop().await;
@@ -596,6 +701,7 @@ async fn polls_throttled_past_the_bound_fail_the_job_with_the_last_error() {
         15,
         "3 attempts per poll"
     );
+    assert_action_metrics(&world, &outcome, 1);
     world.stop().await;
 }
 
@@ -627,5 +733,8 @@ async fn a_token_naming_another_accounts_execution_is_refused_unpolled() {
             .contains("execution status"),
         "the foreign execution was polled"
     );
+    // Refused at its second invocation (the token counts one earlier poll): 1 + 1 + 1.
+    let data = assert_metrics_match_results(&world);
+    assert_eq!(emf::values(&data, "PollsPerJob", &[]), vec![3.0]);
     world.stop().await;
 }

@@ -4,6 +4,10 @@
 //! throttling, deadline cut-offs and crashes between upload and checkpoint; afterwards the
 //! decompressed objects of every file concatenate to exactly that file's bytes.
 //!
+//! Every run's metrics (its EMF lines, captured from the function's log) are checked against
+//! the same ground truth: the bytes and objects in S3, the emulator's throttled answers, the
+//! bytes of files the emulator deleted before they were shipped, instances made to fail.
+//!
 //! `RDS_SHIPPER_SEEDS=1,2,3…` runs more seeds (`make test-long`); the default is one fixed seed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use e2e::emf;
 use e2e::rds::{DbInstance, RdsEmulator, Throttle};
 use e2e::stack::binary_dir;
 use e2e::{FunctionOptions, LocalStack};
@@ -55,6 +60,9 @@ struct World {
     /// Final content of deleted files, by (instance, file).
     deleted: BTreeMap<(String, String), Vec<u8>>,
     date: String,
+    /// Bytes and objects of chunks the test removed from S3 after the shipper reported them
+    /// (a crash simulated before the upload): shipped twice, in S3 once.
+    removed: (u64, u64),
     /// Files renamed by rotation: (instance, new name) -> the name they had.
     renamed: BTreeMap<(String, String), String>,
     /// Rotation families whose files all shift names at once, SQL Server style: (instance, stem).
@@ -147,6 +155,7 @@ impl World {
             stack,
             rds,
             deleted: BTreeMap::new(),
+            removed: (0, 0),
             renamed: BTreeMap::new(),
             shifted: BTreeSet::new(),
             date,
@@ -217,7 +226,7 @@ impl World {
     /// A run that crashed between uploading a chunk and committing it (and, when
     /// `before_upload`, before the upload too): the checkpoint as it was before the run, with
     /// the chunk recorded as pending.
-    async fn simulate_crash(&self, instance: &str, before_upload: bool) {
+    async fn simulate_crash(&mut self, instance: &str, before_upload: bool) {
         let Some(before) = self.checkpoint(instance).await else {
             return;
         };
@@ -247,6 +256,8 @@ impl World {
                 continue;
             }
             if before_upload {
+                self.removed.0 += now.shipped - was.shipped;
+                self.removed.1 += 1;
                 self.stack
                     .s3()
                     .delete_object()
@@ -329,6 +340,60 @@ impl World {
         }
         keys_found.sort();
         keys_found
+    }
+
+    /// Every chunk object in the archive: (their count, their decompressed bytes).
+    async fn archive(&self) -> (u64, u64) {
+        let (mut objects, mut bytes) = (0, 0);
+        let mut token = None;
+        loop {
+            let out = self
+                .stack
+                .s3()
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .prefix(format!("{PREFIX}/instance="))
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .unwrap();
+            for key in out.contents().iter().filter_map(|o| o.key()) {
+                let body = self
+                    .stack
+                    .s3()
+                    .get_object()
+                    .bucket(BUCKET)
+                    .key(key)
+                    .send()
+                    .await
+                    .unwrap();
+                let gz = body.body.collect().await.unwrap().into_bytes();
+                let mut data = Vec::new();
+                flate2::read::MultiGzDecoder::new(&gz[..])
+                    .read_to_end(&mut data)
+                    .unwrap();
+                objects += 1;
+                bytes += data.len() as u64;
+            }
+            token = out.next_continuation_token().map(str::to_owned);
+            if token.is_none() {
+                return (objects, bytes);
+            }
+        }
+    }
+
+    /// The decompressed bytes in S3 of one file (every generation).
+    async fn bytes_in_s3(&self, instance: &str, file: &str) -> u64 {
+        self.chunks(instance, file)
+            .await
+            .iter()
+            .map(|(_, d)| d.len() as u64)
+            .sum()
+    }
+
+    /// The EMF data function `name` wrote after its first `from` data.
+    fn metrics_since(&self, name: &str, from: usize) -> Vec<emf::Datum> {
+        self.stack.metrics(name).expect("well-formed EMF")[from..].to_vec()
     }
 
     fn files(&self, instance: &str) -> Vec<String> {
@@ -496,7 +561,8 @@ async fn scenario(seed: u64) {
                 let content = std::fs::read(w.path("pg-main", &oldest)).unwrap();
                 // It must be fully shipped before RDS deletes it: the rotated file was complete.
                 w.invoke("rds-log-shipper").await;
-                std::fs::remove_file(w.path("pg-main", &oldest)).unwrap();
+                let deleted = w.rds.delete_file("pg-main", &oldest).unwrap();
+                assert_eq!(deleted, content);
                 w.deleted.insert(("pg-main".into(), oldest), content);
             }
             5 => w.rds.set_short_portions(Some(rng.below(4) + 2)),
@@ -595,7 +661,65 @@ async fn scenario(seed: u64) {
     let (calls, throttled) = w.rds.calls();
     eprintln!("seed {seed}: RDS calls {calls:?}, throttled {throttled}");
     assert!(throttled > 0, "the scenario throttled no request");
+    verify_metrics(&w, throttled).await;
     w.stack.stop().await;
+}
+
+/// The scenario's metrics against its ground truth: what S3 holds, what the emulator throttled,
+/// and nothing lost (every file deleted was shipped first; no line was over 1 MB).
+async fn verify_metrics(w: &World, throttled: u64) {
+    let mut data = w.metrics_since("rds-log-shipper", 0);
+    let settled = data.clone();
+    data.extend(w.metrics_since("rds-log-shipper-short", 0));
+    let (objects, bytes) = w.archive().await;
+    let (removed_bytes, removed_objects) = w.removed;
+    assert_eq!(
+        emf::sum(&data, "BytesShipped", &[]) as u64,
+        bytes + removed_bytes,
+        "BytesShipped: the bytes in S3 (and the chunks the test removed after they were reported)"
+    );
+    assert_eq!(
+        emf::sum(&data, "ObjectsWritten", &[]) as u64,
+        objects + removed_objects,
+        "ObjectsWritten: the chunk objects in S3"
+    );
+    assert_eq!(
+        emf::sum(&data, "BytesLost", &[]),
+        0.0,
+        "nothing deleted unshipped"
+    );
+    assert_eq!(emf::sum(&data, "Anomalies", &[("Kind", "file_lost")]), 0.0);
+    assert_eq!(
+        emf::sum(&data, "ThrottledRequests", &[]) as u64,
+        throttled,
+        "ThrottledRequests: every throttling answer of the emulator, retried ones included"
+    );
+    assert_eq!(emf::sum(&data, "InstancesFailed", &[]), 0.0);
+    // Every file that got bytes is counted by the runs that shipped them: at least the files
+    // in S3, at most one per run per file.
+    let files_shipped = emf::sum(&data, "FilesShipped", &[]);
+    assert!(
+        files_shipped >= (w.files("pg-main").len() + w.deleted.len()) as f64,
+        "{files_shipped}"
+    );
+    // Settled: the last run left nothing listed unshipped.
+    let last_lags: BTreeMap<String, f64> = emf::select(&settled, "LagSeconds", &[])
+        .iter()
+        .map(|d| {
+            (
+                d.properties["DBInstanceIdentifier"].as_str().unwrap().to_owned(),
+                d.values[0],
+            )
+        })
+        .collect();
+    assert_eq!(
+        last_lags,
+        BTreeMap::from([("aurora-1".to_owned(), 0.0), ("pg-main".to_owned(), 0.0)])
+    );
+    assert_eq!(
+        emf::values(&settled, "FleetMaxLagSeconds", &[]).last(),
+        Some(&0.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -613,6 +737,17 @@ async fn every_byte_is_shipped_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scale_out_state_machine_ships_every_selected_instance() {
     let w = World::start().await;
+    // A third selected instance whose log calls RDS refuses: its Map iteration fails and is
+    // caught; the others are shipped, and the last step counts it.
+    w.rds
+        .add_instance(DbInstance {
+            id: "pg-down".into(),
+            engine: "postgres".into(),
+            cluster: None,
+            tags: vec![("logs".into(), "ship".into())],
+        })
+        .unwrap();
+    w.rds.fail_instance("pg-down", Some("InvalidDBInstanceState"));
     let mut rng = Rng(7);
     w.append(
         "pg-main",
@@ -644,23 +779,214 @@ async fn the_scale_out_state_machine_ships_every_selected_instance() {
     let out: Value = serde_json::from_str(&out.expect("the execution ended")).unwrap();
     assert_eq!(
         out["selected"]["instances"],
-        serde_json::json!(["aurora-1", "pg-main"])
+        serde_json::json!(["aurora-1", "pg-down", "pg-main"])
     );
     let results = out["results"].as_array().unwrap();
-    assert_eq!(results.len(), 2);
+    assert_eq!(results.len(), 3);
     for r in results {
-        let i = r;
-        assert_eq!(i["complete"], true, "{r}");
-        assert!(i["bytes"].as_u64().unwrap() > 0, "{r}");
+        if r["instance"] == "pg-down" {
+            assert!(r["error"].is_object(), "{r}");
+            continue;
+        }
+        assert_eq!(r["complete"], true, "{r}");
+        assert!(r["bytes"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["lagSeconds"], 0.0, "{r}");
     }
+    // The last step: the fleet, from the Map's results.
+    assert_eq!(
+        out["fleet"],
+        serde_json::json!({"instances": 3, "instancesFailed": 1, "fleetMaxLagSeconds": 0.0, "bytesLost": 0}),
+        "{out}"
+    );
+    let data = w.metrics_since("rds-log-shipper", 0);
+    assert_eq!(
+        emf::values(&data, "FleetMaxLagSeconds", &[]),
+        [0.0],
+        "one summarize step"
+    );
+    assert_eq!(
+        emf::sum(&data, "InstancesFailed", &[]),
+        1.0,
+        "the one instance made to fail, once"
+    );
+    let lags: BTreeMap<String, f64> = emf::select(&data, "LagSeconds", &[])
+        .iter()
+        .map(|d| {
+            (
+                d.properties["DBInstanceIdentifier"].as_str().unwrap().to_owned(),
+                d.values[0],
+            )
+        })
+        .collect();
+    assert_eq!(
+        lags,
+        BTreeMap::from([("aurora-1".to_owned(), 0.0), ("pg-main".to_owned(), 0.0)]),
+        "the fleet maximum is of these"
+    );
+    let mut total = 0;
     for (instance, file) in [
         ("pg-main", "error/postgresql.log.2026-11-22-00"),
         ("aurora-1", "error/mysql-error.log"),
     ] {
         let expected = std::fs::read(w.path(instance, file)).unwrap();
+        total += expected.len();
         let shipped = w.shipped(instance, file).await;
         assert!(shipped.values().last().unwrap() == &expected, "{instance}/{file}");
     }
+    assert_eq!(emf::sum(&data, "BytesShipped", &[]), total as f64);
+    assert_eq!(emf::sum(&data, "FilesShipped", &[]), 2.0);
+    w.stack.stop().await;
+}
+
+/// A file RDS deletes (retention) before all of it was shipped: the bytes its last listing held
+/// beyond those shipped are reported lost, exactly, once. Along the way: the lag of a run left
+/// behind by its deadline, within known bounds, and of a run caught up; a failed instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_deleted_before_they_were_shipped_are_lost_exactly_once() {
+    let w = World::start().await;
+    // pg-main only, 4 seconds at 3 requests/s: a 4 MB file takes several runs.
+    w.stack
+        .add_function_binary(
+            "rds-log-shipper-pg-slow",
+            binary_dir().join("rds-log-shipper"),
+            FunctionOptions {
+                env: [
+                    ("LOG_BUCKET", BUCKET),
+                    ("LOG_PREFIX", PREFIX),
+                    ("INSTANCES", "pg-main"),
+                    ("RDS_REQUESTS_PER_SECOND", "3"),
+                    ("RDS_BURST", "2"),
+                    ("PART_SIZE_MB", "5"),
+                    ("MAX_CHUNK_MB", "1"),
+                    ("FULL_LISTING_MINUTES", "0"),
+                    ("DEADLINE_RESERVE_SECONDS", "1"),
+                ]
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+                timeout: Duration::from_secs(4),
+                max_instances: 1,
+                ..FunctionOptions::default()
+            },
+        )
+        .await
+        .expect("slow shipper");
+    let mut rng = Rng(5);
+    let (big, small) = (
+        "error/postgresql.log.2026-11-22-10",
+        "error/postgresql.log.2026-11-22-11",
+    );
+    w.append("pg-main", big, &log_lines(&mut rng, 8000, 500));
+    w.append("pg-main", small, &log_lines(&mut rng, 100, 60));
+    // Written ten minutes ago, as far as RDS's LastWritten says.
+    let written = std::time::SystemTime::now() - Duration::from_secs(600);
+    for f in [big, small] {
+        std::fs::File::options()
+            .append(true)
+            .open(w.path("pg-main", f))
+            .unwrap()
+            .set_modified(written)
+            .unwrap();
+    }
+    let set_at = std::time::Instant::now();
+    // Runs cut by their deadline until part of the big file, not all, is shipped.
+    let mut partly = None;
+    for _ in 0..10 {
+        let from = w.stack.metrics("rds-log-shipper-pg-slow").unwrap().len();
+        let summary = w.invoke("rds-log-shipper-pg-slow").await;
+        assert_eq!(summary["stoppedAtDeadline"], true, "{summary}");
+        let data = w.metrics_since("rds-log-shipper-pg-slow", from);
+        // Left behind: the oldest file listed with bytes not shipped was last written 600 s
+        // before the test set it, which is at most `set_at.elapsed()` ago.
+        let lag = emf::values(&data, "LagSeconds", &[]);
+        assert_eq!(lag.len(), 1, "{data:?}");
+        assert!(
+            lag[0] >= 600.0 && lag[0] <= 600.0 + set_at.elapsed().as_secs_f64() + 1.0,
+            "lag {} after {:?}",
+            lag[0],
+            set_at.elapsed()
+        );
+        assert_eq!(emf::values(&data, "FleetMaxLagSeconds", &[]), lag);
+        let cp = w.checkpoint("pg-main").await;
+        let entry = cp.as_ref().and_then(|cp| cp.files.get(big));
+        if let Some(e) = entry
+            && e.shipped > 0
+        {
+            partly = Some(e.clone());
+            break;
+        }
+    }
+    let entry = partly.expect("a run shipped part of the big file");
+    let listed = entry.listed.expect("the last listing is recorded");
+    assert!(entry.shipped < listed.size, "{entry:?}");
+    assert!(
+        !w.checkpoint("pg-main").await.unwrap().files.contains_key(small),
+        "the small file is not started yet"
+    );
+    // RDS deletes the big file; the next complete run reports what it lost.
+    let content = w.rds.delete_file("pg-main", big).unwrap();
+    assert_eq!(
+        content.len() as u64,
+        listed.size,
+        "nothing written since it was listed"
+    );
+    let in_s3 = w.bytes_in_s3("pg-main", big).await;
+    assert_eq!(in_s3, entry.shipped);
+    let lost = content.len() as u64 - in_s3;
+    assert!(lost > 0);
+    let from = w.stack.metrics("rds-log-shipper").unwrap().len();
+    let summary = w.invoke("rds-log-shipper").await;
+    let data = w.metrics_since("rds-log-shipper", from);
+    let pg = summary["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["instance"] == "pg-main")
+        .unwrap()
+        .clone();
+    assert_eq!(pg["bytesLost"], lost, "{summary}");
+    assert_eq!(pg["lost"][0]["file"], big, "{summary}");
+    assert_eq!(emf::sum(&data, "BytesLost", &[]), lost as f64);
+    assert_eq!(emf::sum(&data, "Anomalies", &[("Kind", "file_lost")]), 1.0);
+    // The same run shipped the small file whole, and nothing else: caught up.
+    let small_len = std::fs::metadata(w.path("pg-main", small)).unwrap().len();
+    assert_eq!(w.bytes_in_s3("pg-main", small).await, small_len);
+    assert_eq!(emf::sum(&data, "BytesShipped", &[]), small_len as f64);
+    assert_eq!(emf::sum(&data, "FilesShipped", &[]), 1.0);
+    assert_eq!(
+        emf::sum(&data, "ObjectsWritten", &[]),
+        w.chunk_keys("pg-main", small).await.len() as f64
+    );
+    assert_eq!(
+        emf::values(&data, "LagSeconds", &[]),
+        [0.0, 0.0],
+        "both instances"
+    );
+    assert_eq!(emf::values(&data, "FleetMaxLagSeconds", &[]), [0.0]);
+    assert_eq!(emf::sum(&data, "InstancesFailed", &[]), 0.0);
+    // Reported once: the checkpoint that forgot the file was the report.
+    let from = w.stack.metrics("rds-log-shipper").unwrap().len();
+    w.invoke("rds-log-shipper").await;
+    let data = w.metrics_since("rds-log-shipper", from);
+    assert_eq!(emf::sum(&data, "BytesLost", &[]), 0.0);
+    assert_eq!(emf::sum(&data, "Anomalies", &[("Kind", "file_lost")]), 0.0);
+    // An instance whose log calls RDS refuses fails this run; the other is shipped.
+    w.rds.fail_instance("aurora-1", Some("InvalidDBInstanceState"));
+    let from = w.stack.metrics("rds-log-shipper").unwrap().len();
+    let summary = w.invoke("rds-log-shipper").await;
+    let data = w.metrics_since("rds-log-shipper", from);
+    assert_eq!(summary["instancesFailed"], 1, "{summary}");
+    assert_eq!(emf::sum(&data, "InstancesFailed", &[]), 1.0);
+    w.rds.fail_instance("aurora-1", None);
+    // Ground truth across every run of the test.
+    let mut all = w.metrics_since("rds-log-shipper", 0);
+    all.extend(w.metrics_since("rds-log-shipper-pg-slow", 0));
+    let (objects, bytes) = w.archive().await;
+    assert_eq!(emf::sum(&all, "BytesShipped", &[]) as u64, bytes);
+    assert_eq!(emf::sum(&all, "ObjectsWritten", &[]) as u64, objects);
+    assert_eq!(emf::sum(&all, "BytesLost", &[]) as u64, lost);
+    assert_eq!(emf::sum(&all, "ThrottledRequests", &[]) as u64, w.rds.calls().1);
+    assert_eq!(w.rds.deleted(), [("pg-main".into(), big.into(), listed.size)]);
     w.stack.stop().await;
 }
 

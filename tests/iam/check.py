@@ -56,6 +56,9 @@ MODELLED_KEYS = {
 # logs with them.
 SERVICE_MANAGED = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole": "the Lambda service writes the function's logs with it",
+    # SAM adds it to a function with Tracing Active or PassThrough. The functions link no X-Ray SDK:
+    # only Lambda's own X-Ray daemon, in the execution environment, sends trace segments with it.
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess": "Lambda's X-Ray daemon sends the function's traces with it",
 }
 
 
@@ -137,17 +140,26 @@ class Check:
 
     def function_for(self, caller):
         """The template function a recorded caller runs as: by binary, and DEPLOY_STEP for the
-        deploy steps' shared binary."""
+        deploy steps' shared binary. Of functions that share both (the trigger and its failure
+        destination), the one whose own literal variables the caller has, most of them first
+        (PIPELINE_TRIGGER_MODE=failure-destination names the failure destination)."""
         binary = caller.get("binary")
-        step = (caller.get("env") or {}).get("DEPLOY_STEP")
+        given = caller.get("env") or {}
+        step = given.get("DEPLOY_STEP")
+        best, best_score = None, -1
         for logical, resource in self.original["Resources"].items():
             if resource.get("Type") != "AWS::Serverless::Function":
                 continue
             built = (resource.get("Metadata") or {}).get("BuildProperties", {}).get("Binary")
             env = (resource["Properties"].get("Environment") or {}).get("Variables", {})
-            if built == binary and env.get("DEPLOY_STEP") == step:
-                return logical
-        return None
+            if built != binary or env.get("DEPLOY_STEP") != step:
+                continue
+            literals = {k: v for k, v in env.items() if isinstance(v, str)}
+            if any(given.get(k) != v for k, v in literals.items()):
+                continue
+            if len(literals) > best_score:
+                best, best_score = logical, len(literals)
+        return best
 
     def served(self, stack):
         """The stack's callers that run a template function, with that function: (caller,
@@ -162,8 +174,10 @@ class Check:
         return self._served[stack.directory]
 
     def variables(self, logical):
-        """The environment variables the template sets for a function."""
-        return (self.original["Resources"][logical]["Properties"].get("Environment") or {}).get("Variables", {})
+        """The environment variables the template sets for a function (its own, over Globals')."""
+        merged = dict(((self.original.get("Globals") or {}).get("Function", {}).get("Environment") or {}).get("Variables", {}))
+        merged.update((self.original["Resources"][logical]["Properties"].get("Environment") or {}).get("Variables", {}))
+        return merged
 
     def machines(self):
         return [l for l, r in self.original["Resources"].items() if r.get("Type") == "AWS::Serverless::StateMachine"]

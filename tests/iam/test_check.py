@@ -107,6 +107,69 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(self.run_check([("GET", "logs/a"), ("PUT", "logs/b")], extra_action=", s3:GetObject"), 1)
         self.assertEqual(self.run_check([("GET", "logs/a"), ("PUT", "logs/b")], extra_action=", s3:GetObject", mutations=False), 0)
 
+    def test_the_x_ray_policy_sam_adds_for_tracing_needs_no_comment(self):
+        # SAM adds AWSXrayWriteOnlyAccess to a traced function's role; only Lambda's X-Ray daemon
+        # uses it, so no request of the function can exercise it.
+        global TEMPLATE
+        plain = TEMPLATE
+        TEMPLATE = plain.replace("      Runtime: provided.al2023\n", "      Runtime: provided.al2023\n      Tracing: Active\n")
+        try:
+            self.assertNotEqual(TEMPLATE, plain)
+            self.assertEqual(self.run_check([("GET", "logs/a"), ("PUT", "logs/b")]), 0)
+        finally:
+            TEMPLATE = plain
+        self.assertIn("arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess", check.SERVICE_MANAGED)
+
+
+TWINS = textwrap.dedent("""\
+    AWSTemplateFormatVersion: "2010-09-09"
+    Transform: AWS::Serverless-2016-10-31
+    Globals:
+      Function:
+        Environment:
+          Variables:
+            SHARED: !Ref AWS::StackName
+    Resources:
+      Trigger:
+        Type: AWS::Serverless::Function
+        Metadata:
+          BuildProperties: { Binary: trigger }
+        Properties:
+          CodeUri: .
+          Handler: bootstrap
+          Runtime: provided.al2023
+          Environment:
+            Variables:
+              TARGET: !Ref AWS::StackName
+      TriggerFailure:
+        Type: AWS::Serverless::Function
+        Metadata:
+          BuildProperties: { Binary: trigger }
+        Properties:
+          CodeUri: .
+          Handler: bootstrap
+          Runtime: provided.al2023
+          Environment:
+            Variables:
+              PIPELINE_TRIGGER_MODE: failure-destination
+              TARGET: !Ref AWS::StackName
+    """)
+
+
+class Callers(unittest.TestCase):
+    def test_functions_sharing_a_binary_are_told_apart_by_their_literal_variables(self):
+        with tempfile.TemporaryDirectory() as root:
+            path = os.path.join(root, "template.yaml")
+            with open(path, "w") as f:
+                f.write(TWINS)
+            c = check.Check(path, Reference())
+        self.assertEqual(c.function_for({"binary": "trigger", "env": {"TARGET": "x"}}), "Trigger")
+        failure = {"binary": "trigger", "env": {"TARGET": "x", "PIPELINE_TRIGGER_MODE": "failure-destination"}}
+        self.assertEqual(c.function_for(failure), "TriggerFailure")
+        self.assertIsNone(c.function_for({"binary": "other", "env": {}}))
+        # Globals' variables count as the function's own (no "never sets" note for them).
+        self.assertEqual(set(c.variables("Trigger")), {"SHARED", "TARGET"})
+
 
 if __name__ == "__main__":
     Reference()  # fails early when node_modules is missing

@@ -12,7 +12,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub const TARGET_PREFIX: &str = "CodePipeline_20150709.";
-const FAILURE_TYPES: [&str; 6] = [
+/// `FailureDetails.type`'s values.
+pub const FAILURE_TYPES: [&str; 6] = [
     "JobFailed",
     "ConfigurationError",
     "PermissionError",

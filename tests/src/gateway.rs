@@ -1,7 +1,10 @@
 //! The loopback gateway every client (and moto's Step Functions engine) talks to:
 //! - `POST /2015-03-31/functions/<name or ARN>/invocations`: Lambda Invoke, served by the runtime
 //!   host. A handler error is answered as Lambda does: `200` with `X-Amz-Function-Error: Unhandled`
-//!   and the error document as payload.
+//!   and the error document as payload. An asynchronous invoke (`X-Amz-Invocation-Type: Event`)
+//!   is answered `202`; for a function with an event-invoke configuration it is retried and its
+//!   failure record delivered to the on-failure destination as Lambda does
+//!   ([`crate::lambda_async`]).
 //! - `X-Amz-Target: CodePipeline_20150709.*`: the CodePipeline job API emulator.
 //! - `X-Amz-Target: AWSStepFunctions.*`: moto's Step Functions, with the gaps filled by
 //!   [`crate::sfn`] (state machine types, `StartSyncExecution`, throttling injection).
@@ -31,6 +34,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use crate::codepipeline::{self, CodePipelineEmulator};
+use crate::lambda_async::{self, EventInvokeConfig};
 use crate::recorder::{Call, Recorder};
 use crate::runtime_host::{HostedFunction, Outcome};
 use crate::sfn::{self, SfnEmulator};
@@ -49,6 +53,11 @@ pub struct Gateway {
     pub account: String,
     /// `calls.jsonl` and `callers.jsonl`: every request and who sent it.
     pub recorder: Recorder,
+    /// The gateway's own address, `http://127.0.0.1:<port>` (the destination records of
+    /// asynchronous invocations are sent to it, as their source function).
+    pub endpoint: String,
+    /// Function name -> its asynchronous invocation's retries and on-failure destination.
+    pub event_invoke: RwLock<HashMap<String, EventInvokeConfig>>,
 }
 
 pub fn router(state: Arc<Gateway>) -> Router {
@@ -193,7 +202,7 @@ fn json_response(status: StatusCode, body: String, content_type: &'static str) -
     (status, [("content-type", content_type)], body).into_response()
 }
 
-async fn invoke(gw: &Gateway, name: &str, headers: &HeaderMap, payload: Bytes) -> Response {
+async fn invoke(gw: &Arc<Gateway>, name: &str, headers: &HeaderMap, payload: Bytes) -> Response {
     let function = gw.functions.read().ok().and_then(|f| f.get(name).cloned());
     let Some(function) = function else {
         let message = format!(
@@ -218,9 +227,17 @@ async fn invoke(gw: &Gateway, name: &str, headers: &HeaderMap, payload: Bytes) -
     match invocation_type {
         "DryRun" => StatusCode::NO_CONTENT.into_response(),
         "Event" => {
-            tokio::spawn(async move {
-                let _ = function.invoke(payload).await;
-            });
+            let config = gw.event_invoke.read().ok().and_then(|c| c.get(name).cloned());
+            match config {
+                Some(config) => {
+                    tokio::spawn(lambda_async::run(gw.clone(), function, config, payload));
+                }
+                None => {
+                    tokio::spawn(async move {
+                        let _ = function.invoke(payload).await;
+                    });
+                }
+            }
             StatusCode::ACCEPTED.into_response()
         }
         _ => match function.invoke(payload).await {

@@ -7,7 +7,9 @@
 
 pub mod approvals;
 pub mod codepipeline;
+pub mod emf;
 pub mod gateway;
+pub mod lambda_async;
 pub mod moto;
 pub mod pipeline;
 pub mod rds;

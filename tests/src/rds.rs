@@ -8,7 +8,9 @@
 //! opaque; `AdditionalDataPending`; a portion over 1 MB is cut and ends with the truncation
 //! notice while its marker moves past every requested line; occasional short portions
 //! (`AdditionalDataPending` false before the end); `DBLogFileNotFoundFault`; the binary-file
-//! error; and a token bucket (300 burst, 12/s by default) answering `Throttling` like RDS.
+//! error; files deleted as retention deletes them ([`RdsEmulator::delete_file`], recorded);
+//! instances whose log calls fail ([`RdsEmulator::fail_instance`]); and a token bucket (300
+//! burst, 12/s by default) answering `Throttling` like RDS.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +59,10 @@ struct Inner {
     downloads: u64,
     calls: BTreeMap<String, u64>,
     throttled: u64,
+    /// Files deleted through [`RdsEmulator::delete_file`]: (instance, file, bytes it held).
+    deleted: Vec<(String, String, u64)>,
+    /// Instances whose log calls fail, with the error code they answer.
+    failing: BTreeMap<String, String>,
 }
 
 pub struct RdsEmulator {
@@ -221,6 +227,8 @@ impl RdsEmulator {
                 downloads: 0,
                 calls: BTreeMap::new(),
                 throttled: 0,
+                deleted: Vec::new(),
+                failing: BTreeMap::new(),
             }),
         })
     }
@@ -257,6 +265,35 @@ impl RdsEmulator {
         }
     }
 
+    /// Deletes a log file as RDS does (retention, rotation): it is no longer listed nor
+    /// readable. Returns the bytes it held, and keeps a record of it ([`Self::deleted`]).
+    pub fn delete_file(&self, instance: &str, file: &str) -> std::io::Result<Vec<u8>> {
+        let path = self.log_dir(instance).join(file);
+        let content = std::fs::read(&path)?;
+        std::fs::remove_file(&path)?;
+        if let Ok(mut i) = self.inner.lock() {
+            i.deleted
+                .push((instance.to_owned(), file.to_owned(), content.len() as u64));
+        }
+        Ok(content)
+    }
+
+    /// The files deleted so far: (instance, file, bytes it held).
+    pub fn deleted(&self) -> Vec<(String, String, u64)> {
+        self.inner.lock().map(|i| i.deleted.clone()).unwrap_or_default()
+    }
+
+    /// Every `DescribeDBLogFiles` and `DownloadDBLogFilePortion` of `instance` answers with the
+    /// 400 error `code` (`None`: served again), as an instance in a state RDS refuses does.
+    pub fn fail_instance(&self, instance: &str, code: Option<&str>) {
+        if let Ok(mut i) = self.inner.lock() {
+            match code {
+                Some(c) => i.failing.insert(instance.to_owned(), c.to_owned()),
+                None => i.failing.remove(instance),
+            };
+        }
+    }
+
     /// Calls per action, and how many were throttled.
     pub fn calls(&self) -> (BTreeMap<String, u64>, u64) {
         self.inner
@@ -283,6 +320,18 @@ impl RdsEmulator {
                 return error(400, "Throttling", "Rate exceeded");
             }
             inner.bucket.tokens -= 1.0;
+        }
+        let failing = params
+            .get("DBInstanceIdentifier")
+            .and_then(|id| inner.failing.get(id));
+        if let Some(code) = failing
+            && matches!(action.as_str(), "DescribeDBLogFiles" | "DownloadDBLogFilePortion")
+        {
+            return error(
+                400,
+                code,
+                "the DB instance is not in a state that serves its logs",
+            );
         }
         match action.as_str() {
             "DescribeDBInstances" => self.describe_instances(&inner, &params),
@@ -654,6 +703,46 @@ mod tests {
         let (s, xml) = e.handle(b"Action=DescribeDBInstances");
         assert_eq!((s, field(&xml, "Code").unwrap()), (400, "Throttling".into()));
         assert_eq!(e.calls().1, 1);
+    }
+
+    #[test]
+    fn deleted_files_are_gone_and_recorded_and_failing_instances_refuse() {
+        let (e, dir) = emulator();
+        e.set_throttle(None);
+        std::fs::create_dir_all(dir.join("error")).unwrap();
+        std::fs::write(dir.join("error/a.log"), "12345\n").unwrap();
+        std::fs::write(dir.join("error/b.log"), "x\n").unwrap();
+        assert_eq!(e.delete_file("db1", "error/a.log").unwrap(), b"12345\n");
+        assert!(e.delete_file("db1", "error/a.log").is_err(), "gone");
+        assert_eq!(e.deleted(), [("db1".into(), "error/a.log".into(), 6)]);
+        let (_, xml) = e.handle(b"Action=DescribeDBLogFiles&DBInstanceIdentifier=db1");
+        assert!(
+            !xml.contains("error/a.log") && xml.contains("error/b.log"),
+            "{xml}"
+        );
+        let (s, xml) = e.handle(
+            b"Action=DownloadDBLogFilePortion&DBInstanceIdentifier=db1&LogFileName=error/a.log&Marker=0",
+        );
+        assert_eq!(
+            (s, field(&xml, "Code").unwrap()),
+            (404, "DBLogFileNotFoundFault".into())
+        );
+        e.fail_instance("db1", Some("InvalidDBInstanceState"));
+        let (s, xml) = e.handle(b"Action=DescribeDBLogFiles&DBInstanceIdentifier=db1");
+        assert_eq!(
+            (s, field(&xml, "Code").unwrap()),
+            (400, "InvalidDBInstanceState".into())
+        );
+        assert_eq!(
+            e.handle(b"Action=DescribeDBInstances").0,
+            200,
+            "only its log calls fail"
+        );
+        e.fail_instance("db1", None);
+        assert_eq!(
+            e.handle(b"Action=DescribeDBLogFiles&DBInstanceIdentifier=db1").0,
+            200
+        );
     }
 
     #[test]

@@ -1,27 +1,36 @@
 //! A Lambda Runtime API host: runs the real function binaries as Lambda would and turns Lambda
 //! Invoke calls into invocations of them.
 //!
-//! Each function gets its own Runtime API endpoint (`AWS_LAMBDA_RUNTIME_API`) on a loopback port.
-//! Its instances (processes) share one queue of invocations: an instance takes the next one with
-//! `GET /2018-06-01/runtime/invocation/next` and answers with `.../response` or `.../error`, as on
-//! Lambda. When an invocation arrives and no instance is idle, another instance is started, up
-//! to the function's concurrency. Instances' stdout and stderr go to one log file per function.
+//! Each instance (process) of a function gets its own Runtime API endpoint
+//! (`AWS_LAMBDA_RUNTIME_API`) on a loopback port, so the host knows which instance holds which
+//! invocation. A function's instances share one queue of invocations: an instance takes the next
+//! one with `GET /2018-06-01/runtime/invocation/next` and answers with `.../response` or
+//! `.../error`, as on Lambda. When an invocation arrives and no instance is idle, another
+//! instance is started, up to the function's concurrency. Instances' stdout and stderr go to one
+//! log file per function.
+//!
+//! An instance that exits on its own is reported as Lambda reports it, at once (not as a
+//! timeout): the invocation it was running fails with `Runtime.ExitError` (`RequestId: <id>
+//! Error: Runtime exited with error: exit status <n>`); one that exits during its init (before it
+//! ever asked for work, and without posting `/runtime/init/error`) fails the queued invocation
+//! it was started for the same way. A timed-out invocation's instance is killed (Lambda resets
+//! its sandbox), and only that instance.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{Extension, Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
 /// How a function is run.
@@ -52,12 +61,14 @@ struct Pending {
 
 struct FunctionState {
     spec: FunctionSpec,
-    runtime_api: String,
     arn: String,
     log_path: PathBuf,
     queue_tx: mpsc::UnboundedSender<Pending>,
     queue_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>,
-    in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    /// Request id -> where its outcome goes, and the instance running it.
+    in_flight: Mutex<HashMap<String, (oneshot::Sender<Outcome>, usize)>>,
+    /// Instance ids handed out.
+    next_instance: AtomicUsize,
     idle: AtomicUsize,
     instances: Mutex<Vec<Instance>>,
     timings: Mutex<Vec<InstanceTiming>>,
@@ -65,8 +76,34 @@ struct FunctionState {
     first_poll: Mutex<Option<Instant>>,
 }
 
+/// One instance: its process is owned by a watcher task, which reports an exit it did not ask
+/// for ([`instance_exited`]).
 struct Instance {
-    child: Child,
+    id: usize,
+    pid: Option<u32>,
+    /// Cleared by the watcher when the process has exited.
+    alive: Arc<AtomicBool>,
+    /// Asks the watcher to kill the process.
+    kill: Option<oneshot::Sender<()>>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Instance {
+    fn kill(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+    }
+}
+
+/// What the Runtime API endpoint of one instance knows about it.
+#[derive(Debug, Clone)]
+struct InstanceTag {
+    id: usize,
+    /// Set once the instance asked for work (its init is over).
+    polled: Arc<AtomicBool>,
+    /// Set when it posted `/runtime/init/error` (its queued invocation failed with that).
+    init_error: Arc<AtomicBool>,
 }
 
 /// When an instance (process) was started.
@@ -79,7 +116,6 @@ pub struct InstanceTiming {
 /// A running function: its Runtime API endpoint and instances.
 pub struct HostedFunction {
     state: Arc<FunctionState>,
-    server: tokio::task::JoinHandle<()>,
 }
 
 fn epoch_ms() -> u64 {
@@ -99,39 +135,41 @@ impl HostedFunction {
         if !spec.binary.is_file() {
             bail!("function binary {} does not exist", spec.binary.display());
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let runtime_api = listener.local_addr()?.to_string();
         let (queue_tx, queue_rx) = mpsc::unbounded_channel();
         let state = Arc::new(FunctionState {
             arn: format!("arn:aws:lambda:{region}:{account}:function:{}", spec.name),
             log_path: log_dir.join(format!("{}.log", spec.name)),
             spec,
-            runtime_api,
             queue_tx,
             queue_rx: tokio::sync::Mutex::new(queue_rx),
             in_flight: Mutex::new(HashMap::new()),
+            next_instance: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
             instances: Mutex::new(Vec::new()),
             timings: Mutex::new(Vec::new()),
             first_poll: Mutex::new(None),
         });
-        let app = Router::new()
-            .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
-            .route(
-                "/2018-06-01/runtime/invocation/{id}/error",
-                post(invocation_error),
-            )
-            .route("/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(state.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { state, server })
+        Ok(Self { state })
     }
 
     pub fn name(&self) -> &str {
         &self.state.spec.name
+    }
+
+    /// The function's ARN (unqualified).
+    pub fn arn(&self) -> &str {
+        &self.state.arn
+    }
+
+    /// The value of `name` in the function's environment (the last one set).
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.state
+            .spec
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn log_path(&self) -> &Path {
@@ -143,7 +181,12 @@ impl HostedFunction {
         self.state
             .instances
             .lock()
-            .map(|i| i.iter().filter_map(|x| x.child.id()).collect())
+            .map(|i| {
+                i.iter()
+                    .filter(|x| x.alive.load(Ordering::SeqCst))
+                    .filter_map(|x| x.pid)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -181,13 +224,17 @@ impl HostedFunction {
                 "the function's runtime exited before answering",
             ))),
             Err(_) => {
-                if let Ok(mut in_flight) = state.in_flight.lock() {
-                    in_flight.remove(&request_id);
-                }
+                let holder = state
+                    .in_flight
+                    .lock()
+                    .ok()
+                    .and_then(|mut in_flight| in_flight.remove(&request_id))
+                    .map(|(_, instance)| instance);
                 // Lambda resets the sandbox of a timed-out invocation: the instance must not go
-                // on making calls. Which instance holds it is unknown here, so every busy one
-                // goes (idle instances are waiting in `next`, not running a handler).
-                self.kill_busy_instances();
+                // on making calls.
+                if let Some(instance) = holder {
+                    self.kill_instance(instance);
+                }
                 Ok(Outcome::Error(error_body(
                     "Sandbox.Timedout",
                     &format!(
@@ -199,20 +246,11 @@ impl HostedFunction {
         }
     }
 
-    fn kill_busy_instances(&self) {
-        let state = &self.state;
-        let idle = state.idle.load(Ordering::SeqCst);
-        if let Ok(mut instances) = state.instances.lock() {
-            instances.retain_mut(|i| matches!(i.child.try_wait(), Ok(None)));
-            let busy = instances.len().saturating_sub(idle);
-            if busy == instances.len() {
-                for i in instances.iter_mut() {
-                    let _ = i.child.start_kill();
-                }
-                instances.clear();
+    fn kill_instance(&self, id: usize) {
+        if let Ok(mut instances) = self.state.instances.lock() {
+            for i in instances.iter_mut().filter(|i| i.id == id) {
+                i.kill();
             }
-            // With some instances idle, the busy ones cannot be told apart: they are left to
-            // finish (a limitation of this host, noted in the README).
         }
     }
 
@@ -223,10 +261,17 @@ impl HostedFunction {
             .lock()
             .map_err(|_| anyhow::anyhow!("instance list poisoned"))?;
         // Forget instances that exited (crashed, or the runtime gave up).
-        instances.retain_mut(|i| matches!(i.child.try_wait(), Ok(None)));
+        instances.retain(|i| i.alive.load(Ordering::SeqCst));
         if instances.len() >= state.spec.max_instances.max(1) {
             return Ok(());
         }
+        let id = state.next_instance.fetch_add(1, Ordering::SeqCst);
+        let tag = InstanceTag {
+            id,
+            polled: Arc::default(),
+            init_error: Arc::default(),
+        };
+        let (runtime_api, server) = serve_runtime_api(state.clone(), tag.clone())?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -235,7 +280,7 @@ impl HostedFunction {
         let mut cmd = Command::new(&state.spec.binary);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AWS_LAMBDA_RUNTIME_API", &state.runtime_api)
+            .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
             .env("AWS_LAMBDA_FUNCTION_NAME", &state.spec.name)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
@@ -243,7 +288,7 @@ impl HostedFunction {
                 "AWS_LAMBDA_LOG_GROUP_NAME",
                 format!("/aws/lambda/{}", state.spec.name),
             )
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("local/{}", instances.len()))
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("local/{id}"))
             .env(
                 "AWS_LAMBDA_FUNCTION_TIMEOUT",
                 state.spec.timeout.as_secs().to_string(),
@@ -253,32 +298,141 @@ impl HostedFunction {
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", state.spec.binary.display()))?;
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                server.abort();
+                return Err(e).with_context(|| format!("starting {}", state.spec.binary.display()));
+            }
+        };
         let started = Instant::now();
-        if let Some(pid) = child.id()
+        let pid = child.id();
+        if let Some(pid) = pid
             && let Ok(mut t) = state.timings.lock()
         {
             t.push(InstanceTiming { pid, started });
         }
-        instances.push(Instance { child });
+        let alive = Arc::new(AtomicBool::new(true));
+        let (kill, killed) = oneshot::channel::<()>();
+        let watched = (state.clone(), alive.clone());
+        let watcher = tokio::spawn(async move {
+            let (state, alive) = watched;
+            let (status, asked) = tokio::select! {
+                status = child.wait() => (status, false),
+                _ = killed => {
+                    let _ = child.start_kill();
+                    (child.wait().await, true)
+                }
+            };
+            alive.store(false, Ordering::SeqCst);
+            server.abort();
+            if !asked {
+                instance_exited(&state, &tag, status.ok());
+            }
+        });
+        instances.push(Instance {
+            id,
+            pid,
+            alive,
+            kill: Some(kill),
+            watcher,
+        });
         Ok(())
     }
 
-    /// Stops every instance and the endpoint.
+    /// Stops every instance (and its endpoint).
     pub async fn stop(&self) {
-        let children: Vec<Instance> = self
+        let instances: Vec<Instance> = self
             .state
             .instances
             .lock()
             .map(|mut i| i.drain(..).collect())
             .unwrap_or_default();
-        for mut instance in children {
-            let _ = instance.child.start_kill();
-            let _ = instance.child.wait().await;
+        for mut instance in instances {
+            instance.kill();
+            let _ = instance.watcher.await;
         }
-        self.server.abort();
+    }
+}
+
+/// Starts one instance's Runtime API endpoint: its address and server task.
+fn serve_runtime_api(
+    state: Arc<FunctionState>,
+    tag: InstanceTag,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let address = listener.local_addr()?.to_string();
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/error",
+            post(invocation_error),
+        )
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .layer(Extension(tag))
+        .with_state(state);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((address, server))
+}
+
+/// How Lambda words a runtime's exit: `exit status 101`, `signal: killed`, ...
+fn exit_text(status: Option<std::process::ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match status {
+        Some(s) if s.code().is_some() => format!("exit status {}", s.code().unwrap_or_default()),
+        Some(s) => match s.signal() {
+            Some(9) => "signal: killed".to_owned(),
+            Some(6) => "signal: aborted".to_owned(),
+            Some(n) => format!("signal: {n}"),
+            None => "exit status unknown".to_owned(),
+        },
+        None => "exit status unknown".to_owned(),
+    }
+}
+
+/// An instance exited on its own: the invocation it held fails with `Runtime.ExitError`, as on
+/// Lambda; one that never asked for work (it died during its init, without posting an init error)
+/// fails the queued invocation it was started for.
+fn instance_exited(state: &FunctionState, tag: &InstanceTag, status: Option<std::process::ExitStatus>) {
+    let exit = exit_text(status);
+    let held: Vec<(String, oneshot::Sender<Outcome>)> = state
+        .in_flight
+        .lock()
+        .map(|mut in_flight| {
+            let ids: Vec<String> = in_flight
+                .iter()
+                .filter(|(_, (_, instance))| *instance == tag.id)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| in_flight.remove(&id).map(|(tx, _)| (id, tx)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let fail = |request_id: &str, reply: oneshot::Sender<Outcome>| {
+        let message = format!("RequestId: {request_id} Error: Runtime exited with error: {exit}");
+        let _ = reply.send(Outcome::Error(error_body("Runtime.ExitError", &message)));
+    };
+    if !held.is_empty() {
+        for (id, reply) in held {
+            fail(&id, reply);
+        }
+        return;
+    }
+    if tag.polled.load(Ordering::SeqCst) || tag.init_error.load(Ordering::SeqCst) {
+        return;
+    }
+    // Died during init: the queued invocation it was started for fails (unless an instance
+    // waiting for work holds the queue, which then serves it).
+    if let Ok(mut rx) = state.queue_rx.try_lock()
+        && let Ok(pending) = rx.try_recv()
+    {
+        fail(&pending.request_id, pending.reply);
     }
 }
 
@@ -312,7 +466,8 @@ impl Drop for IdleGuard<'_> {
     }
 }
 
-async fn next(State(state): State<Arc<FunctionState>>) -> Response {
+async fn next(State(state): State<Arc<FunctionState>>, Extension(tag): Extension<InstanceTag>) -> Response {
+    tag.polled.store(true, Ordering::SeqCst);
     if let Ok(mut first) = state.first_poll.lock() {
         first.get_or_insert_with(Instant::now);
     }
@@ -343,7 +498,7 @@ async fn next(State(state): State<Arc<FunctionState>>) -> Response {
     );
     put("content-type", "application/json");
     if let Ok(mut in_flight) = state.in_flight.lock() {
-        in_flight.insert(pending.request_id, pending.reply);
+        in_flight.insert(pending.request_id, (pending.reply, tag.id));
     }
     (StatusCode::OK, headers, pending.payload).into_response()
 }
@@ -351,7 +506,7 @@ async fn next(State(state): State<Arc<FunctionState>>) -> Response {
 fn complete(state: &FunctionState, id: &str, outcome: Outcome) -> StatusCode {
     let reply = state.in_flight.lock().ok().and_then(|mut m| m.remove(id));
     match reply {
-        Some(tx) => {
+        Some((tx, _)) => {
             let _ = tx.send(outcome);
             StatusCode::ACCEPTED
         }
@@ -375,7 +530,12 @@ async fn invocation_error(
     complete(&state, &id, Outcome::Error(body))
 }
 
-async fn init_error(State(state): State<Arc<FunctionState>>, body: Bytes) -> StatusCode {
+async fn init_error(
+    State(state): State<Arc<FunctionState>>,
+    Extension(tag): Extension<InstanceTag>,
+    body: Bytes,
+) -> StatusCode {
+    tag.init_error.store(true, Ordering::SeqCst);
     // The instance could not initialise: the queued invocations fail with its error, as Lambda
     // reports init errors. (If another instance is waiting for work it holds the queue and will
     // serve them instead.)

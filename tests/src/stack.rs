@@ -125,6 +125,8 @@ impl LocalStack {
             region: REGION.into(),
             account: ACCOUNT.into(),
             recorder: Recorder::new(&log_dir),
+            endpoint: format!("http://127.0.0.1:{port}"),
+            event_invoke: RwLock::new(HashMap::new()),
         });
         for (key, caller) in [
             (recorder::HARNESS_ACCESS_KEY_ID, recorder::HARNESS),
@@ -235,6 +237,17 @@ impl LocalStack {
         binary: PathBuf,
         options: FunctionOptions,
     ) -> anyhow::Result<()> {
+        self.serve_function(name, binary, None, options).await
+    }
+
+    /// Serves `binary` as function `name`, registered as running `deployed_as` (else itself).
+    async fn serve_function(
+        &self,
+        name: &str,
+        binary: PathBuf,
+        deployed_as: Option<&str>,
+        options: FunctionOptions,
+    ) -> anyhow::Result<()> {
         let n = self.function_keys.fetch_add(1, Ordering::Relaxed) + 1;
         let key = format!("AKIALOCAL{n:011}");
         let mut env: Vec<(String, String)> = self
@@ -250,7 +263,8 @@ impl LocalStack {
             .collect();
         env.push(("RUST_LOG".into(), options.rust_log.clone()));
         env.extend(options.env);
-        self.register_function(name, &binary, &env);
+        let registered = deployed_as.map_or_else(|| binary.clone(), PathBuf::from);
+        self.register_function(name, &registered, &env);
         let spec = FunctionSpec {
             name: name.to_owned(),
             binary,
@@ -283,6 +297,29 @@ impl LocalStack {
             .collect();
         let binary = binary.file_name().and_then(|b| b.to_str());
         self.gateway.recorder.register(&key, name, binary, &recorded);
+    }
+
+    /// Serves `binary` as the Lambda function `name`, registered for the IAM check as running the
+    /// workspace binary `deployed_as`: a stand-in for a bad build of that function (one that
+    /// crashes), so that what Lambda does on its behalf (delivering its failure record to its
+    /// destination) is checked against that function's role.
+    pub async fn add_stand_in(
+        &self,
+        name: &str,
+        binary: PathBuf,
+        deployed_as: &str,
+        options: FunctionOptions,
+    ) -> anyhow::Result<()> {
+        self.serve_function(name, binary, Some(deployed_as), options)
+            .await
+    }
+
+    /// Gives function `name` an event-invoke configuration: its asynchronous invocations are
+    /// retried and their failure record delivered as Lambda does ([`crate::lambda_async`]).
+    pub fn set_event_invoke_config(&self, name: &str, config: crate::lambda_async::EventInvokeConfig) {
+        if let Ok(mut configs) = self.gateway.event_invoke.write() {
+            configs.insert(name.to_owned(), config);
+        }
     }
 
     /// Records a `template.yaml` parameter this test deploys with, for the IAM check (the
@@ -349,6 +386,12 @@ impl LocalStack {
     /// Everything the function has logged so far (all instances).
     pub fn function_log(&self, name: &str) -> String {
         std::fs::read_to_string(self.log_dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// The CloudWatch EMF metrics function `name` has written to its log so far.
+    pub fn metrics(&self, name: &str) -> anyhow::Result<Vec<crate::emf::Datum>> {
+        crate::emf::parse(&self.function_log(name))
+            .with_context(|| format!("the EMF lines of function {name}"))
     }
 
     pub fn log_dir(&self) -> &Path {

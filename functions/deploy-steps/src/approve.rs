@@ -8,6 +8,7 @@ use std::time::Instant;
 use aws_sdk_s3::error::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use lambda_common::ErrorType;
+use lambda_common::metrics::Metrics;
 use lambda_common::sdk::ErrorKind;
 use serde_json::json;
 use tracing::{info, warn};
@@ -31,9 +32,17 @@ where
 
 impl Steps {
     /// The approver's entry point: a function URL request in, a function URL response out
-    /// (JSON: the decision taken, or `errorType` and `message`).
-    pub async fn approve(&self, request: UrlRequest, _deadline: Option<Instant>) -> UrlResponse {
-        match self.decide(&request).await {
+    /// (JSON: the decision taken, or `errorType` and `message`); its outcome is recorded in
+    /// `metrics` (`StepOutcomes`, step `approve`).
+    pub async fn approve(
+        &self,
+        request: UrlRequest,
+        _deadline: Option<Instant>,
+        metrics: &mut Metrics,
+    ) -> UrlResponse {
+        let decided = self.decide(&request).await;
+        crate::metrics::record_outcome(crate::config::APPROVE, crate::metrics::outcome(&decided), metrics);
+        match decided {
             Ok(body) => UrlResponse::json(200, &body),
             Err(e) => {
                 warn!(error_type = e.error_type(), error = %lambda_common::error_chain(&e), "decision not taken");

@@ -7,7 +7,8 @@
 //!
 //! Layout:
 //! - `main.rs`: tracing, configuration (`DEPLOY_STEP` and the rest) and clients once, then the
-//!   step's loop or the approve function's;
+//!   step's loop or the approve function's (a [`lambda_common::metrics::Metrics`] per invocation,
+//!   flushed after it);
 //! - [`config`]: the environment, read once at cold start ([`Config`], [`ConfigError`]);
 //! - [`error`]: [`StepError`] and its stable `errorType` names (the ASL's Retry and Catch);
 //! - [`state`]: the workflow's state document, each step's output at its `ResultPath`;
@@ -15,6 +16,8 @@
 //!   [`Steps::handle`], and one file per step;
 //! - [`approve`]: the approve function (a function URL request in, the decision sent with the
 //!   task token);
+//! - [`metrics`]: what each invocation records (`StepOutcomes`, `ChangeSetVerdicts`,
+//!   `CloudFormationWaitSeconds`), decided from the step's answer;
 //! - `cfn`: the CloudFormation SDK adapters (request inputs, DescribeChangeSet pages);
 //! - decisions, pure and without SDK types: [`plan`] (the input and the plan), [`changeset`]
 //!   (the change-set gate), [`stack`] (stack statuses), [`poll`] (bounded waits), [`template`]
@@ -29,6 +32,7 @@ pub mod changeset;
 pub mod config;
 pub mod drift;
 pub mod error;
+pub mod metrics;
 pub mod plan;
 pub mod poll;
 pub mod review;

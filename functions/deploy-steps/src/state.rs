@@ -94,6 +94,24 @@ impl State {
         id.unwrap_or_else(|| self.target_stack().to_owned())
     }
 
+    /// When the running operation (the one [`Self::operation_stack`] names) was started, as the
+    /// step that started it recorded (epoch milliseconds); `None` when it recorded none.
+    pub(crate) fn operation_started_ms(&self) -> Option<u64> {
+        let blue_green = self
+            .target
+            .as_ref()
+            .is_some_and(|t| t.mode == TargetMode::BlueGreen);
+        let created = self.created.as_ref().and_then(|c| c.started_at_ms);
+        if blue_green {
+            created
+        } else {
+            match &self.executed {
+                Some(e) => e.started_at_ms,
+                None => created,
+            }
+        }
+    }
+
     /// The change set created by this execution.
     pub(crate) fn change_set(&self) -> Result<&ChangeSetRef, StepInputError> {
         self.change_set
@@ -117,6 +135,10 @@ pub struct StackResult {
 pub struct Created {
     pub stack_name: String,
     pub stack_id: String,
+    /// When CloudFormation accepted the CreateStack (epoch milliseconds, the step's clock): the
+    /// start of the wait `CloudFormationWaitSeconds` measures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
 }
 
 /// The create-change-set step's output (`$.changeSet`).
@@ -134,6 +156,10 @@ pub struct ChangeSetRef {
     /// CloudFormation itself creates a FAILED change set saying so).
     #[serde(default)]
     pub no_changes: bool,
+    /// When CloudFormation accepted the CreateChangeSet (epoch milliseconds, the step's clock);
+    /// absent when it created none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
 }
 
 /// The change-set-status step's output (`$.changeSetStatus`).
@@ -173,6 +199,9 @@ pub struct Executed {
     pub change_set_id: String,
     #[serde(default)]
     pub stack_id: Option<String>,
+    /// When CloudFormation accepted the ExecuteChangeSet (epoch milliseconds, the step's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
 }
 
 /// The review step's output (`$.review`): where the review is and what was reviewed.

@@ -29,7 +29,10 @@ use deploy_steps::review::{self, MASK, MAX_MESSAGE_BYTES, Review};
 use deploy_steps::state::Decision;
 use deploy_steps::{Config, Request, Step, StepError, Steps};
 use lambda_common::ErrorType;
+use lambda_common::metrics::Metrics;
 use serde_json::{Value, json};
+
+mod support;
 
 const BUCKET: &str = "deploy-reviews";
 const TOPIC: &str = "arn:aws:sns:us-east-1:111111111111:deploy-approvals";
@@ -235,9 +238,33 @@ fn steps(cfn: &[&Rule], s3: &[&Rule], sns: &[&Rule], sfn: &[&Rule], config: Conf
     }
 }
 
+/// One invocation of `step`; every invocation records exactly one outcome under its name.
 async fn run(steps: &Steps, step: Step, payload: Value) -> Result<Value, StepError> {
-    let response = steps.handle(Request::parse(step, payload)?, None).await?;
-    Ok(serde_json::to_value(response).unwrap())
+    let mut m = Metrics::new("Test", deploy_steps::metrics::SERVICE);
+    let result = match Request::parse(step, payload) {
+        Ok(request) => steps.handle(request, None, &mut m).await,
+        Err(e) => Err(deploy_steps::steps::rejected(step, e, &mut m)),
+    };
+    let outcome = result.as_ref().map_or_else(|e| e.error_type(), |_| "Success");
+    assert_eq!(
+        support::outcomes(&m),
+        [(outcome.to_owned(), step.name().to_owned(), 1.0)]
+    );
+    Ok(serde_json::to_value(result?).unwrap())
+}
+
+/// One invocation of the approve function; it records exactly one outcome, `Success` for a
+/// decision taken, else the `errorType` it answers, under the step `approve`.
+async fn approve(steps: &Steps, request: UrlRequest) -> UrlResponse {
+    let mut m = Metrics::new("Test", deploy_steps::metrics::SERVICE);
+    let response = steps.approve(request, None, &mut m).await;
+    let answered: Value = serde_json::from_str(&response.body).unwrap_or_default();
+    let outcome = match response.status_code {
+        200 => "Success".to_owned(),
+        _ => answered["errorType"].as_str().unwrap_or("none").to_owned(),
+    };
+    assert_eq!(support::outcomes(&m), [(outcome, "approve".to_owned(), 1.0)]);
+    response
 }
 
 /// The state the review step receives: an unsafe change set of a stack with a NoEcho parameter.
@@ -849,7 +876,7 @@ async fn an_approval_is_recorded_then_sent_with_the_callers_identity_and_the_tok
     let s = approver(&[&get, &delete, &record], &[&send]);
     let fingerprint = reviewed_fingerprint();
     let request = json!({"reviewId": REVIEW_ID, "decision": "approve", "reason": " planned migration ", "fingerprint": fingerprint});
-    let response = s.approve(url_request(&request, Some(ALICE)), None).await;
+    let response = approve(&s, url_request(&request, Some(ALICE))).await;
     assert_eq!(response.status_code, 200, "{}", response.body);
     assert_eq!(
         body(&response),
@@ -901,7 +928,7 @@ async fn a_base64_body_is_decided_as_the_same_request() {
     let decision = json!({"reviewId": REVIEW_ID, "decision": "approve"}).to_string();
     request.body = Some(aws_smithy_types::base64::encode(decision));
     request.is_base64_encoded = true;
-    let response = s.approve(request, None).await;
+    let response = approve(&s, request).await;
     assert_eq!(response.status_code, 200, "{}", response.body);
     assert_eq!(
         (record.num_calls(), send.num_calls(), delete.num_calls()),
@@ -928,7 +955,7 @@ async fn a_rejection_is_sent_with_who_rejected_it_and_why_and_withdraws_any_reco
     let send = send_task_success(&sent);
     let s = approver(&[&get, &delete, &record, &withdraw], &[&send]);
     let request = json!({"reviewId": REVIEW_ID, "decision": "reject", "reason": "drops the orders table"});
-    let response = s.approve(url_request(&request, Some(ALICE)), None).await;
+    let response = approve(&s, url_request(&request, Some(ALICE))).await;
     assert_eq!(response.status_code, 200, "{}", response.body);
     assert_eq!(body(&response)["decision"], "rejected");
     assert_eq!(
@@ -973,7 +1000,7 @@ async fn an_approval_that_cannot_be_recorded_is_502_and_not_sent() {
     let send = send_task_success(&sent);
     let s = approver(&[&get, &delete, &denied], &[&send]);
     let request = json!({"reviewId": REVIEW_ID, "decision": "approve"});
-    let response = s.approve(url_request(&request, Some(ALICE)), None).await;
+    let response = approve(&s, url_request(&request, Some(ALICE))).await;
     assert_eq!(
         refusal(&response),
         (502, "AwsError".to_owned()),
@@ -1042,7 +1069,7 @@ async fn a_request_that_cannot_decide_makes_no_call() {
         let sent = Sent::default();
         let send = send_task_success(&sent);
         let s = approver(&[&get, &delete, &record], &[&send]);
-        let response = s.approve(url_request(&request, caller), None).await;
+        let response = approve(&s, url_request(&request, caller)).await;
         assert_eq!(
             refusal(&response),
             (status, error_type.to_owned()),
@@ -1072,7 +1099,7 @@ async fn no_pending_approval_is_404() {
     let send = send_task_success(&sent);
     let s = approver(&[&get, &delete, &record], &[&send]);
     let request = json!({"reviewId": REVIEW_ID, "decision": "approve"});
-    let response = s.approve(url_request(&request, Some(ALICE)), None).await;
+    let response = approve(&s, url_request(&request, Some(ALICE))).await;
     assert_eq!(
         refusal(&response),
         (404, "ApprovalNotPending".to_owned()),
@@ -1105,7 +1132,7 @@ async fn a_pending_approval_of_another_review_is_not_decided() {
     let send = send_task_success(&sent);
     let s = approver(&[&get, &delete, &record], &[&send]);
     let request = json!({"reviewId": REVIEW_ID, "decision": "approve"});
-    let response = s.approve(url_request(&request, Some(ALICE)), None).await;
+    let response = approve(&s, url_request(&request, Some(ALICE))).await;
     assert_eq!(refusal(&response), (404, "ApprovalNotPending".to_owned()));
     assert_eq!(
         (record.num_calls(), send.num_calls(), delete.num_calls()),
@@ -1124,7 +1151,7 @@ async fn a_decision_on_another_review_than_the_pending_one_is_409_and_keeps_the_
     let s = approver(&[&get, &delete, &record], &[&send]);
     let stale = format!("sha256:{}", "0".repeat(64));
     let request = json!({"reviewId": REVIEW_ID, "decision": "approve", "fingerprint": stale});
-    let response = s.approve(url_request(&request, Some(ALICE)), None).await;
+    let response = approve(&s, url_request(&request, Some(ALICE))).await;
     assert_eq!(
         refusal(&response),
         (409, "StaleReview".to_owned()),
@@ -1172,7 +1199,7 @@ async fn a_task_no_longer_waiting_is_410_and_its_token_is_removed() {
         let timed_out = task_ended(code);
         let s = approver(&[&get, &delete, &record], &[&timed_out]);
         let request = json!({"reviewId": REVIEW_ID, "decision": "approve"});
-        let response = s.approve(url_request(&request, Some(ALICE)), None).await;
+        let response = approve(&s, url_request(&request, Some(ALICE))).await;
         assert_eq!(
             refusal(&response),
             (410, "ApprovalEnded".to_owned()),
@@ -1214,7 +1241,7 @@ async fn a_newer_token_kept_meanwhile_is_not_removed() {
         };
         let s = approver(&[&get, &delete, &record], &[&send]);
         let request = json!({"reviewId": REVIEW_ID, "decision": "approve"});
-        let response = s.approve(url_request(&request, Some(ALICE)), None).await;
+        let response = approve(&s, url_request(&request, Some(ALICE))).await;
         let status = if ended.is_some() { 410 } else { 200 };
         assert_eq!(response.status_code, status, "{ended:?}: {}", response.body);
         assert_eq!(
@@ -1246,7 +1273,7 @@ async fn a_failed_send_keeps_the_token_for_another_try() {
         .build();
     let s = approver(&[&get, &delete, &record], &[&denied]);
     let request = json!({"reviewId": REVIEW_ID, "decision": "approve"});
-    let response = s.approve(url_request(&request, Some(ALICE)), None).await;
+    let response = approve(&s, url_request(&request, Some(ALICE))).await;
     assert_eq!(
         refusal(&response),
         (502, "AwsError".to_owned()),
@@ -1312,6 +1339,12 @@ async fn an_approved_change_set_unchanged_since_its_review_is_executed() {
     let out = run(&s, Step::ExecuteChangeSet, decided_state(approved))
         .await
         .unwrap();
+    let mut out = out;
+    let started = out.as_object_mut().and_then(|o| o.remove("startedAtMs"));
+    assert!(
+        started.is_some_and(|t| t.as_u64().is_some()),
+        "when the execution started"
+    );
     assert_eq!(out, json!({"changeSetId": CS, "stackId": STACK_ID}));
     assert_eq!(record.num_calls(), 1);
     assert_eq!(
@@ -1731,9 +1764,11 @@ async fn review_request_approve_execute() {
     let send = send_task_success(&sent);
     let fingerprint = st["review"]["fingerprint"].clone();
     let decide = json!({"reviewId": REVIEW_ID, "decision": "approve", "fingerprint": fingerprint});
-    let response = approver(&[&get, &delete, &put_record], &[&send])
-        .approve(url_request(&decide, Some(ALICE)), None)
-        .await;
+    let response = approve(
+        &approver(&[&get, &delete, &put_record], &[&send]),
+        url_request(&decide, Some(ALICE)),
+    )
+    .await;
     assert_eq!(response.status_code, 200, "{}", response.body);
     let output = sent.lock().unwrap()[0].clone();
     {

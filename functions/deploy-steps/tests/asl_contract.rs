@@ -216,10 +216,10 @@ fn real_state_document() -> Value {
         "plan": to(&plan),
         "target": to(&Target { stack_name: "prod-app".into(), mode: TargetMode::InPlace }),
         "stack": to(&StackResult { check: check_existing("prod-app", "UPDATE_COMPLETE"), poll }),
-        "created": to(&Created { stack_name: "prod-app".into(), stack_id: "id".into() }),
+        "created": to(&Created { stack_name: "prod-app".into(), stack_id: "id".into(), started_at_ms: Some(1) }),
         "changeSet": to(&ChangeSetRef {
             id: "cs".into(), name: "deploy-1".into(), stack_name: "prod-app".into(), stack_id: None,
-            change_set_type: "UPDATE".into(), no_changes: false,
+            change_set_type: "UPDATE".into(), no_changes: false, started_at_ms: Some(1),
         }),
         "changeSetStatus": to(&ChangeSetStatus {
             state: ChangeSetState::Ready, status: "CREATE_COMPLETE".into(),
@@ -243,7 +243,7 @@ fn real_state_document() -> Value {
             reason: "r".into(), review_id: "prod-app/deploy-1".into(), change_set_id: "cs".into(),
             fingerprint: "sha256:00".into(), cause: Some("rejected by alice: r".into()),
         }),
-        "executed": to(&Executed { change_set_id: "cs".into(), stack_id: Some("id".into()) }),
+        "executed": to(&Executed { change_set_id: "cs".into(), stack_id: Some("id".into()), started_at_ms: Some(2) }),
         "deleted": to(&Done { change_set_id: "cs".into() }),
         "progress": to(&Progress {
             state: Completion::Complete, stack_name: "prod-app".into(), stack_id: "id".into(),

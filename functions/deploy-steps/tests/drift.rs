@@ -21,6 +21,8 @@ use deploy_steps::{Config, Request, Step, StepError, Steps};
 use lambda_common::ErrorType;
 use serde_json::{Value, json};
 
+mod support;
+
 const DETECTION: &str = "b78ac9b0-dec1-11e7-a451-503a3example";
 
 fn steps(cfn: &[&Rule]) -> Steps {
@@ -75,9 +77,19 @@ fn polling(mode: &str, attempt: u32) -> Value {
     state(mode, "UPDATE_CHANGE_SET", "UPDATE_COMPLETE", Some(pending))
 }
 
+/// One invocation of the drift step; it records exactly one outcome, and nothing else.
 async fn run(steps: &Steps, payload: Value) -> Result<Value, StepError> {
-    let response = steps.handle(Request::parse(Step::Drift, payload)?, None).await?;
-    Ok(serde_json::to_value(response).unwrap())
+    let mut m = lambda_common::metrics::Metrics::new("Test", deploy_steps::metrics::SERVICE);
+    let result = steps
+        .handle(Request::parse(Step::Drift, payload)?, None, &mut m)
+        .await;
+    let outcome = result.as_ref().map_or_else(|e| e.error_type(), |_| "Success");
+    assert_eq!(
+        support::outcomes(&m),
+        [(outcome.to_owned(), "drift".to_owned(), 1.0)]
+    );
+    assert_eq!(m.documents(0).len(), 1, "only the outcome");
+    Ok(serde_json::to_value(result?).unwrap())
 }
 
 fn summary(out: &Value) -> &str {

@@ -20,10 +20,14 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
 use deploy_steps::changeset::ChangeSetPage;
+use deploy_steps::metrics::{CHANGE_SET_VERDICTS, CLOUDFORMATION_WAIT_SECONDS};
 use deploy_steps::poll::PollConfig;
 use deploy_steps::{Config, Request, Step, StepError, Steps};
 use lambda_common::ErrorType;
+use lambda_common::metrics::Metrics;
 use serde_json::{Value, json};
+
+mod support;
 
 const CS: &str = "arn:aws:cloudformation:us-east-1:111111111111:changeSet/deploy-codepipeline-1/aaaa1111-2222-3333-4444-555566667777";
 
@@ -136,10 +140,24 @@ fn stack(status: StackStatus) -> Rule {
 }
 
 /// One invocation as the runtime makes it: the payload parsed as the step's request, the step,
-/// its response as JSON.
+/// its response as JSON, and the invocation's metrics. Every invocation records exactly one
+/// outcome, under the step's name: `Success` or its error's `errorType`.
+async fn run_metered(steps: &Steps, step: Step, payload: Value) -> (Result<Value, StepError>, Metrics) {
+    let mut m = Metrics::new("Test", deploy_steps::metrics::SERVICE);
+    let result = match Request::parse(step, payload) {
+        Ok(request) => steps.handle(request, None, &mut m).await,
+        Err(e) => Err(deploy_steps::steps::rejected(step, e, &mut m)),
+    };
+    let outcome = result.as_ref().map_or_else(|e| e.error_type(), |_| "Success");
+    assert_eq!(
+        support::outcomes(&m),
+        [(outcome.to_owned(), step.name().to_owned(), 1.0)]
+    );
+    (result.map(|r| serde_json::to_value(r).unwrap()), m)
+}
+
 async fn run(steps: &Steps, step: Step, payload: Value) -> Result<Value, StepError> {
-    let response = steps.handle(Request::parse(step, payload)?, None).await?;
-    Ok(serde_json::to_value(response).unwrap())
+    run_metered(steps, step, payload).await.0
 }
 
 // ---- check stack ----
@@ -663,4 +681,267 @@ async fn a_service_answer_without_what_it_promises_is_an_unexpected_response() {
     let err = run(&s, Step::StackStatus, with_change_set()).await.unwrap_err();
     assert_eq!(err.error_type(), "UnexpectedResponse");
     assert!(!err.to_string().contains("input"), "{err}");
+}
+
+// ---- metrics ----
+
+fn now_ms() -> u64 {
+    lambda_common::clock::now_ms()
+}
+
+fn describe_status(status: ChangeSetStatus, execution: Option<ExecutionStatus>) -> Rule {
+    mock!(aws_sdk_cloudformation::Client::describe_change_set).then_output(move || {
+        DescribeChangeSetOutput::builder()
+            .change_set_id(CS)
+            .change_set_name("deploy-codepipeline-1")
+            .stack_name("prod-app")
+            .status(status.clone())
+            .set_execution_status(execution.clone())
+            .build()
+    })
+}
+
+#[tokio::test]
+async fn the_inspect_step_counts_its_verdict_once() {
+    // Unsafe: a nested change set removes a resource.
+    let page1 = describe_change_set("page1-safe.json", "deploy-codepipeline-1", None);
+    let page2 = describe_change_set("nested-parent.json", "deploy-codepipeline-1", Some("page-2"));
+    let nested = describe_change_set("nested-child.json", "deploy-nested-NetworkStack-1XYZ", None);
+    let s = steps(&[&page1, &page2, &nested], &[], None);
+    let (verdict, m) = run_metered(&s, Step::InspectChangeSet, with_change_set()).await;
+    assert_eq!(verdict.unwrap()["safe"], false);
+    assert_eq!(
+        support::values(&m, CHANGE_SET_VERDICTS, &[("Verdict", "Unsafe")]),
+        [1.0]
+    );
+    assert_eq!(
+        support::sum(&m, CHANGE_SET_VERDICTS, &[]),
+        1.0,
+        "rolled up under Service"
+    );
+    assert!(support::values(&m, CHANGE_SET_VERDICTS, &[("Verdict", "Safe")]).is_empty());
+    assert!(support::values(&m, CLOUDFORMATION_WAIT_SECONDS, &[]).is_empty());
+
+    // Safe: only outputs change.
+    let safe = mock!(aws_sdk_cloudformation::Client::describe_change_set)
+        .then_output(|| fixture_output("outputs-only.json"));
+    let s = steps(&[&safe], &[], None);
+    let (verdict, m) = run_metered(&s, Step::InspectChangeSet, with_change_set()).await;
+    assert_eq!(verdict.unwrap()["safe"], true);
+    assert_eq!(
+        support::values(&m, CHANGE_SET_VERDICTS, &[("Verdict", "Safe")]),
+        [1.0]
+    );
+    assert!(support::values(&m, CHANGE_SET_VERDICTS, &[("Verdict", "Unsafe")]).is_empty());
+
+    // A failed inspection decides nothing: only its outcome is counted.
+    let throttled = mock!(aws_sdk_cloudformation::Client::describe_change_set).then_error(|| {
+        aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetError::generic(
+            ErrorMetadata::builder()
+                .code("Throttling")
+                .message("Rate exceeded")
+                .build(),
+        )
+    });
+    let s = steps(&[&throttled], &[], None);
+    let (err, m) = run_metered(&s, Step::InspectChangeSet, with_change_set()).await;
+    assert_eq!(err.unwrap_err().error_type(), "Throttled");
+    assert_eq!(
+        support::outcomes(&m),
+        [("Throttled".to_owned(), "inspect-change-set".to_owned(), 1.0)]
+    );
+    assert!(support::values(&m, CHANGE_SET_VERDICTS, &[("Verdict", "Safe")]).is_empty());
+}
+
+#[tokio::test]
+async fn a_change_set_without_changes_is_counted_no_changes_and_waited_for_by_nobody() {
+    let refused = mock!(aws_sdk_cloudformation::Client::create_change_set).then_error(|| {
+        CreateChangeSetError::generic(
+            ErrorMetadata::builder()
+                .code("ValidationError")
+                .message("No updates are to be performed.")
+                .build(),
+        )
+    });
+    let s = steps(&[&refused], &[], None);
+    let mut st = state(json!({}));
+    st["stack"] = json!({"next": "UPDATE_CHANGE_SET", "status": "UPDATE_COMPLETE", "reason": "", "poll": {"attempt": 0, "waitSeconds": 0, "exhausted": false}});
+    let (created, m) = run_metered(&s, Step::CreateChangeSet, st.clone()).await;
+    let created = created.unwrap();
+    assert!(
+        created.get("startedAtMs").is_none(),
+        "nothing was started: {created}"
+    );
+    assert!(support::values(&m, CHANGE_SET_VERDICTS, &[("Verdict", "NoChanges")]).is_empty());
+    st["changeSet"] = created;
+    let (status, m) = run_metered(&s, Step::ChangeSetStatus, st).await;
+    assert_eq!(status.unwrap()["state"], "NO_CHANGES");
+    assert_eq!(
+        support::values(&m, CHANGE_SET_VERDICTS, &[("Verdict", "NoChanges")]),
+        [1.0]
+    );
+    assert!(support::values(&m, CLOUDFORMATION_WAIT_SECONDS, &[]).is_empty());
+
+    // CloudFormation's own way: a FAILED change set saying nothing changes, waited for.
+    let rule = mock!(aws_sdk_cloudformation::Client::describe_change_set)
+        .then_output(|| fixture_output("no-changes.json"));
+    let s = steps(&[&rule], &[], None);
+    let mut st = with_change_set();
+    st["changeSet"]["startedAtMs"] = json!(now_ms() - 4_000);
+    let (status, m) = run_metered(&s, Step::ChangeSetStatus, st).await;
+    assert_eq!(status.unwrap()["state"], "NO_CHANGES");
+    assert_eq!(
+        support::values(&m, CHANGE_SET_VERDICTS, &[("Verdict", "NoChanges")]),
+        [1.0]
+    );
+    let waited = support::values(&m, CLOUDFORMATION_WAIT_SECONDS, &[]);
+    assert!(
+        matches!(waited[..], [w] if (4.0..10.0).contains(&w)),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_change_set_wait_is_sampled_once_when_it_ends() {
+    let started = now_ms();
+    let create = mock!(aws_sdk_cloudformation::Client::create_change_set).then_output(|| {
+        CreateChangeSetOutput::builder()
+            .id(CS)
+            .stack_id("stack-id")
+            .build()
+    });
+    let s = steps(&[&create], &[], None);
+    let mut st = state(json!({}));
+    st["stack"] = json!({"next": "UPDATE_CHANGE_SET", "status": "UPDATE_COMPLETE", "reason": "", "poll": {"attempt": 0, "waitSeconds": 0, "exhausted": false}});
+    let (created, m) = run_metered(&s, Step::CreateChangeSet, st.clone()).await;
+    let created = created.unwrap();
+    let at = created["startedAtMs"].as_u64().unwrap();
+    assert!((started..=now_ms()).contains(&at), "{created}");
+    assert!(support::values(&m, CLOUDFORMATION_WAIT_SECONDS, &[]).is_empty());
+
+    // As if created 30 s ago: still pending (no sample), then ready (one sample, ~30 s).
+    st["changeSet"] = created;
+    st["changeSet"]["startedAtMs"] = json!(at - 30_000);
+    let pending = describe_status(ChangeSetStatus::CreateInProgress, None);
+    let s = steps(&[&pending], &[], None);
+    let (status, m) = run_metered(&s, Step::ChangeSetStatus, st.clone()).await;
+    let status = status.unwrap();
+    assert_eq!(status["state"], "PENDING");
+    assert!(support::values(&m, CLOUDFORMATION_WAIT_SECONDS, &[]).is_empty());
+    st["changeSetStatus"] = status;
+    let ready = describe_status(ChangeSetStatus::CreateComplete, Some(ExecutionStatus::Available));
+    let s = steps(&[&ready], &[], None);
+    let (status, m) = run_metered(&s, Step::ChangeSetStatus, st.clone()).await;
+    assert_eq!(status.unwrap()["state"], "READY");
+    let waited = support::values(&m, CLOUDFORMATION_WAIT_SECONDS, &[]);
+    assert!(
+        matches!(waited[..], [w] if (30.0..40.0).contains(&w)),
+        "{waited:?}"
+    );
+    assert!(support::values(&m, CHANGE_SET_VERDICTS, &[("Verdict", "NoChanges")]).is_empty());
+    let unit = m.documents(0).iter().find_map(|d| {
+        let defs = d["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array()?.clone();
+        defs.into_iter()
+            .find(|x| x["Name"] == CLOUDFORMATION_WAIT_SECONDS)
+    });
+    assert_eq!(unit.unwrap()["Unit"], "Seconds");
+
+    // A failed change set ends the wait too.
+    let failed = mock!(aws_sdk_cloudformation::Client::describe_change_set)
+        .then_output(|| fixture_output("failed.json"));
+    let s = steps(&[&failed], &[], None);
+    let (status, m) = run_metered(&s, Step::ChangeSetStatus, st).await;
+    assert_eq!(status.unwrap()["state"], "FAILED");
+    assert_eq!(support::values(&m, CLOUDFORMATION_WAIT_SECONDS, &[]).len(), 1);
+}
+
+#[tokio::test]
+async fn the_stack_wait_is_sampled_from_the_operation_the_workflow_started() {
+    // Created by this workflow 20 s ago; complete now.
+    let create = mock!(aws_sdk_cloudformation::Client::create_stack).then_output(|| {
+        aws_sdk_cloudformation::operation::create_stack::CreateStackOutput::builder()
+            .stack_id("arn:aws:cloudformation:us-east-1:111111111111:stack/prod-app/1")
+            .build()
+    });
+    let s = steps(&[&create], &[], None);
+    let (created, _) = run_metered(&s, Step::CreateStack, state(json!({}))).await;
+    let mut created = created.unwrap();
+    let at = created["startedAtMs"].as_u64().unwrap();
+    assert!(at <= now_ms());
+    created["startedAtMs"] = json!(at - 20_000);
+    let mut st = state(json!({"created": created}));
+    let s = steps(&[&stack(StackStatus::CreateComplete)], &[], None);
+    let (progress, m) = run_metered(&s, Step::StackStatus, st.clone()).await;
+    assert_eq!(progress.unwrap()["state"], "COMPLETE");
+    let waited = support::values(&m, CLOUDFORMATION_WAIT_SECONDS, &[]);
+    assert!(
+        matches!(waited[..], [w] if (20.0..30.0).contains(&w)),
+        "{waited:?}"
+    );
+
+    // An update: the wait runs from the execution, not from the stack's creation.
+    let executed = mock!(aws_sdk_cloudformation::Client::describe_change_set)
+        .then_output(|| fixture_output("outputs-only.json"));
+    let execute = mock!(aws_sdk_cloudformation::Client::execute_change_set)
+        .then_output(|| ExecuteChangeSetOutput::builder().build());
+    let s = steps(&[&executed, &execute], &[], None);
+    let (out, m) = run_metered(&s, Step::ExecuteChangeSet, with_change_set()).await;
+    let mut out = out.unwrap();
+    assert!(support::values(&m, CLOUDFORMATION_WAIT_SECONDS, &[]).is_empty());
+    out["startedAtMs"] = json!(out["startedAtMs"].as_u64().unwrap() - 5_000);
+    st["executed"] = out;
+    let s = steps(&[&stack(StackStatus::UpdateComplete)], &[], None);
+    let (_, m) = run_metered(&s, Step::StackStatus, st.clone()).await;
+    let waited = support::values(&m, CLOUDFORMATION_WAIT_SECONDS, &[]);
+    assert!(
+        matches!(waited[..], [w] if (5.0..15.0).contains(&w)),
+        "{waited:?}"
+    );
+
+    // In progress: no sample until the poll gives up.
+    let s = steps(&[&stack(StackStatus::UpdateInProgress)], &[], None);
+    let mut samples = Vec::new();
+    for _ in 0..3 {
+        let (progress, m) = run_metered(&s, Step::StackStatus, st.clone()).await;
+        samples.push(support::values(&m, CLOUDFORMATION_WAIT_SECONDS, &[]).len());
+        st["progress"] = progress.unwrap();
+    }
+    assert_eq!(st["progress"]["poll"]["exhausted"], true);
+    assert_eq!(samples, [0, 0, 1]);
+
+    // A state without a recorded start (an execution started before this version): no sample.
+    let s = steps(&[&stack(StackStatus::UpdateComplete)], &[], None);
+    let (_, m) = run_metered(&s, Step::StackStatus, with_change_set()).await;
+    assert!(support::values(&m, CLOUDFORMATION_WAIT_SECONDS, &[]).is_empty());
+}
+
+#[tokio::test]
+async fn every_outcome_is_counted_under_its_error_type() {
+    // An error the step returns.
+    let page1 = describe_change_set("page1-safe.json", "deploy-codepipeline-1", None);
+    let page2 = describe_change_set("page2-unsafe.json", "deploy-codepipeline-1", Some("page-2"));
+    let s = steps(&[&page1, &page2], &[], None);
+    let (err, m) = run_metered(&s, Step::ExecuteChangeSet, with_change_set()).await;
+    assert_eq!(err.unwrap_err().error_type(), "UnsafeChangeSet");
+    assert_eq!(
+        support::values(
+            &m,
+            "StepOutcomes",
+            &[("Outcome", "UnsafeChangeSet"), ("Step", "execute-change-set")]
+        ),
+        [1.0]
+    );
+    assert_eq!(
+        support::values(&m, "StepOutcomes", &[("Outcome", "UnsafeChangeSet")]),
+        [1.0]
+    );
+    assert_eq!(support::values(&m, "StepOutcomes", &[]), [1.0]);
+    // A payload that is not the step's request: counted before any call.
+    let s = steps(&[], &[], None);
+    let (err, m) = run_metered(&s, Step::StackStatus, json!({"plan": 1})).await;
+    assert_eq!(err.unwrap_err().error_type(), "InvalidStepInput");
+    assert_eq!(
+        support::outcomes(&m),
+        [("InvalidStepInput".to_owned(), "stack-status".to_owned(), 1.0)]
+    );
 }

@@ -6,9 +6,11 @@
 //!   [`diagnostic`], [`impl_diagnostic!`]), and [`json_kind`] for messages refusing input;
 //! - [`sdk`]: the SDK configuration and clients from the standard environment (`AWS_REGION`,
 //!   `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`, ...), one classification of SDK errors;
-//! - [`clock`]: epoch milliseconds and the invocation's deadline.
+//! - [`clock`]: epoch milliseconds and the invocation's deadline;
+//! - [`metrics`]: one invocation's metrics in CloudWatch Embedded Metric Format (stdout lines).
 
 pub mod clock;
+pub mod metrics;
 pub mod sdk;
 
 use std::fmt::Display;

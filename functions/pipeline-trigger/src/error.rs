@@ -12,6 +12,7 @@ use aws_sdk_sfn::operation::start_sync_execution::StartSyncExecutionError;
 use lambda_common::sdk::summary;
 
 use crate::artifact::ArtifactError;
+use crate::destination::RecordError;
 use crate::outcome::{self, FailureKind, JobResult};
 use crate::params::ActionConfigError;
 use crate::token::TokenError;
@@ -280,11 +281,15 @@ impl JobError {
     }
 }
 
-/// Errors returned to Lambda: there was no job to answer, or the answer could not be recorded.
+/// Errors returned to Lambda: there was no job to answer (or a destination record that ends
+/// none), or the answer could not be recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     #[error("the event is not a CodePipeline job event: \"CodePipeline.job\".\"id\" is missing")]
     NotAJobEvent,
+    /// A destination record this function does not act on.
+    #[error(transparent)]
+    Destination(#[from] RecordError),
     #[error("could not record the success result of job {job_id}")]
     RecordSuccess {
         job_id: String,
@@ -309,6 +314,9 @@ impl lambda_common::ErrorType for HandlerError {
     fn error_type(&self) -> &'static str {
         match self {
             Self::NotAJobEvent => "NotACodePipelineJob",
+            Self::Destination(RecordError::NotAFailure) => "DestinationRecordNotAFailure",
+            Self::Destination(RecordError::UnknownCondition(_)) => "DestinationRecordUnknownCondition",
+            Self::Destination(RecordError::NotAJobEvent) => "DestinationRecordNotACodePipelineJob",
             Self::RecordSuccess { .. } | Self::RecordFailure { .. } | Self::BuildResult { .. } => {
                 "JobResultNotRecorded"
             }

@@ -1,4 +1,6 @@
-//! The request: the parts of a CodePipeline job event that this function reads.
+//! The request: the parts of a CodePipeline job event that this function reads; or, when the
+//! event is Lambda's on-failure destination record, the parts of that record
+//! ([`crate::destination::Record`]).
 //!
 //! Parsing is deliberately lenient: as long as the job id can be found, the function can answer
 //! the job, so every other problem becomes a `ConfigurationError` result instead of a hung job.
@@ -11,7 +13,29 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing::error;
 
+use crate::destination;
 use crate::error::HandlerError;
+
+/// One invocation's event, typed: a job to answer, or a destination record ending a job whose
+/// trigger invocation failed on every attempt.
+#[derive(Debug)]
+pub enum Event {
+    Job(Request),
+    Destination(destination::Record),
+}
+
+impl TryFrom<LambdaEvent<Value>> for Event {
+    type Error = HandlerError;
+
+    /// A destination record ([`destination::is_record`]) is read as one (the payload, holding
+    /// the job event's credentials, is dropped); anything else as a job event.
+    fn try_from(event: LambdaEvent<Value>) -> Result<Self, HandlerError> {
+        match destination::Record::from_payload(&event.payload) {
+            Some(record) => Ok(Self::Destination(record)),
+            None => Request::try_from(event).map(Self::Job),
+        }
+    }
+}
 
 /// One invocation's request: the job to answer and what its data says.
 #[derive(Debug)]

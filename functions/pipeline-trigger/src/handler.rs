@@ -1,24 +1,31 @@
-//! The invocation: decide the job's result, then record exactly one result for the job.
+//! The invocation: decide the job's result, then record exactly one result for the job; or, for
+//! the on-failure destination's record, end the job whose trigger invocation failed on every
+//! attempt.
 //!
 //! This module only orchestrates: the decisions are in [`crate::params`], [`crate::token`],
-//! [`crate::outcome`] and [`crate::waiting`], the SDK calls in [`crate::sdk`].
+//! [`crate::outcome`], [`crate::waiting`], [`crate::destination`] and [`crate::metrics`], the SDK
+//! calls in [`crate::sdk`].
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt;
 use lambda_common::error_chain;
+use lambda_common::metrics::Metrics;
 use lambda_common::sdk::classify;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::artifact;
 use crate::config::Config;
+use crate::destination::{self, Record};
 use crate::error::{HandlerError, JobError};
-use crate::event::{JobData, Request};
+use crate::event::{Event, JobData, Request};
 use crate::express::{self, MachineType, MachineTypes};
-use crate::outcome::{self, ExecutionStatus, ExecutionView, FailureKind, JobResult};
+use crate::metrics::{self, DestinationEnd, JobInvocation, Recorded};
+use crate::outcome::{self, ExecutionStatus, ExecutionView, FailureKind, JobResult, Recording};
 use crate::params::{self, JobContext, StateMachineArn};
 use crate::sdk::{self, SuccessResult};
 use crate::token::{self, AfterTransient, ContinuationToken};
@@ -93,23 +100,57 @@ impl Trigger {
         }
     }
 
-    /// One invocation. Returns `Ok` once a result is recorded for the job; `Err` only when the
+    /// One invocation, of either kind: a job event ([`Self::handle`]) or a destination record
+    /// ([`Self::end_job`]). Its metrics go to `metrics`, for `main` to flush.
+    pub async fn invoke(
+        &self,
+        event: Event,
+        deadline: Option<Instant>,
+        metrics: &mut Metrics,
+    ) -> Result<(), HandlerError> {
+        match event {
+            Event::Job(request) => self.handle(request, deadline, metrics).await,
+            Event::Destination(record) => self.end_job(&record, metrics).await,
+        }
+    }
+
+    /// One job invocation. Returns `Ok` once a result is recorded for the job; `Err` only when the
     /// result could not be recorded (an event without a job id is no [`Request`]).
-    pub async fn handle(&self, request: Request, deadline: Option<Instant>) -> Result<(), HandlerError> {
+    pub async fn handle(
+        &self,
+        request: Request,
+        deadline: Option<Instant>,
+        metrics: &mut Metrics,
+    ) -> Result<(), HandlerError> {
         let span = info_span!("job", job_id = %request.job_id, request_id = %request.request_id);
-        async {
-            let result = self.decide_in_time(&request, deadline).await;
+        let invocations = metrics::invocations(request.data.as_ref());
+        let started = AtomicBool::new(false);
+        let recorded = async {
+            let result = self.decide_in_time(&request, deadline, &started).await;
             Box::pin(self.record(&request.job_id, result)).await
         }
         .instrument(span)
-        .await
+        .await;
+        let job = JobInvocation {
+            started: started.load(Ordering::SeqCst),
+            invocations,
+            recorded: *recorded.as_ref().unwrap_or(&Recorded::NotRecorded),
+        };
+        metrics::record_job(&job, metrics);
+        recorded.map(|_| ())
     }
 
     /// The job's result, within the work budget: a panic or running out of time still gives one.
-    async fn decide_in_time(&self, request: &Request, deadline: Option<Instant>) -> JobResult {
+    /// `started` is set once an execution was started (or adopted) for the job.
+    async fn decide_in_time(
+        &self,
+        request: &Request,
+        deadline: Option<Instant>,
+        started: &AtomicBool,
+    ) -> JobResult {
         let budget = work_budget(lambda_common::clock::remaining(deadline));
         let work_deadline = budget.map(|b| Instant::now() + b);
-        let work = AssertUnwindSafe(Box::pin(self.run_job(request, work_deadline))).catch_unwind();
+        let work = AssertUnwindSafe(Box::pin(self.run_job(request, work_deadline, started))).catch_unwind();
         let finished = match budget {
             Some(budget) => tokio::time::timeout(budget, work).await.ok(),
             None => Some(work.await),
@@ -153,24 +194,32 @@ impl Trigger {
 
     /// Decides the job's result by `work_deadline`. Never fails: every error becomes a failure
     /// result.
-    async fn run_job(&self, request: &Request, work_deadline: Option<Instant>) -> JobResult {
-        self.try_job(request, work_deadline).await.unwrap_or_else(|err| {
-            warn!(failure_type = err.failure_kind().as_str(), error = %error_chain(&err), "job failed");
-            err.job_result()
-        })
+    async fn run_job(
+        &self,
+        request: &Request,
+        work_deadline: Option<Instant>,
+        started: &AtomicBool,
+    ) -> JobResult {
+        self.try_job(request, work_deadline, started)
+            .await
+            .unwrap_or_else(|err| {
+                warn!(failure_type = err.failure_kind().as_str(), error = %error_chain(&err), "job failed");
+                err.job_result()
+            })
     }
 
     async fn try_job(
         &self,
         request: &Request,
         work_deadline: Option<Instant>,
+        started: &AtomicBool,
     ) -> Result<JobResult, JobError> {
         let data = request
             .data
             .as_ref()
             .map_err(|e| JobError::MalformedJobData(e.to_string()))?;
         match data.continuation_token.as_deref() {
-            None => self.start(request, data, work_deadline).await,
+            None => self.start(request, data, work_deadline, started).await,
             Some(token) => self.poll(request, data, token, work_deadline).await,
         }
     }
@@ -182,6 +231,7 @@ impl Trigger {
         request: &Request,
         data: &JobData,
         work_deadline: Option<Instant>,
+        started: &AtomicBool,
     ) -> Result<JobResult, JobError> {
         let params = params::parse_user_parameters(data.user_parameters())?;
         let state_machine = params::state_machine(&params, self.default_state_machine())?;
@@ -206,7 +256,7 @@ impl Trigger {
         let name = params::execution_name(&request.job_id);
         if kind == MachineType::Express {
             return self
-                .run_express(data, &state_machine, &name, input, work_deadline)
+                .run_express(data, &state_machine, &name, input, (work_deadline, started))
                 .await;
         }
         let execution_arn = sdk::start_execution(&self.sfn, &state_machine, &name, input)
@@ -221,6 +271,7 @@ impl Trigger {
                 execution_arn,
             });
         }
+        started.store(true, Ordering::SeqCst);
         info!(execution_arn = %execution_arn, "execution started");
         Ok(outcome::started(&execution_arn, &name, state_machine.name())?)
     }
@@ -244,7 +295,7 @@ impl Trigger {
         state_machine: &StateMachineArn,
         name: &str,
         input: String,
-        work_deadline: Option<Instant>,
+        (work_deadline, started): (Option<Instant>, &AtomicBool),
     ) -> Result<JobResult, JobError> {
         let wait = express::sync_wait(lambda_common::clock::remaining(work_deadline));
         let run = sdk::start_sync_execution(&self.sfn, state_machine, name, input);
@@ -257,6 +308,7 @@ impl Trigger {
             return Ok(express::out_of_time(name, state_machine.name(), wait));
         };
         let view = view.inspect_err(|_| self.machine_types.forget(state_machine.as_str()))?;
+        started.store(true, Ordering::SeqCst);
         info!(execution_arn = %view.arn, status = view.status.as_str(), "Express execution ended");
         let result = express::decide(&view);
         Ok(self
@@ -440,56 +492,102 @@ impl Trigger {
     /// Records the job's one result. A success CodePipeline rejects as invalid is replaced by a
     /// failure naming the rejection, so the job never hangs. A job that already has a result
     /// (a retried invocation) is left as it is.
-    async fn record(&self, job_id: &str, result: JobResult) -> Result<(), HandlerError> {
+    async fn record(&self, job_id: &str, result: JobResult) -> Result<Recorded, HandlerError> {
         let status = result.status();
-        let success = match result {
+        let (success, then) = match result {
             JobResult::Failed {
                 kind,
                 message,
                 external_execution_id,
             } => {
-                return sdk::put_failure(&self.codepipeline, job_id, kind, &message, external_execution_id)
-                    .await;
+                let put = sdk::put_failure(&self.codepipeline, job_id, kind, &message, external_execution_id);
+                return Ok(Recorded::from_put(&put.await?, Recorded::Failed(kind)));
             }
             JobResult::Continue {
                 token,
                 summary,
                 external_execution_id,
-            } => SuccessResult {
-                continuation_token: Some(token),
-                summary,
-                external_execution_id,
-                output_variables: BTreeMap::new(),
-            },
+            } => (
+                SuccessResult {
+                    continuation_token: Some(token),
+                    summary,
+                    external_execution_id,
+                    output_variables: BTreeMap::new(),
+                },
+                Recorded::Continued,
+            ),
             JobResult::Succeeded {
                 summary,
                 external_execution_id,
                 output_variables,
-            } => SuccessResult {
-                continuation_token: None,
-                summary,
-                external_execution_id,
-                output_variables,
-            },
+            } => (
+                SuccessResult {
+                    continuation_token: None,
+                    summary,
+                    external_execution_id,
+                    output_variables,
+                },
+                Recorded::Succeeded,
+            ),
         };
         let external_execution_id = success.external_execution_id.clone();
         match sdk::put_success(&self.codepipeline, job_id, success).await? {
-            None => {
-                info!(job_status = status, "job result recorded");
-                Ok(())
-            }
-            Some(rejection) => {
+            Recording::Rejected(rejection) => {
                 let kind = FailureKind::JobFailed;
-                sdk::put_failure(
+                let put = sdk::put_failure(
                     &self.codepipeline,
                     job_id,
                     kind,
                     &rejection,
                     Some(external_execution_id),
-                )
-                .await
+                );
+                Ok(Recorded::from_put(&put.await?, Recorded::Failed(kind)))
+            }
+            recording => {
+                if recording == Recording::Recorded {
+                    info!(job_status = status, "job result recorded");
+                }
+                Ok(Recorded::from_put(&recording, then))
             }
         }
+    }
+
+    /// The on-failure destination: a record of a trigger invocation that failed on every
+    /// attempt ends its job with `JobFailed`. A job that already has a result, or no longer
+    /// exists (expired), is left alone: that is logged, and is no error. A record that ends no
+    /// job (a `Success` one, or one whose payload is no job event) is refused by name. A poll's
+    /// record links the execution it was polling, which may still be running.
+    pub async fn end_job(&self, record: &Record, metrics: &mut Metrics) -> Result<(), HandlerError> {
+        let end = destination::decide(record).inspect_err(|e| {
+            error!(condition = record.condition.as_str(), error = %e, "destination record refused");
+        })?;
+        let span = info_span!("destination", job_id = %end.job_id, condition = record.condition.as_str());
+        let ended = async {
+            warn!(
+                attempts = record.attempts,
+                error_type = record.error_type.as_deref(),
+                function_error = record.function_error.as_deref(),
+                execution_arn = end.external_execution_id.as_deref(),
+                "the pipeline trigger failed on every attempt; ending its job"
+            );
+            let (kind, execution) = (FailureKind::JobFailed, end.external_execution_id.clone());
+            let put = sdk::put_failure(&self.codepipeline, &end.job_id, kind, &end.message, execution);
+            match put.await {
+                Ok(Recording::Recorded) => Ok(DestinationEnd::Ended),
+                Ok(_) => Ok(DestinationEnd::LeftAlone),
+                Err(HandlerError::RecordFailure { source, .. })
+                    if source.as_service_error().is_some_and(|e| e.is_job_not_found_exception()) =>
+                {
+                    info!(error = %error_chain(&source), "the job no longer exists (expired); leaving it alone");
+                    Ok(DestinationEnd::LeftAlone)
+                }
+                Err(err) => Err(err),
+            }
+        }
+        .instrument(span)
+        .await;
+        metrics::record_destination(*ended.as_ref().unwrap_or(&DestinationEnd::NotRecorded), metrics);
+        ended.map(|_| ())
     }
 
     fn default_state_machine(&self) -> Option<&str> {

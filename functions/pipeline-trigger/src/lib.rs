@@ -4,10 +4,14 @@
 //! Layout:
 //! - [`config`]: the environment, read once at cold start (the default state machine, the
 //!   region);
-//! - [`event`]: the typed [`Request`]: the job id and the parts of the job event this function
-//!   reads (`artifactCredentials` only into a type that never prints them);
+//! - [`event`]: the typed [`Event`]: a [`Request`] (the job id and the parts of the job event
+//!   this function reads, `artifactCredentials` only into a type that never prints them) or a
+//!   destination record;
 //! - [`handler`]: the invocation, orchestration only: the job's result within the work budget,
-//!   then exactly one result recorded for the job;
+//!   then exactly one result recorded for the job; or the job a destination record ends;
+//! - [`destination`]: decisions: Lambda's on-failure destination record, and the `JobFailed`
+//!   result (its message) for the job whose trigger invocation failed on every attempt;
+//! - [`metrics`]: decisions: the invocation's EMF metrics (`Service` `PipelineTrigger`);
 //! - [`params`]: decisions: `UserParameters`, the state machine, the execution name and input;
 //! - [`express`]: decisions: the state machine's type and Express runs (StartSyncExecution
 //!   within the deadline, the result from its answer);
@@ -25,10 +29,12 @@
 
 pub mod artifact;
 pub mod config;
+pub mod destination;
 pub mod error;
 pub mod event;
 pub mod express;
 pub mod handler;
+pub mod metrics;
 pub mod outcome;
 pub mod params;
 pub mod sdk;
@@ -37,5 +43,5 @@ pub mod waiting;
 
 pub use config::Config;
 pub use error::HandlerError;
-pub use event::Request;
+pub use event::{Event, Request};
 pub use handler::Trigger;

@@ -93,6 +93,18 @@ impl JobResult {
     }
 }
 
+/// What recording a result with CodePipeline came to (`PutJobSuccessResult`,
+/// `PutJobFailureResult`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recording {
+    /// The job took this result.
+    Recorded,
+    /// The job already had a result (`InvalidJobStateException`): it is left as it is.
+    AlreadyAnswered,
+    /// CodePipeline refused the success result as invalid (why): a failure is recorded instead.
+    Rejected(String),
+}
+
 /// DescribeExecution's status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecutionStatus {
@@ -143,17 +155,30 @@ pub struct ExecutionView {
     pub output: Option<String>,
 }
 
-/// Truncates to at most `max` characters (not bytes), marking the cut.
+/// Truncates to at most `max` UTF-16 code units (so at most `max` characters), marking the cut.
 pub fn truncate_chars(s: &str, max: usize) -> String {
     const MARK: &str = "... [truncated]";
-    if s.chars().count() <= max {
+    // Counted in UTF-16 code units, as AWS's (Java) validators count a string's length: a
+    // character outside the Basic Multilingual Plane (an emoji) is two. This is never more
+    // than `max` characters either.
+    let units = |t: &str| t.encode_utf16().count();
+    if units(s) <= max {
         return s.to_owned();
     }
-    let mark_len = MARK.chars().count();
+    let take = |budget: usize| {
+        let mut used = 0;
+        s.chars()
+            .take_while(|c| {
+                used += c.len_utf16();
+                used <= budget
+            })
+            .collect::<String>()
+    };
+    let mark_len = units(MARK);
     if max <= mark_len {
-        return s.chars().take(max).collect();
+        return take(max);
     }
-    let mut out: String = s.chars().take(max - mark_len).collect();
+    let mut out = take(max - mark_len);
     out.push_str(MARK);
     out
 }
@@ -369,6 +394,26 @@ pub fn output_variables(output: Option<&str>) -> OutputVariables {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_utf16_units_as_aws_does() {
+        assert_eq!(truncate_chars("abc", 3), "abc");
+        let emoji = "\u{1F600}".repeat(3_000); // 3,000 characters, 6,000 UTF-16 units
+        let cut = truncate_chars(&emoji, 5_000);
+        assert!(
+            cut.encode_utf16().count() <= 5_000,
+            "{}",
+            cut.encode_utf16().count()
+        );
+        assert!(cut.ends_with("... [truncated]"));
+        assert_eq!(
+            cut.chars().filter(|c| *c == '\u{1F600}').count(),
+            (5_000 - 15) / 2
+        );
+        assert_eq!(truncate_chars("\u{1F600}\u{1F600}", 3), "\u{1F600}");
+        let short = "\u{1F600}".repeat(10);
+        assert_eq!(truncate_chars(&short, 20), short);
+    }
 
     fn view(status: &str) -> ExecutionView {
         ExecutionView {

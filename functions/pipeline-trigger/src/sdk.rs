@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 use crate::artifact::Target;
 use crate::error::{HandlerError, JobError};
 use crate::express::MachineType;
-use crate::outcome::{self, ExecutionStatus, ExecutionView, FailureKind};
+use crate::outcome::{self, ExecutionStatus, ExecutionView, FailureKind, Recording};
 use crate::params::{self, ActionConfigError, InputFile, MAX_EXECUTION_INPUT_BYTES, StateMachineArn};
 use crate::waiting;
 
@@ -489,14 +489,14 @@ pub struct SuccessResult {
     pub output_variables: BTreeMap<String, String>,
 }
 
-/// Puts a success result. `Ok(Some(reason))` when CodePipeline rejected it as invalid (a
+/// Puts a success result. [`Recording::Rejected`] when CodePipeline rejected it as invalid (a
 /// validation error, or output variables over its limit): the caller records a failure instead.
 /// A job that already has a result (a retried invocation) is left as it is.
 pub async fn put_success(
     codepipeline: &aws_sdk_codepipeline::Client,
     job_id: &str,
     result: SuccessResult,
-) -> Result<Option<String>, HandlerError> {
+) -> Result<Recording, HandlerError> {
     let details = ExecutionDetails::builder()
         .summary(result.summary)
         .external_execution_id(result.external_execution_id)
@@ -511,14 +511,14 @@ pub async fn put_success(
         .send()
         .await;
     match sent {
-        Ok(_) => Ok(None),
+        Ok(_) => Ok(Recording::Recorded),
         Err(err)
             if err
                 .as_service_error()
                 .is_some_and(|e| e.is_invalid_job_state_exception()) =>
         {
             warn!(error = %error_chain(&err), "job already has a result; leaving it as it is");
-            Ok(None)
+            Ok(Recording::AlreadyAnswered)
         }
         Err(err)
             if err.as_service_error().is_some_and(|e| {
@@ -527,7 +527,7 @@ pub async fn put_success(
         {
             let reason = error_chain(&err);
             error!(error = %reason, "CodePipeline rejected the success result; recording a failure instead");
-            Ok(Some(format!(
+            Ok(Recording::Rejected(format!(
                 "CodePipeline rejected the trigger's success result: {reason}"
             )))
         }
@@ -547,7 +547,7 @@ pub async fn put_failure(
     kind: FailureKind,
     message: &str,
     external_execution_id: Option<String>,
-) -> Result<(), HandlerError> {
+) -> Result<Recording, HandlerError> {
     let details = FailureDetails::builder()
         .r#type(failure_type(kind))
         .message(outcome::truncate_chars(
@@ -569,7 +569,7 @@ pub async fn put_failure(
     match sent {
         Ok(_) => {
             info!(job_status = "Failed", "job result recorded");
-            Ok(())
+            Ok(Recording::Recorded)
         }
         Err(err)
             if err
@@ -577,7 +577,7 @@ pub async fn put_failure(
                 .is_some_and(|e| e.is_invalid_job_state_exception()) =>
         {
             warn!(error = %error_chain(&err), "job already has a result; leaving it as it is");
-            Ok(())
+            Ok(Recording::AlreadyAnswered)
         }
         Err(source) => Err(HandlerError::RecordFailure {
             job_id: job_id.to_owned(),

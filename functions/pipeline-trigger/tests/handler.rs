@@ -5,7 +5,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_codepipeline::operation::put_job_failure_result::PutJobFailureResultOutput;
+use aws_sdk_codepipeline::operation::put_job_failure_result::{
+    PutJobFailureResultError, PutJobFailureResultOutput,
+};
 use aws_sdk_codepipeline::operation::put_job_success_result::{
     PutJobSuccessResultError, PutJobSuccessResultOutput,
 };
@@ -26,8 +28,9 @@ use aws_sdk_sfn::types::{
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
+use lambda_common::metrics::Metrics;
 use lambda_runtime::{Context, LambdaEvent};
-use pipeline_trigger::{Config, HandlerError, Request, Trigger};
+use pipeline_trigger::{Config, Event, HandlerError, Trigger, metrics};
 use serde_json::{Value, json};
 
 const JOB: &str = "11111111-abcd-1111-abcd-111111abcdef";
@@ -156,14 +159,67 @@ fn failure_recorded(expected: FailureType, message_contains: &'static str) -> Ru
         .then_output(|| PutJobFailureResultOutput::builder().build())
 }
 
-/// One invocation as `main` makes it: the deadline from the context, the typed request.
-async fn invoke(t: &Trigger, event: LambdaEvent<Value>) -> Result<(), HandlerError> {
+/// One invocation as `main` makes it: the deadline from the context, the typed event, the
+/// invocation's metrics.
+async fn invoke_counted(t: &Trigger, event: LambdaEvent<Value>) -> (Result<(), HandlerError>, Metrics) {
     let deadline = lambda_common::clock::deadline(&event.context);
-    t.handle(Request::try_from(event)?, deadline).await
+    let mut metrics = Metrics::new("test", metrics::SERVICE);
+    let result = match Event::try_from(event) {
+        Ok(event) => t.invoke(event, deadline, &mut metrics).await,
+        Err(e) => Err(e),
+    };
+    (result, metrics)
+}
+
+async fn invoke(t: &Trigger, event: LambdaEvent<Value>) -> Result<(), HandlerError> {
+    invoke_counted(t, event).await.0
 }
 
 async fn run(m: &Mocks, payload: Value) -> Result<(), lambda_runtime::Diagnostic> {
-    Ok(invoke(&trigger(m), lambda_event(payload, Duration::from_secs(30))).await?)
+    run_counted(m, payload).await.0
+}
+
+/// [`run`], with the metrics the invocation recorded ([`counts`]).
+async fn run_counted(m: &Mocks, payload: Value) -> (Result<(), lambda_runtime::Diagnostic>, Counts) {
+    let (result, metrics) = invoke_counted(&trigger(m), lambda_event(payload, Duration::from_secs(30))).await;
+    (result.map_err(Into::into), counts(&metrics))
+}
+
+type Counts = std::collections::BTreeMap<String, Value>;
+
+/// Every metric recorded, as `Name` or `Name{Dim=value}` (its finest dimension set beyond
+/// `Service`) -> its value (a number, or the list of samples).
+fn counts(m: &Metrics) -> Counts {
+    let mut out = Counts::new();
+    for doc in m.documents(0) {
+        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(doc["Service"], "PipelineTrigger");
+        let finest = directive["Dimensions"].as_array().unwrap().last().unwrap();
+        let dims: Vec<String> = finest
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|k| *k != "Service")
+            .map(|k| format!("{k}={}", doc[k].as_str().unwrap()))
+            .collect();
+        for metric in directive["Metrics"].as_array().unwrap() {
+            let name = metric["Name"].as_str().unwrap();
+            assert_eq!(metric["Unit"], "Count", "{name}");
+            let key = if dims.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{name}{{{}}}", dims.join(","))
+            };
+            out.insert(key, doc[name].clone());
+        }
+    }
+    out
+}
+
+/// The expected [`counts`].
+fn expect(pairs: &[(&str, Value)]) -> Counts {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
 }
 
 // ---- first invocation ----
@@ -204,9 +260,12 @@ async fn first_invocation_starts_the_execution_and_continues() {
         sfn: vec![standard_machine(), start],
         codepipeline: vec![put],
     };
-    run(&m, first_event()).await.unwrap();
+    let (result, counted) = run_counted(&m, first_event()).await;
+    result.unwrap();
     assert_eq!(m.sfn[1].num_calls(), 1);
     assert_eq!(m.codepipeline[0].num_calls(), 1);
+    // Started, not ended: no poll count yet.
+    assert_eq!(counted, expect(&[("JobsStarted", json!(1.0))]));
 }
 
 #[tokio::test]
@@ -222,8 +281,10 @@ async fn a_retried_start_adopts_the_jobs_own_execution() {
         sfn: vec![standard_machine(), start],
         codepipeline: vec![put],
     };
-    run(&m, first_event()).await.unwrap();
+    let (result, counted) = run_counted(&m, first_event()).await;
+    result.unwrap();
     assert_eq!(m.codepipeline[0].num_calls(), 1);
+    assert_eq!(counted, expect(&[("JobsStarted", json!(1.0))]));
 }
 
 #[tokio::test]
@@ -261,6 +322,7 @@ async fn assert_first_call_fails(
     kind: FailureType,
     message: &'static str,
 ) {
+    let failed = format!("JobsFailed{{FailureType={}}}", kind.as_str());
     let mut sfn = sfn;
     sfn.insert(0, standard_machine());
     let m = Mocks {
@@ -268,7 +330,7 @@ async fn assert_first_call_fails(
         sfn,
         codepipeline: vec![failure_recorded(kind, message)],
     };
-    let result = run(&m, with_user_parameters(first_event(), params)).await;
+    let (result, counted) = run_counted(&m, with_user_parameters(first_event(), params)).await;
     assert!(
         result.is_ok(),
         "a recorded failure is not a Lambda error: {result:?}"
@@ -277,6 +339,12 @@ async fn assert_first_call_fails(
         m.codepipeline[0].num_calls(),
         1,
         "the job got no failure result ({message})"
+    );
+    // Failed by its type in its first invocation; nothing was started.
+    assert_eq!(
+        counted,
+        expect(&[(&failed, json!(1.0)), ("PollsPerJob", json!(1.0))]),
+        "{message}"
     );
 }
 
@@ -538,9 +606,11 @@ async fn running_continues_with_the_next_token() {
         ],
         codepipeline: vec![continued_with(|s| s == RUNNING_SUMMARY)],
     };
-    run(&m, continuation_event(&token(2))).await.unwrap();
+    let (result, counted) = run_counted(&m, continuation_event(&token(2))).await;
+    result.unwrap();
     assert_eq!(m.sfn[1].num_calls(), 1);
     assert_eq!(m.codepipeline[0].num_calls(), 1);
+    assert_eq!(counted, expect(&[]), "a continuing job records nothing");
 }
 
 const APPROVAL: &str = "waiting for approval of 2 unsafe change(s): Uploads (AWS::S3::Bucket) removed, \
@@ -677,13 +747,19 @@ async fn succeeded_completes_with_output_variables() {
         ],
         codepipeline: vec![put],
     };
-    run(&m, continuation_event(&token(1))).await.unwrap();
+    let (result, counted) = run_counted(&m, continuation_event(&token(1))).await;
+    result.unwrap();
     assert_eq!(
         m.sfn[1].num_calls(),
         0,
         "an ended execution's history is not read"
     );
     assert_eq!(m.codepipeline[0].num_calls(), 1);
+    // One poll before this one, and the first invocation: three invocations.
+    assert_eq!(
+        counted,
+        expect(&[("JobsSucceeded", json!(1.0)), ("PollsPerJob", json!(3.0))])
+    );
 }
 
 #[tokio::test]
@@ -693,13 +769,18 @@ async fn the_samples_token_is_still_understood() {
         sfn: vec![describe(ExecutionStatus::Succeeded, Some("{}"), None, None)],
         codepipeline: vec![success_recorded(|r| r.continuation_token().is_none())],
     };
-    run(
+    let (result, counted) = run_counted(
         &m,
         continuation_event(&json!({"stateMachineExecutionArn": EXEC}).to_string()),
     )
-    .await
-    .unwrap();
+    .await;
+    result.unwrap();
     assert_eq!(m.codepipeline[0].num_calls(), 1);
+    // A token without a poll count: the first invocation and this one.
+    assert_eq!(
+        counted,
+        expect(&[("JobsSucceeded", json!(1.0)), ("PollsPerJob", json!(2.0))])
+    );
 }
 
 #[tokio::test]
@@ -972,8 +1053,10 @@ async fn a_job_that_already_has_a_result_is_left_alone() {
         ],
         codepipeline: vec![refused],
     };
-    run(&m, continuation_event(&token(1))).await.unwrap();
+    let (result, counted) = run_counted(&m, continuation_event(&token(1))).await;
+    result.unwrap();
     assert_eq!(m.codepipeline[0].num_calls(), 1);
+    assert_eq!(counted, expect(&[]), "an answered job is not counted again");
 }
 
 #[tokio::test]
@@ -994,9 +1077,18 @@ async fn a_rejected_success_result_becomes_a_failure_result() {
             ),
         ],
     };
-    run(&m, continuation_event(&token(1))).await.unwrap();
+    let (result, counted) = run_counted(&m, continuation_event(&token(1))).await;
+    result.unwrap();
     assert_eq!(m.codepipeline[0].num_calls(), 1);
     assert_eq!(m.codepipeline[1].num_calls(), 1);
+    // The failure recorded is counted, the refused success is not.
+    assert_eq!(
+        counted,
+        expect(&[
+            ("JobsFailed{FailureType=JobFailed}", json!(1.0)),
+            ("PollsPerJob", json!(3.0))
+        ])
+    );
 }
 
 #[tokio::test]
@@ -1014,8 +1106,10 @@ async fn when_no_result_can_be_recorded_the_invocation_errors() {
         sfn: vec![],
         codepipeline: vec![down],
     };
-    let err = run(&m, continuation_event("garbage")).await.unwrap_err();
+    let (result, counted) = run_counted(&m, continuation_event("garbage")).await;
+    let err = result.unwrap_err();
     assert_eq!(err.error_type, "JobResultNotRecorded");
+    assert_eq!(counted, expect(&[("ResultsNotRecorded", json!(1.0))]));
     assert!(
         err.error_message.contains(JOB) || err.error_message.contains("22222222"),
         "{}",
@@ -1031,8 +1125,9 @@ async fn an_event_without_a_job_id_is_a_typed_error_and_records_nothing() {
         sfn: vec![],
         codepipeline: vec![],
     };
-    let err = run(&m, json!({"Records": []})).await.unwrap_err();
-    assert_eq!(err.error_type, "NotACodePipelineJob");
+    let (result, counted) = run_counted(&m, json!({"Records": []})).await;
+    assert_eq!(result.unwrap_err().error_type, "NotACodePipelineJob");
+    assert_eq!(counted, expect(&[]));
 }
 
 // ---- Express state machines ----
@@ -1099,9 +1194,18 @@ async fn an_express_success_completes_the_job_in_one_invocation() {
         ],
         codepipeline: vec![put],
     };
-    run(&m, first_event()).await.unwrap();
+    let (result, counted) = run_counted(&m, first_event()).await;
+    result.unwrap();
     assert_eq!(m.sfn[1].num_calls(), 1);
     assert_eq!(m.codepipeline[0].num_calls(), 1);
+    assert_eq!(
+        counted,
+        expect(&[
+            ("JobsStarted", json!(1.0)),
+            ("JobsSucceeded", json!(1.0)),
+            ("PollsPerJob", json!(1.0))
+        ])
+    );
 }
 
 #[tokio::test]
@@ -1662,4 +1766,179 @@ async fn a_malformed_encryption_key_fails_before_anything_starts() {
     };
     run(&m, event).await.unwrap();
     assert_eq!(m.codepipeline[0].num_calls(), 1);
+}
+
+// ---- the on-failure destination ----
+
+fn destination_record(name: &str) -> Value {
+    let text = match name {
+        "retries" => include_str!("fixtures/destination-retries-exhausted.json"),
+        "age" => include_str!("fixtures/destination-event-age-exceeded.json"),
+        "success" => include_str!("fixtures/destination-success.json"),
+        "poll" => include_str!("fixtures/destination-poll-retries-exhausted.json"),
+        _ => unreachable!(),
+    };
+    serde_json::from_str(text).unwrap()
+}
+
+fn no_mocks(codepipeline: Vec<Rule>) -> Mocks {
+    Mocks {
+        s3: vec![],
+        sfn: vec![],
+        codepipeline,
+    }
+}
+
+#[tokio::test]
+async fn a_failure_record_ends_the_original_job_with_job_failed() {
+    let put = mock!(aws_sdk_codepipeline::Client::put_job_failure_result)
+        .match_requests(|r| {
+            let d = r.failure_details().unwrap();
+            r.job_id() == Some(JOB)
+                && d.r#type() == &FailureType::JobFailed
+                && d.message().starts_with(
+                    "The pipeline trigger function failed on every attempt to handle this job \
+                     (RetriesExhausted: Lambda's retries are exhausted; 3 attempts)",
+                )
+                && d.message().contains("Last error: Runtime.ExitError: RequestId: ")
+                && d.external_execution_id().is_none()
+                && !d.message().contains("secretExampleValue")
+        })
+        .then_output(|| PutJobFailureResultOutput::builder().build());
+    let m = no_mocks(vec![put]);
+    let (result, counted) = run_counted(&m, destination_record("retries")).await;
+    result.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+    assert_eq!(
+        counted,
+        expect(&[
+            ("JobsEndedByDestination", json!(1.0)),
+            ("JobsFailed{FailureType=JobFailed}", json!(1.0))
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_polls_failure_links_the_execution_that_may_still_be_running() {
+    let put = mock!(aws_sdk_codepipeline::Client::put_job_failure_result)
+        .match_requests(|r| {
+            let d = r.failure_details().unwrap();
+            let ok = r.job_id() == Some(JOB)
+                && d.r#type() == &FailureType::JobFailed
+                && d.external_execution_id() == Some(EXEC)
+                && d.message().starts_with(&format!(
+                    "The pipeline trigger function failed on every attempt to handle this job \
+                     (RetriesExhausted: Lambda's retries are exhausted; 3 attempts), so its on-failure \
+                     destination ended the job. The Step Functions execution {EXEC} may still be \
+                     running: the job was ended while the trigger was polling it, so check or stop \
+                     that execution before retrying the stage, or the retry starts a second one. \
+                     Last error: Runtime.ExitError: RequestId: "
+                ))
+                && d.message().chars().count() <= 5000
+                && !d.message().contains("secretExampleValue");
+            if !ok {
+                eprintln!("unexpected failure result: {d:?}");
+            }
+            ok
+        })
+        .then_output(|| PutJobFailureResultOutput::builder().build());
+    let m = no_mocks(vec![put]);
+    let (result, counted) = run_counted(&m, destination_record("poll")).await;
+    result.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+    assert_eq!(
+        counted,
+        expect(&[
+            ("JobsEndedByDestination", json!(1.0)),
+            ("JobsFailed{FailureType=JobFailed}", json!(1.0))
+        ])
+    );
+}
+
+#[tokio::test]
+async fn an_aged_out_event_ends_the_job_too() {
+    let m = no_mocks(vec![failure_recorded(
+        FailureType::JobFailed,
+        "(EventAgeExceeded: the event's maximum age ran out before an attempt succeeded; 1 attempt)",
+    )]);
+    let (result, counted) = run_counted(&m, destination_record("age")).await;
+    result.unwrap();
+    assert_eq!(m.codepipeline[0].num_calls(), 1);
+    assert_eq!(counted["JobsEndedByDestination"], json!(1.0));
+}
+
+#[tokio::test]
+async fn a_job_that_already_has_a_result_or_expired_is_left_alone_by_the_destination() {
+    let answered = mock!(aws_sdk_codepipeline::Client::put_job_failure_result).then_error(|| {
+        PutJobFailureResultError::InvalidJobStateException(
+            InvalidJobStateException::builder()
+                .message("not in progress")
+                .build(),
+        )
+    });
+    let expired = mock!(aws_sdk_codepipeline::Client::put_job_failure_result).then_error(|| {
+        PutJobFailureResultError::JobNotFoundException(
+            aws_sdk_codepipeline::types::error::JobNotFoundException::builder()
+                .message("no such job")
+                .build(),
+        )
+    });
+    for rule in [answered, expired] {
+        let m = no_mocks(vec![rule]);
+        let (result, counted) = run_counted(&m, destination_record("retries")).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(m.codepipeline[0].num_calls(), 1, "tried once, no second result");
+        assert_eq!(counted, expect(&[]));
+    }
+}
+
+#[tokio::test]
+async fn a_destination_that_cannot_record_errors_and_counts_it() {
+    let down = mock!(aws_sdk_codepipeline::Client::put_job_failure_result)
+        .sequence()
+        .http_status(
+            503,
+            Some(r#"{"__type": "ServiceUnavailableException", "message": "down"}"#.into()),
+        )
+        .times(3)
+        .build();
+    let m = no_mocks(vec![down]);
+    let (result, counted) = run_counted(&m, destination_record("retries")).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.error_type, "JobResultNotRecorded");
+    assert!(err.error_message.contains(JOB), "{}", err.error_message);
+    assert!(!err.error_message.contains("secretExampleValue"));
+    assert_eq!(counted, expect(&[("ResultsNotRecorded", json!(1.0))]));
+}
+
+#[tokio::test]
+async fn records_that_end_no_job_are_refused_by_name_and_record_nothing() {
+    let mut not_a_job = destination_record("retries");
+    not_a_job["requestPayload"] = json!({"Records": [{"eventSource": "aws:s3"}]});
+    let mut unknown = destination_record("retries");
+    unknown["requestContext"]["condition"] = json!("Throttled");
+    for (record, error_type, says) in [
+        (
+            destination_record("success"),
+            "DestinationRecordNotAFailure",
+            "condition is Success",
+        ),
+        (
+            not_a_job,
+            "DestinationRecordNotACodePipelineJob",
+            "requestPayload is not a CodePipeline job event",
+        ),
+        (
+            unknown,
+            "DestinationRecordUnknownCondition",
+            "condition is Throttled",
+        ),
+    ] {
+        let m = no_mocks(vec![]);
+        let (result, counted) = run_counted(&m, record).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.error_type, error_type);
+        assert!(err.error_message.contains(says), "{}", err.error_message);
+        assert_eq!(counted, expect(&[]));
+    }
 }

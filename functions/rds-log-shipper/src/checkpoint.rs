@@ -109,6 +109,21 @@ pub struct FileState {
     /// can continue it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub claimed: bool,
+    /// The file as the last listing this checkpoint recorded saw it (every listing that names
+    /// the file records it, whether or not the run got to the file). `size` above is the size
+    /// at the last chunk committed, so it stays what the plan compares; this is what loss
+    /// detection counts from. Absent in checkpoints written before this field (then `size` is
+    /// the last size known: a lower bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed: Option<Seen>,
+}
+
+/// A file's size and last-written time (epoch ms) in a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Seen {
+    pub size: u64,
+    pub last_written: i64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -323,6 +338,10 @@ fn entry_for<'a>(cp: &'a mut Checkpoint, work: &Work) -> &'a mut FileState {
         lossy: false,
         skip: work.skip,
         claimed: false,
+        listed: Some(Seen {
+            size: work.size,
+            last_written: work.last_written,
+        }),
     })
 }
 
@@ -508,6 +527,23 @@ pub fn skip_file(cp: &mut Checkpoint, work: &Work) {
     }
 }
 
+/// Records what a listing says of the files the checkpoint knows (see `FileState::listed`);
+/// says whether anything changed. Files not yet in the checkpoint are recorded as they start.
+pub fn record_listing(cp: &mut Checkpoint, listing: &[ListedFile]) -> bool {
+    let mut changed = false;
+    for f in listing {
+        if let Some(entry) = cp.files.get_mut(&f.name) {
+            let seen = Some(Seen {
+                size: f.size,
+                last_written: f.last_written,
+            });
+            changed |= entry.listed != seen;
+            entry.listed = seen;
+        }
+    }
+    changed
+}
+
 pub fn drop_files(cp: &mut Checkpoint, names: &[String]) {
     for n in names {
         cp.files.remove(n);
@@ -541,6 +577,7 @@ pub(crate) mod tests {
             lossy: false,
             skip: 0,
             claimed: false,
+            listed: None,
         }
     }
 
@@ -738,6 +775,35 @@ pub(crate) mod tests {
         let p = plan(&cp, &[listed("slow.log", 2_000_500, 1_000)], true, "2026-11-22");
         assert_eq!(p.work.len(), 1);
         assert_eq!(p.work[0].marker, "5:2000000");
+    }
+
+    #[test]
+    fn every_listing_records_what_it_says_of_the_files_known() {
+        let mut cp = Checkpoint::new("db1");
+        cp.files.insert("a.log".into(), state("1:10", 10, 10, 1_000));
+        let listing = [listed("a.log", 40, 2_000), listed("new.log", 5, 2_000)];
+        assert!(record_listing(&mut cp, &listing));
+        assert!(!record_listing(&mut cp, &listing), "nothing new");
+        let a = &cp.files["a.log"];
+        assert_eq!(
+            a.listed,
+            Some(Seen {
+                size: 40,
+                last_written: 2_000
+            })
+        );
+        assert_eq!(
+            (a.size, a.shipped),
+            (10, 10),
+            "what the plan compares is left alone"
+        );
+        assert!(!cp.files.contains_key("new.log"), "recorded as it starts");
+        // Written before the field: read as not recorded.
+        let old: FileState = serde_json::from_str(
+            r#"{"marker":"0","shipped":0,"size":0,"lastWritten":0,"generation":0,"date":"d"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.listed, None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! the cursor names, hands the answer to [`Cursor::advance`], and writes what it returns.
 
 use crate::checkpoint::{self, FileState, Work};
+use crate::loss;
 use crate::portion::{self, MAX_LINES, Next, Truncation};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,10 @@ pub struct Cursor {
     lossy: bool,
     /// ... or earlier in this generation.
     lossy_before: bool,
+    /// Lines RDS cut in this chunk.
+    cuts: u32,
+    /// The reading reached the end of the file.
+    reached_end: bool,
     /// The file's listed size.
     size: u64,
     max_chunk_bytes: u64,
@@ -76,6 +81,10 @@ pub struct Chunk {
     pub lossy: bool,
     /// The chunk holds the most a chunk may: the file continues in a new one.
     pub full: bool,
+    /// Lines RDS cut in it, and the bytes it dropped from them when known
+    /// (`loss::dropped_by_truncation`).
+    pub cuts: u32,
+    pub dropped: Option<u64>,
 }
 
 impl Cursor {
@@ -102,6 +111,8 @@ impl Cursor {
             head,
             lossy: false,
             lossy_before,
+            cuts: 0,
+            reached_end: false,
             size: work.size,
             max_chunk_bytes,
         }
@@ -138,6 +149,7 @@ impl Cursor {
                 }
                 Truncation::AcceptAndFlag => {
                     self.lossy = true;
+                    self.cuts += 1;
                     truncated_near = Some(self.offset);
                 }
             }
@@ -158,10 +170,12 @@ impl Cursor {
         if let Some(m) = marker.filter(|m| !m.is_empty()) {
             self.marker = m.to_owned();
         }
+        let next = self.next(pending, data.len());
+        self.reached_end |= next == Next::Done;
         Step::Read {
             ship,
             truncated_near,
-            next: self.next(pending, data.len()),
+            next,
         }
     }
 
@@ -189,6 +203,15 @@ impl Cursor {
         let full = self.chunk_full();
         let head = self.head.filter(|h| !h.is_empty());
         if self.offset > self.start {
+            let notice = portion::TRUNCATION_SUFFIX.len() as u64;
+            let dropped = loss::dropped_by_truncation(
+                self.cuts,
+                !self.lossy_before,
+                self.reached_end,
+                self.size,
+                self.offset,
+                notice,
+            );
             Finish::Chunk(Chunk {
                 start: self.start,
                 end: self.offset,
@@ -196,6 +219,8 @@ impl Cursor {
                 head,
                 lossy: self.lossy,
                 full,
+                cuts: self.cuts,
+                dropped,
             })
         } else if self.offset > self.began {
             Finish::ReadPast {
@@ -245,6 +270,7 @@ mod tests {
             lossy,
             skip: 0,
             claimed: false,
+            listed: None,
         }
     }
 
@@ -284,6 +310,8 @@ mod tests {
                 head: Some("line 1\nl2\nl3".into()),
                 lossy: false,
                 full: false,
+                cuts: 0,
+                dropped: None,
             })
         );
     }
@@ -326,7 +354,41 @@ mod tests {
         let (_, near, _) = read(c.advance("more\n", Some("2:5"), true));
         assert_eq!(near, None);
         match c.finish() {
-            Finish::Chunk(Chunk { end, lossy, .. }) => assert_eq!((end, lossy), (cut.len() as u64 + 5, true)),
+            Finish::Chunk(Chunk {
+                end,
+                lossy,
+                cuts,
+                dropped,
+                ..
+            }) => {
+                assert_eq!((end, lossy), (cut.len() as u64 + 5, true));
+                // The end of the file was not reached: what RDS dropped is not known.
+                assert_eq!((cuts, dropped), (1, None));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_bytes_a_cut_dropped_are_known_after_reading_to_the_end() {
+        // "a\n", a 2,000,000-byte line, "b\n": RDS cuts the long line to 1 MB with its notice.
+        let size = 2 + 2_000_001 + 2;
+        let mut c = Cursor::new(&work("0", 0, size), None, 1 << 30);
+        read(c.advance("a\n", Some("1:2"), true));
+        let cut = format!(
+            "{}{TRUNCATION_SUFFIX}",
+            "x".repeat(1_048_576 - TRUNCATION_SUFFIX.len())
+        );
+        c.lines = 1;
+        let (_, near, _) = read(c.advance(&cut, Some("1:2000003"), true));
+        assert_eq!(near, Some(2));
+        assert_eq!(read(c.advance("b\n", Some("1:2000005"), false)).2, Next::Continue);
+        assert_eq!(read(c.advance("", Some("1:2000005"), false)).2, Next::Done);
+        match c.finish() {
+            Finish::Chunk(Chunk { cuts, dropped, .. }) => {
+                let kept = 1_048_576 - TRUNCATION_SUFFIX.len() as u64;
+                assert_eq!((cuts, dropped), (1, Some(2_000_001 - kept)));
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -392,6 +454,8 @@ mod tests {
                 head: Some("0123456789abcdef".into()),
                 lossy: false,
                 full: false,
+                cuts: 0,
+                dropped: None,
             })
         );
         // Everything read is before the start: progress without a chunk.

@@ -15,13 +15,13 @@ use crate::portion::Next;
 use crate::rds::PortionRead;
 use crate::run::{Shipper, near, now_ms};
 use crate::store::Stored;
-use crate::summary::InstanceSummary;
+use crate::summary::{InstanceSummary, Lost, kind};
 use crate::upload::ChunkWriter;
 
 /// How one chunk's shipping ended.
 pub(crate) struct FileOutcome {
+    /// Bytes of the chunk created (already counted in the summary).
     pub bytes: u64,
-    pub objects: usize,
     pub out_of_time: bool,
     /// The chunk reached `max_chunk_bytes`: the file continues in a new chunk.
     pub chunk_full: bool,
@@ -31,7 +31,6 @@ impl FileOutcome {
     fn nothing(out_of_time: bool) -> Self {
         Self {
             bytes: 0,
-            objects: 0,
             out_of_time,
             chunk_full: false,
         }
@@ -86,12 +85,13 @@ impl Shipper {
                 return Err(e);
             }
         };
-        self.record(st, work, writer, cursor.finish(), deadline, out_of_time)
+        self.record(st, work, writer, cursor.finish(), deadline, out_of_time, s)
             .await
     }
 
     /// Records what the reading found: a chunk (written ahead, uploaded, committed), progress
     /// without a chunk, or the file as seen.
+    #[allow(clippy::too_many_arguments)] // the chunk's whole context, passed through once
     async fn record(
         &self,
         st: &mut Stored,
@@ -100,14 +100,14 @@ impl Shipper {
         finish: Finish,
         deadline: Option<Instant>,
         out_of_time: bool,
+        s: &mut InstanceSummary,
     ) -> Result<FileOutcome, ShipError> {
         match finish {
             Finish::Chunk(chunk) => {
                 let (bytes, chunk_full) = (chunk.end - chunk.start, chunk.full);
-                self.commit(st, work, writer, chunk, deadline).await?;
+                self.commit(st, work, writer, chunk, deadline, s).await?;
                 return Ok(FileOutcome {
                     bytes,
-                    objects: 1,
                     out_of_time,
                     chunk_full,
                 });
@@ -160,12 +160,15 @@ impl Shipper {
             {
                 PortionRead::Portion(p) => p,
                 PortionRead::Gone => {
-                    s.anomaly(format!("{name}: removed or rotated away while being read"));
+                    s.anomaly(
+                        kind::FILE_GONE_WHILE_READ,
+                        format!("{name}: removed or rotated away while being read"),
+                    );
                     return Ok(Reading::Ended { out_of_time: false });
                 }
                 PortionRead::Binary => {
                     warn!(file = %name, "binary log file skipped: RDS serves it only through DownloadCompleteLogFile");
-                    s.anomaly(format!("{name}: binary file skipped"));
+                    s.anomaly(kind::BINARY_FILE_SKIPPED, format!("{name}: binary file skipped"));
                     return Ok(Reading::Binary);
                 }
             };
@@ -179,9 +182,10 @@ impl Shipper {
                 continue; // RDS cut the portion: asked again for fewer lines
             };
             if let Some(at) = truncated_near {
-                s.anomaly(format!(
-                    "{name}: a line over 1 MB near byte {at} was truncated by RDS"
-                ));
+                s.anomaly(
+                    kind::LINE_TRUNCATED,
+                    format!("{name}: a line over 1 MB near byte {at} was truncated by RDS"),
+                );
             }
             if !ship.is_empty() {
                 writer.write(ship).await?;
@@ -190,9 +194,10 @@ impl Shipper {
                 Next::Continue => {}
                 Next::Done => return Ok(Reading::Ended { out_of_time: false }),
                 Next::Stalled => {
-                    s.anomaly(format!(
-                        "{name}: RDS returned no data before the listed size; resuming next run"
-                    ));
+                    s.anomaly(
+                        kind::READ_STALLED,
+                        format!("{name}: RDS returned no data before the listed size; resuming next run"),
+                    );
                     return Ok(Reading::Ended { out_of_time: false });
                 }
             }
@@ -200,7 +205,10 @@ impl Shipper {
     }
 
     /// Write-ahead: the chunk is recorded before it exists (with the recording run's deadline),
-    /// created only if absent, then committed.
+    /// created only if absent, then committed. Its bytes count as shipped once the object is
+    /// created, whether or not the commit that follows succeeds (the next run commits it then);
+    /// the bytes RDS dropped from lines it cut count as lost once the chunk is committed, in the
+    /// checkpoint write that moves past them (a re-read after a failed commit counts them then).
     async fn commit(
         &self,
         st: &mut Stored,
@@ -208,7 +216,9 @@ impl Shipper {
         writer: ChunkWriter<'_>,
         chunk: Chunk,
         deadline: Option<Instant>,
+        s: &mut InstanceSummary,
     ) -> Result<(), ShipError> {
+        let (bytes, cuts, dropped) = (chunk.end - chunk.start, chunk.cuts, chunk.dropped);
         let pending = Pending {
             key: writer.key().to_owned(),
             start: chunk.start,
@@ -222,7 +232,18 @@ impl Shipper {
             return Err(e);
         }
         writer.finish().await?;
+        s.bytes += bytes;
+        s.objects += 1;
         checkpoint::commit_chunk(&mut st.cp, &work.name, work.size, work.last_written);
-        self.checkpoints.save(st).await
+        self.checkpoints.save(st).await?;
+        if cuts > 0 {
+            s.lost(Lost {
+                kind: kind::LINE_TRUNCATED,
+                file: work.name.clone(),
+                bytes: dropped.unwrap_or(0),
+                lower_bound: dropped.is_none(),
+            });
+        }
+        Ok(())
     }
 }

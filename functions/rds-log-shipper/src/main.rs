@@ -1,5 +1,6 @@
+use lambda_common::metrics::Metrics;
 use lambda_runtime::{LambdaEvent, run, service_fn};
-use rds_log_shipper::{Config, Request, Shipper};
+use rds_log_shipper::{Config, Request, Shipper, report};
 use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
@@ -15,7 +16,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let shipper = &shipper;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = lambda_common::clock::deadline(&event.context);
-        shipper.handle(Request::try_from(event.payload)?, deadline).await
+        let request = Request::try_from(event.payload)?;
+        let mut metrics = Metrics::from_env(report::SERVICE);
+        let answer = shipper.handle(request, deadline, &mut metrics).await;
+        metrics.flush();
+        answer
     }))
     .await
 }

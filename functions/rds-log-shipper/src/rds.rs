@@ -2,7 +2,15 @@
 //! a file's beginning. Every request first takes a token of the client-side rate limit; SDK
 //! answers are mapped into the pure types here, and SDK errors into [`ShipError`].
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+use aws_sdk_rds::config::interceptors::FinalizerInterceptorContextRef;
+use aws_sdk_rds::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_rds::operation::describe_db_clusters::DescribeDBClustersError;
+use aws_sdk_rds::operation::describe_db_instances::DescribeDBInstancesError;
+use aws_sdk_rds::operation::describe_db_log_files::DescribeDBLogFilesError;
 
 use aws_sdk_rds::operation::download_db_log_file_portion::DownloadDbLogFilePortionOutput;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -27,6 +35,51 @@ pub struct Rds {
     client: aws_sdk_rds::Client,
     limiter: tokio::sync::Mutex<TokenBucket>,
     epoch: Instant,
+    throttled: Arc<AtomicU64>,
+}
+
+/// Counts the attempts that RDS answered with a throttling error, the SDK's retried attempts
+/// included (an interceptor sees every attempt; the error of the last one is all the caller
+/// sees).
+#[derive(Debug)]
+struct ThrottleCounter(Arc<AtomicU64>);
+
+impl Intercept for ThrottleCounter {
+    fn name(&self) -> &'static str {
+        "ThrottleCounter"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let Some(Err(err)) = context.output_or_error() else {
+            return Ok(());
+        };
+        let status = context.response().map(|r| r.status().as_u16());
+        let code = err.as_operation_error().and_then(|e| {
+            e.downcast_ref::<DescribeDBLogFilesError>()
+                .and_then(ProvideErrorMetadata::code)
+                .or_else(|| {
+                    e.downcast_ref::<DownloadError>()
+                        .and_then(ProvideErrorMetadata::code)
+                })
+                .or_else(|| {
+                    e.downcast_ref::<DescribeDBInstancesError>()
+                        .and_then(ProvideErrorMetadata::code)
+                })
+                .or_else(|| {
+                    e.downcast_ref::<DescribeDBClustersError>()
+                        .and_then(ProvideErrorMetadata::code)
+                })
+        });
+        if lambda_common::sdk::classify_parts(code, status) == lambda_common::sdk::ErrorKind::Throttled {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
 
 /// A portion of a log file, as RDS returned it.
@@ -51,12 +104,25 @@ pub enum PortionRead {
 
 impl Rds {
     /// `requests_per_second` sustained, `burst` at most.
+    /// The client gets an interceptor counting throttling answers (see [`Rds::throttled`]).
     pub fn new(client: aws_sdk_rds::Client, requests_per_second: f64, burst: f64) -> Self {
+        let throttled = Arc::new(AtomicU64::new(0));
+        let conf = client
+            .config()
+            .to_builder()
+            .interceptor(ThrottleCounter(Arc::clone(&throttled)))
+            .build();
         Self {
-            client,
+            client: aws_sdk_rds::Client::from_conf(conf),
             limiter: tokio::sync::Mutex::new(TokenBucket::new(requests_per_second, burst, 0.0)),
             epoch: Instant::now(),
+            throttled,
         }
+    }
+
+    /// Throttling answers received so far (every attempt), by this client.
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
     }
 
     /// Waits for a request token (client-side rate limit within RDS's shared budget).

@@ -4,13 +4,16 @@
 //! - `{"action": "select"}`: the selected instances (the state machine's first step);
 //! - `{"action": "ship", "instance": "<id>"}` (or `{"instance": "<id>"}`): one instance (a step
 //!   of the state machine's Map);
+//! - `{"action": "summarize", "results": [...]}`: the fleet from the Map's results (the state
+//!   machine's last step), each an instance's summary fields or, for an iteration that ended in
+//!   its `Catch`, the iteration's input with its `error`;
 //! - EventBridge's scheduled event (`"source": "aws.events"`, `"detail-type": "Scheduled Event"`
 //!   and its other envelope fields), `{}` or `null` (a manual invoke), or `{"action": "run"}`: the
 //!   configured selection, one instance after another.
 
 use serde_json::{Map, Value};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     /// The instances of the configured selection.
     Select,
@@ -18,6 +21,19 @@ pub enum Request {
     Ship { instance: String },
     /// Every instance of the configured selection: a summary of each.
     Run,
+    /// The fleet's lag and failures from the state machine's Map results (no AWS call).
+    Summarize { results: Vec<ShipResult> },
+}
+
+/// One result of the state machine's Map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShipResult {
+    pub instance: String,
+    /// `lagSeconds` (null or absent: not measured).
+    pub lag_seconds: Option<f64>,
+    pub bytes_lost: u64,
+    /// The iteration ended in its `Catch`: it carries an `error`.
+    pub failed: bool,
 }
 
 /// A payload that is not a request, with the field at fault (`$` for the payload itself).
@@ -37,7 +53,7 @@ impl InvalidRequest {
     }
 }
 
-const ACTIONS: &str = r#""select", "ship" or "run""#;
+const ACTIONS: &str = r#""select", "ship", "run" or "summarize""#;
 
 /// The fields of EventBridge's event envelope (`replay-name` on events replayed from an archive).
 const EVENT_FIELDS: [&str; 10] = [
@@ -95,6 +111,12 @@ fn tagged(action: &Value, fields: &Map<String, Value>) -> Result<Request, Invali
     match action {
         "select" => only(fields, &["action"]).map(|()| Request::Select),
         "run" => only(fields, &["action"]).map(|()| Request::Run),
+        "summarize" => {
+            only(fields, &["action", "results"])?;
+            Ok(Request::Summarize {
+                results: results(fields)?,
+            })
+        }
         "ship" => {
             only(fields, &["action", "instance"])?;
             Ok(Request::Ship {
@@ -131,6 +153,53 @@ fn instance(fields: &Map<String, Value>) -> Result<String, InvalidRequest> {
             format!("must be a string, not {}", lambda_common::json_kind(other)),
         )),
     }
+}
+
+/// The Map's results: an array of objects, each with its `instance` and either an `error` or a
+/// `lagSeconds` (a number or null) and a `bytesLost` (a whole number); other fields of the
+/// summary are passed over.
+fn results(fields: &Map<String, Value>) -> Result<Vec<ShipResult>, InvalidRequest> {
+    let Some(items) = fields.get("results") else {
+        return Err(InvalidRequest::new(
+            "results",
+            r#"is required by the action "summarize""#,
+        ));
+    };
+    let Some(items) = items.as_array() else {
+        return Err(wrong_type("results", "an array", items));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let at = |name: &str| format!("results[{i}].{name}");
+            let Some(item) = item.as_object() else {
+                return Err(wrong_type(&format!("results[{i}]"), "an object", item));
+            };
+            let instance = match item.get("instance") {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => return Err(wrong_type(&at("instance"), "a string", other)),
+                None => return Err(InvalidRequest::new(at("instance"), "is required")),
+            };
+            let lag_seconds = match item.get("lagSeconds") {
+                None | Some(Value::Null) => None,
+                Some(Value::Number(n)) => n.as_f64().filter(|v| *v >= 0.0),
+                Some(other) => return Err(wrong_type(&at("lagSeconds"), "a number or null", other)),
+            };
+            let bytes_lost = match item.get("bytesLost") {
+                None | Some(Value::Null) => 0,
+                Some(v) => v
+                    .as_u64()
+                    .ok_or_else(|| wrong_type(&at("bytesLost"), "a whole number", v))?,
+            };
+            Ok(ShipResult {
+                instance,
+                lag_seconds,
+                bytes_lost,
+                failed: item.contains_key("error"),
+            })
+        })
+        .collect()
 }
 
 /// RDS's rules for a DB instance identifier (the value also becomes part of S3 keys).
@@ -294,11 +363,69 @@ mod tests {
     }
 
     #[test]
+    fn the_map_results_are_read_for_the_fleet() {
+        let payload = json!({"action": "summarize", "results": [
+            {"instance": "a", "files": 1, "bytes": 10, "objects": 1, "anomalyCount": 0,
+             "complete": true, "lagSeconds": 4.5, "bytesLost": 7},
+            {"instance": "b", "lagSeconds": null, "bytesLost": 0},
+            {"action": "ship", "instance": "c",
+             "error": {"Error": "AwsError", "Cause": "{}"}}
+        ]});
+        let Ok(Request::Summarize { results }) = parse(payload) else {
+            panic!("not a summarize request");
+        };
+        assert_eq!(
+            results,
+            [
+                ShipResult {
+                    instance: "a".into(),
+                    lag_seconds: Some(4.5),
+                    bytes_lost: 7,
+                    failed: false
+                },
+                ShipResult {
+                    instance: "b".into(),
+                    lag_seconds: None,
+                    bytes_lost: 0,
+                    failed: false
+                },
+                ShipResult {
+                    instance: "c".into(),
+                    lag_seconds: None,
+                    bytes_lost: 0,
+                    failed: true
+                },
+            ]
+        );
+        let cases = [
+            (json!({"action": "summarize"}), "results"),
+            (json!({"action": "summarize", "results": {}}), "results"),
+            (json!({"action": "summarize", "results": [1]}), "results[0]"),
+            (
+                json!({"action": "summarize", "results": [{}]}),
+                "results[0].instance",
+            ),
+            (
+                json!({"action": "summarize", "results": [{"instance": "a", "lagSeconds": "1"}]}),
+                "results[0].lagSeconds",
+            ),
+            (
+                json!({"action": "summarize", "results": [{"instance": "a", "bytesLost": -1}]}),
+                "results[0].bytesLost",
+            ),
+            (json!({"action": "summarize", "results": [], "x": 1}), "x"),
+        ];
+        for (payload, field) in cases {
+            assert_eq!(field_of(payload.clone()), field, "{payload}");
+        }
+    }
+
+    #[test]
     fn the_message_says_what_is_wrong() {
         let err = parse(json!({"action": "shipp"})).unwrap_err();
         assert_eq!(
             err.to_string(),
-            r#"invalid request: `action` must be one of "select", "ship" or "run", not "shipp""#
+            r#"invalid request: `action` must be one of "select", "ship", "run" or "summarize", not "shipp""#
         );
         let err = parse(json!({"instance": 42})).unwrap_err();
         assert_eq!(

@@ -3,23 +3,27 @@
 //! after chunk (`ship_chunks`, with one chunk in `file.rs`). Decisions come from the pure
 //! modules; the AWS calls from the adapters (`rds`, `store`, `upload`).
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use lambda_common::clock;
+use lambda_common::metrics::Metrics;
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::checkpoint::{self, Checkpoint, Work};
+use crate::checkpoint::{self, Checkpoint, ListedFile, Work};
 use crate::config::Config;
 use crate::error::ShipError;
 use crate::keys;
+use crate::loss;
 use crate::rds::Rds;
+use crate::report;
 use crate::request::Request;
 use crate::rotation::{self, Rotation};
 use crate::store::{Checkpoints, Stored};
-use crate::summary::{InstanceSummary, Summary};
+use crate::summary::{InstanceSummary, Lost, Summary, kind};
 
 pub struct Shipper {
     pub(crate) rds: Rds,
@@ -52,30 +56,60 @@ impl Shipper {
     }
 
     /// Serves one request: `{"instances": [...]}` for `Select`, the instance's summary (flat:
-    /// the state machine selects fields from it) for `Ship`, a [`Summary`] for `Run`.
-    pub async fn handle(&self, request: Request, deadline: Option<Instant>) -> Result<Value, ShipError> {
-        match request {
-            Request::Select => {
-                let instances = self.rds.select(&self.config.selection).await?;
-                Ok(serde_json::json!({ "instances": instances }))
+    /// the state machine selects fields from it) for `Ship`, a [`Summary`] for `Run`, a
+    /// [`FleetSummary`](crate::summary::FleetSummary) for `Summarize`. Records the invocation's metrics into `metrics` (see
+    /// `report`), whatever the outcome; the caller flushes them.
+    pub async fn handle(
+        &self,
+        request: Request,
+        deadline: Option<Instant>,
+        metrics: &mut Metrics,
+    ) -> Result<Value, ShipError> {
+        let throttled_before = self.rds.throttled();
+        let answer = match request {
+            Request::Select => self
+                .rds
+                .select(&self.config.selection)
+                .await
+                .map(|instances| serde_json::json!({ "instances": instances })),
+            Request::Ship { instance } => self
+                .ship_one(&instance, deadline, metrics)
+                .await
+                .and_then(|s| to_json(&s)),
+            Request::Run => match self.run(deadline).await {
+                Ok(summary) => {
+                    report::record_run(&summary, metrics);
+                    to_json(&summary)
+                }
+                Err(e) => Err(e),
+            },
+            Request::Summarize { results } => {
+                let fleet = report::fleet(&results);
+                report::record_fleet(fleet.fleet_max_lag_seconds, fleet.instances_failed, metrics);
+                to_json(&fleet)
             }
-            Request::Ship { instance } => to_json(&self.ship_one(&instance, deadline).await?),
-            Request::Run => to_json(&self.run(deadline).await?),
-        }
+        };
+        let throttled = self.rds.throttled().saturating_sub(throttled_before);
+        metrics.count("ThrottledRequests", throttled, &[]);
+        answer
     }
 
     /// One instance (a step of the scale-out state machine): its failure is the invocation's,
-    /// so that the state machine's Retry (on `Throttled`) and Catch see its error type.
+    /// so that the state machine's Retry (on `Throttled`) and Catch see its error type. Its
+    /// metrics are recorded either way (what it shipped before failing is in S3).
     async fn ship_one(
         &self,
         instance: &str,
         deadline: Option<Instant>,
+        metrics: &mut Metrics,
     ) -> Result<InstanceSummary, ShipError> {
         let mut s = InstanceSummary::new(instance);
         if near(deadline, self.config.reserve) {
             return Ok(s);
         }
-        self.ship_instance(instance, deadline, &mut s).await?;
+        let shipped = self.ship_instance(instance, deadline, &mut s).await;
+        report::record_instance(&s, metrics);
+        shipped?;
         log_shipped(&s);
         Ok(s)
     }
@@ -96,16 +130,20 @@ impl Shipper {
                 Err(e) => {
                     warn!(instance = %instance, error = %lambda_common::error_chain(&e), "instance not shipped");
                     s.error = Some(e.to_string());
+                    summary.instances_failed += 1;
                 }
             }
             log_shipped(&s);
+            summary.bytes_lost += s.bytes_lost;
             summary.instances.push(s);
         }
+        summary.fleet_max_lag_seconds = report::max_lag(summary.instances.iter().map(|s| s.lag_seconds));
         Ok(summary)
     }
 
     /// Ships the files of one instance that have bytes not yet shipped; returns whether the run
-    /// stopped at its deadline.
+    /// stopped at its deadline. The instance's lag is measured at the end, from the listing and
+    /// the checkpoint as the run left it, also when shipping failed after the listing was read.
     async fn ship_instance(
         &self,
         instance: &str,
@@ -113,41 +151,156 @@ impl Shipper {
         s: &mut InstanceSummary,
     ) -> Result<bool, ShipError> {
         let mut st = self.checkpoints.read(instance).await?;
-        let now = now_ms();
         let c = &self.config;
-        let scope = checkpoint::listing_scope(&st.cp, now, c.full_listing_every_ms, c.overlap_ms);
+        let scope = checkpoint::listing_scope(&st.cp, now_ms(), c.full_listing_every_ms, c.overlap_ms);
         let listing = self.rds.list_files(instance, scope.since).await?;
-        let today = keys::date_from_epoch_ms(now);
-        let plan = checkpoint::plan(&st.cp, &listing, scope.complete, &today);
+        st.dirty |= checkpoint::record_listing(&mut st.cp, &listing);
+        let shipped = self
+            .ship_listed(instance, &mut st, &listing, scope.complete, deadline, s)
+            .await;
+        s.lag_seconds = Some(report::lag_seconds(&st.cp, &listing, now_ms()));
+        shipped
+    }
+
+    /// Ships what the plan from `listing` says, then records the listing's end: after a complete
+    /// listing, the files it no longer holds are dropped, and those with bytes not shipped are
+    /// reported lost, except those a renamed copy waits for (see `resolve_waited`).
+    async fn ship_listed(
+        &self,
+        instance: &str,
+        st: &mut Stored,
+        listing: &[ListedFile],
+        complete: bool,
+        deadline: Option<Instant>,
+        s: &mut InstanceSummary,
+    ) -> Result<bool, ShipError> {
+        let today = keys::date_from_epoch_ms(now_ms());
+        let plan = checkpoint::plan(&st.cp, listing, complete, &today);
         let (mut out_of_time, mut deferred) = (false, false);
+        let mut waited = BTreeSet::new();
         for work in plan.work {
             if near(deadline, self.config.reserve) {
                 out_of_time = true;
                 break;
             }
-            let Some(work) = self.prepare(instance, &mut st, work, &today, s).await? else {
-                deferred = true;
-                continue;
+            let work = match self.prepare(instance, st, work, &today, s).await? {
+                Prepared::Ship(work) => work,
+                Prepared::Leave(waits_for) => {
+                    deferred = true;
+                    waited.extend(waits_for);
+                    continue;
+                }
             };
             s.files += 1;
-            if self.ship_chunks(instance, &mut st, work, deadline, s).await? {
+            if self.ship_chunks(instance, st, work, deadline, s).await? {
                 out_of_time = true;
                 break;
             }
         }
-        if scope.complete && !out_of_time {
-            checkpoint::drop_files(&mut st.cp, &plan.dropped);
-            checkpoint::prune_retired(&mut st.cp, now);
-            st.cp.full_listing_at = now;
-            self.checkpoints.save(&mut st).await?;
+        if !out_of_time {
+            self.resolve_waited(st, listing, &waited).await?;
+        }
+        if complete && !out_of_time {
+            let vanished: Vec<String> = plan
+                .dropped
+                .into_iter()
+                .filter(|name| !waited.contains(name))
+                .collect();
+            self.drop_vanished(st, &vanished, s).await?;
+        } else if st.dirty {
+            self.checkpoints.save(st).await?;
         }
         s.complete = !out_of_time && !deferred;
         Ok(out_of_time)
     }
 
+    /// After a complete listing that the run got through: the files it no longer holds are
+    /// forgotten, and those that held bytes not shipped are reported lost (`loss`). The report
+    /// is made only once the checkpoint write that forgets them succeeded, so each loss is
+    /// reported by exactly one run: a failed write reports nothing (the next run finds the files
+    /// again); a crash after the write and before the invocation's metrics are flushed loses
+    /// the metric (the log line is written at once), never reports it twice.
+    async fn drop_vanished(
+        &self,
+        st: &mut Stored,
+        vanished: &[String],
+        s: &mut InstanceSummary,
+    ) -> Result<(), ShipError> {
+        let mut landed = BTreeSet::new();
+        for name in vanished {
+            if let Some(p) = st.cp.files.get(name).and_then(|f| f.pending.as_ref())
+                && self.checkpoints.exists(&p.key).await?
+            {
+                landed.insert(p.key.clone());
+            }
+        }
+        let lost = loss::lost_files(&st.cp, vanished, &landed);
+        let now = now_ms();
+        checkpoint::drop_files(&mut st.cp, vanished);
+        checkpoint::prune_retired(&mut st.cp, now);
+        st.cp.full_listing_at = now;
+        self.checkpoints.save(st).await?;
+        for l in lost {
+            let bound = if l.size_recorded {
+                ""
+            } else {
+                " at least (its last listing was not recorded)"
+            };
+            s.anomaly(
+                kind::FILE_LOST,
+                format!(
+                    "{}: no longer listed by RDS with {} bytes not shipped{bound} (listed size {}, shipped {})",
+                    l.name, l.bytes, l.last_size, l.shipped
+                ),
+            );
+            s.lost(Lost {
+                kind: kind::FILE_LOST,
+                file: l.name,
+                bytes: l.bytes,
+                lower_bound: !l.size_recorded,
+            });
+        }
+        Ok(())
+    }
+
+    /// The chunk in flight of each file a renamed copy waited for (`waited`) that RDS no longer
+    /// lists: no work item resolves it, so it is resolved here as `resolve_pending` would
+    /// (committed if it reached S3, forgotten once expired, left while it may be uploading). The
+    /// file stays in the checkpoint, not dropped nor reported lost, until the copy continues it
+    /// in a later run (then it is claimed: see `loss::lost_files`).
+    async fn resolve_waited(
+        &self,
+        st: &mut Stored,
+        listing: &[ListedFile],
+        waited: &BTreeSet<String>,
+    ) -> Result<(), ShipError> {
+        for name in waited {
+            if listing.iter().any(|f| &f.name == name) {
+                continue;
+            }
+            let Some(f) = st.cp.files.get(name) else {
+                continue;
+            };
+            let Some(p) = f.pending.clone() else {
+                continue;
+            };
+            // The size at the commit counts the chunk, as `loss` counts a landed one.
+            let (size, last_written) = (f.size.max(p.end), f.last_written);
+            if self.checkpoints.exists(&p.key).await? {
+                checkpoint::commit_chunk(&mut st.cp, name, size, last_written);
+                info!(key = %p.key, file = %name, "the chunk of a file no longer listed, which a renamed copy waits for, is committed");
+            } else if checkpoint::pending_expired(&p, now_ms()) {
+                checkpoint::abandon_chunk(&mut st.cp, name);
+            } else {
+                continue;
+            }
+            st.dirty = true;
+        }
+        Ok(())
+    }
+
     /// Readies a work item: its pending chunk resolved, started over as a new generation if the
     /// file was replaced under its name, or continuing the generation it was renamed from.
-    /// `None`: leave the file for now.
     async fn prepare(
         &self,
         instance: &str,
@@ -155,20 +308,20 @@ impl Shipper {
         work: Work,
         today: &str,
         s: &mut InstanceSummary,
-    ) -> Result<Option<Work>, ShipError> {
+    ) -> Result<Prepared, ShipError> {
         let Some(work) = self.resolve_pending(st, work).await? else {
-            return Ok(None);
+            return Ok(Prepared::Leave(None));
         };
         let (mut work, beginning) = self.check_replaced(instance, &st.cp, work, today, s).await?;
-        if work.offset == 0
-            && work.skip == 0
-            && !self
+        if work.offset == 0 && work.skip == 0 {
+            let waits_for = self
                 .continue_rotated(instance, &st.cp, &mut work, beginning)
-                .await?
-        {
-            return Ok(None);
+                .await?;
+            if waits_for.is_some() {
+                return Ok(Prepared::Leave(waits_for));
+            }
         }
-        Ok(Some(work))
+        Ok(Prepared::Ship(work))
     }
 
     /// Ships a file chunk after chunk: a file larger than one chunk continues where the last one
@@ -181,10 +334,13 @@ impl Shipper {
         deadline: Option<Instant>,
         s: &mut InstanceSummary,
     ) -> Result<bool, ShipError> {
+        let mut shipped_any = false;
         loop {
             let outcome = self.ship_file(instance, st, &work, deadline, s).await?;
-            s.bytes += outcome.bytes;
-            s.objects += outcome.objects;
+            if outcome.bytes > 0 && !shipped_any {
+                shipped_any = true;
+                s.files_shipped += 1;
+            }
             if outcome.out_of_time {
                 return Ok(true);
             }
@@ -251,10 +407,13 @@ impl Shipper {
             .as_deref()
             .is_some_and(|b| !checkpoint::same_file(head, b))
         {
-            s.anomaly(format!(
-                "{}: replaced under the same name; shipped again from its beginning as a new generation",
-                work.name
-            ));
+            s.anomaly(
+                kind::FILE_REPLACED,
+                format!(
+                    "{}: replaced under the same name; shipped again from its beginning as a new generation",
+                    work.name
+                ),
+            );
             let generation = recorded.map_or(0, |f| f.generation) + 1;
             return Ok((checkpoint::restart(work, generation, today), beginning));
         }
@@ -264,16 +423,17 @@ impl Shipper {
     /// A file read from its beginning that is an earlier file renamed by rotation (MySQL renames
     /// `x.log` to `x.log.<hour>` every hour): the bytes of it already shipped under the earlier
     /// name are read past, not shipped twice. Recognised by name (the same rotation family) and
-    /// by the first bytes recorded for the earlier generation. `false`: leave the file for now.
+    /// by the first bytes recorded for the earlier generation. `Some(source)`: leave the file for
+    /// now, it waits for the chunk in flight of `source`.
     async fn continue_rotated(
         &self,
         instance: &str,
         cp: &Checkpoint,
         work: &mut Work,
         beginning: Option<String>,
-    ) -> Result<bool, ShipError> {
+    ) -> Result<Option<String>, ShipError> {
         if !rotation::has_rotation_siblings(cp, &work.name) {
-            return Ok(true);
+            return Ok(None);
         }
         let beginning = match beginning {
             Some(b) => b,
@@ -284,19 +444,27 @@ impl Shipper {
                 .unwrap_or_default(),
         };
         match rotation::rotation_source(cp, &work.name, &beginning) {
-            Rotation::New => Ok(true),
+            Rotation::New => Ok(None),
             Rotation::Continues { continues, skip } => {
                 info!(instance, file = %work.name, from = ?continues.source, bytes = skip, "a renamed file continues one already shipped in part");
                 work.skip = skip;
                 work.continues = Some(continues);
-                Ok(true)
+                Ok(None)
             }
             Rotation::Wait(source) => {
                 info!(instance, file = %work.name, from = %source, "a renamed file waits for the chunk in flight of the file it continues");
-                Ok(false)
+                Ok(Some(source))
             }
         }
     }
+}
+
+/// What `prepare` makes of a work item.
+enum Prepared {
+    Ship(Work),
+    /// Leave the file for now; `Some(source)`: it is a renamed copy that waits for the chunk in
+    /// flight of the file `source`, which it continues.
+    Leave(Option<String>),
 }
 
 fn log_shipped(s: &InstanceSummary) {

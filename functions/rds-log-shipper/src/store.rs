@@ -15,6 +15,9 @@ use crate::keys;
 pub struct Stored {
     pub cp: Checkpoint,
     etag: Option<String>,
+    /// Changed since it was read or last saved, by a change that is saved with the next save
+    /// whatever it is (a listing recorded).
+    pub dirty: bool,
 }
 
 /// The checkpoints in the archive bucket, under `<prefix>/_state/`.
@@ -50,11 +53,16 @@ impl Checkpoints {
                     instance: instance.to_owned(),
                     source,
                 })?;
-                Ok(Stored { cp, etag })
+                Ok(Stored {
+                    cp,
+                    etag,
+                    dirty: false,
+                })
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(Stored {
                 cp: Checkpoint::new(instance),
                 etag: None,
+                dirty: false,
             }),
             Err(e) => Err(ShipError::aws(OPERATION, e)),
         }
@@ -81,6 +89,7 @@ impl Checkpoints {
         match req.send().await {
             Ok(out) => {
                 stored.etag = out.e_tag().map(str::to_owned);
+                stored.dirty = false;
                 Ok(())
             }
             // 412, or 409 when another conditional write to the key is in progress.

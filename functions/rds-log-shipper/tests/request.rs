@@ -19,6 +19,7 @@ use aws_sdk_s3::operation::upload_part::UploadPartOutput;
 use aws_sdk_s3::types::error::NoSuchKey;
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use lambda_common::ErrorType;
+use lambda_common::metrics::Metrics;
 use rds_log_shipper::error::ERROR_TYPES;
 use rds_log_shipper::summary::InstanceSummary;
 use rds_log_shipper::{Config, Request, ShipError, Shipper};
@@ -127,7 +128,10 @@ impl Mocks {
 
 /// What `main` does with an invocation's payload.
 async fn invoke(shipper: &Shipper, payload: Value) -> Result<Value, ShipError> {
-    shipper.handle(Request::try_from(payload)?, None).await
+    let mut metrics = Metrics::new("Ns", rds_log_shipper::report::SERVICE);
+    shipper
+        .handle(Request::try_from(payload)?, None, &mut metrics)
+        .await
 }
 
 fn scheduled_event() -> Value {
@@ -265,29 +269,51 @@ fn the_state_machine_sends_requests_and_reads_fields_the_shipper_knows() {
     assert_eq!(select["ResultPath"], "$.selected");
     // The Map's item, with the selected instance in place of its path.
     let mut item = serde_json::Map::new();
-    for (k, v) in map["ItemSelector"].as_object().unwrap() {
+    let selector = map["ItemSelector"].as_object().unwrap();
+    for (k, v) in selector {
         match k.strip_suffix(".$") {
             Some(k) => item.insert(k.to_owned(), json!("db1")),
             None => item.insert(k.clone(), v.clone()),
         };
     }
     assert_eq!(
-        Request::try_from(Value::Object(item)),
+        Request::try_from(Value::Object(item.clone())),
         Ok(Request::Ship {
             instance: "db1".into()
         })
     );
     let ship = &map["ItemProcessor"]["States"]["Ship one instance"];
     let summary = serde_json::to_value(InstanceSummary::new("db1")).unwrap();
-    for path in ship["ResultSelector"].as_object().unwrap().values() {
+    let mut result = serde_json::Map::new();
+    for (k, path) in ship["ResultSelector"].as_object().unwrap() {
         let field = path.as_str().unwrap().strip_prefix("$.").unwrap();
         assert!(
             summary.get(field).is_some(),
             "{field} is not in an instance's summary"
         );
+        result.insert(k.strip_suffix(".$").unwrap().to_owned(), summary[field].clone());
+    }
+    // The last step gets the Map's results: a selected summary, and an iteration's input with
+    // the error its Catch put at `$.error`.
+    assert_eq!(map["Next"], "Summarize the fleet");
+    let catch = &ship["Catch"][0];
+    assert_eq!(catch["ResultPath"], "$.error");
+    let summarize = &asl["States"]["Summarize the fleet"];
+    let mut caught = item.clone();
+    caught.insert("error".into(), json!({"Error": "AwsError", "Cause": "{}"}));
+    let mut parameters = summarize["Parameters"].as_object().unwrap().clone();
+    assert_eq!(parameters.remove("results.$"), Some(json!("$.results")));
+    assert_eq!(map["ResultPath"], "$.results");
+    parameters.insert("results".into(), json!([result, caught]));
+    match Request::try_from(Value::Object(parameters)) {
+        Ok(Request::Summarize { results }) => {
+            assert_eq!(results.len(), 2);
+            assert!(!results[0].failed && results[1].failed, "{results:?}");
+        }
+        other => panic!("{other:?}"),
     }
     let mut retried = Vec::new();
-    for task in [select, ship] {
+    for task in [select, ship, summarize] {
         for retry in task["Retry"].as_array().unwrap() {
             retried.extend(
                 retry["ErrorEquals"]

@@ -13,8 +13,9 @@ use aws_sdk_s3::operation::put_object::{PutObjectError, PutObjectOutput};
 use aws_sdk_s3::types::error::NoSuchKey;
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
+use lambda_common::metrics::Metrics;
 use rds_log_shipper::portion::TRUNCATION_SUFFIX;
-use rds_log_shipper::{Config, Request, Shipper};
+use rds_log_shipper::{Config, Request, ShipError, Shipper, report};
 use serde_json::Value;
 
 fn config() -> Config {
@@ -68,14 +69,91 @@ fn portion(data: &'static str, marker: &'static str, pending: bool) -> DownloadD
 }
 
 async fn run(s: &Shipper) -> Value {
-    s.handle(
+    ship(s).await.0.unwrap()
+}
+
+/// One instance shipped, as the state machine asks: the answer and the invocation's metrics.
+async fn ship(s: &Shipper) -> (Result<Value, ShipError>, Vec<Datum>) {
+    invoke(
+        s,
         Request::Ship {
             instance: "db1".into(),
         },
-        None,
     )
     .await
-    .unwrap()
+}
+
+async fn invoke(s: &Shipper, request: Request) -> (Result<Value, ShipError>, Vec<Datum>) {
+    let mut metrics = Metrics::new("Ns", report::SERVICE);
+    let out = s.handle(request, None, &mut metrics).await;
+    (out, data(&metrics))
+}
+
+/// A metric as the documents carry it: name, its dimensions beyond `Service`, its values, and
+/// the document's `DBInstanceIdentifier` property.
+#[derive(Debug, Clone, PartialEq)]
+struct Datum {
+    name: String,
+    dims: Vec<(String, String)>,
+    values: Vec<f64>,
+    instance: Option<String>,
+}
+
+fn data(m: &Metrics) -> Vec<Datum> {
+    let mut out = Vec::new();
+    for doc in m.documents(0) {
+        assert_eq!(doc["Service"], report::SERVICE);
+        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+        let sets = directive["Dimensions"].as_array().unwrap();
+        let finest: Vec<String> = sets
+            .last()
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .filter(|k| k != "Service")
+            .collect();
+        for m in directive["Metrics"].as_array().unwrap() {
+            let name = m["Name"].as_str().unwrap();
+            let values = match &doc[name] {
+                Value::Array(a) => a.iter().map(|v| v.as_f64().unwrap()).collect(),
+                v => vec![v.as_f64().unwrap()],
+            };
+            out.push(Datum {
+                name: name.to_owned(),
+                dims: finest
+                    .iter()
+                    .map(|k| (k.clone(), doc[k].as_str().unwrap().to_owned()))
+                    .collect(),
+                values,
+                instance: doc["DBInstanceIdentifier"].as_str().map(str::to_owned),
+            });
+        }
+    }
+    out
+}
+
+/// The sum of metric `name` under exactly the dimensions `dims` (beyond `Service`).
+fn sum(data: &[Datum], name: &str, dims: &[(&str, &str)]) -> f64 {
+    data.iter()
+        .filter(|d| d.name == name)
+        .filter(|d| {
+            d.dims.len() == dims.len()
+                && dims
+                    .iter()
+                    .all(|(k, v)| d.dims.iter().any(|(dk, dv)| dk == k && dv == v))
+        })
+        .flat_map(|d| d.values.iter())
+        .sum()
+}
+
+/// Every metric of the catalogue the test names, with its sum (`LagSeconds`: per instance).
+fn lags(data: &[Datum]) -> Vec<(Option<String>, f64)> {
+    data.iter()
+        .filter(|d| d.name == "LagSeconds")
+        .map(|d| (d.instance.clone(), d.values[0]))
+        .collect()
 }
 
 #[tokio::test]
@@ -95,7 +173,8 @@ async fn a_file_is_shipped_then_checkpointed_ahead_and_after() {
         .then_output(|| PutObjectOutput::builder().e_tag("\"o\"").build());
     let (list, cp) = (listing(14), no_checkpoint());
     let s = shipper(&[&list, &download], &[&cp, &checkpoint_writes, &chunk]);
-    let out = run(&s).await;
+    let (out, metrics) = ship(&s).await;
+    let out = out.unwrap();
     let i = &out;
     assert_eq!(
         (
@@ -109,6 +188,28 @@ async fn a_file_is_shipped_then_checkpointed_ahead_and_after() {
     assert_eq!(chunk.num_calls(), 1, "the chunk is created once, only if absent");
     // Pending (write-ahead), commit, and the final listing state.
     assert_eq!(checkpoint_writes.num_calls(), 3);
+    // The metrics say as much: 14 bytes in one object of one file, nothing lost, caught up.
+    let totals: Vec<f64> = [
+        "BytesShipped",
+        "FilesShipped",
+        "ObjectsWritten",
+        "BytesLost",
+        "Anomalies",
+        "ThrottledRequests",
+    ]
+    .iter()
+    .map(|name| sum(&metrics, name, &[]))
+    .collect();
+    assert_eq!(totals, [14.0, 1.0, 1.0, 0.0, 0.0, 0.0], "{metrics:?}");
+    assert_eq!(lags(&metrics), [(Some("db1".to_owned()), 0.0)]);
+    assert_eq!(i["lagSeconds"], 0.0);
+    // The fleet is the summarize step's (a ship step is one iteration of the Map).
+    assert!(
+        metrics
+            .iter()
+            .all(|d| d.name != "FleetMaxLagSeconds" && d.name != "InstancesFailed"),
+        "{metrics:?}"
+    );
 }
 
 #[tokio::test]
@@ -199,15 +300,18 @@ async fn a_concurrent_run_that_moved_the_checkpoint_first_stops_this_one() {
     // One instance (a state machine step): the invocation fails with a stable error type, for
     // the state machine's Retry and Catch.
     let (s, chunk) = conflicting_shipper();
-    let err = s
-        .handle(
-            Request::Ship {
-                instance: "db1".into(),
-            },
-            None,
-        )
-        .await
-        .unwrap_err();
+    let (out, metrics) = ship(&s).await;
+    let err = out.unwrap_err();
+    assert_eq!(
+        sum(&metrics, "InstancesFailed", &[]),
+        0.0,
+        "a failed ship step is counted by the summarize step, once"
+    );
+    // Listed, then failed before its 2 bytes (last written at epoch 1 s) were shipped: the lag
+    // is still measured, as the age of that file.
+    let lag = lags(&metrics);
+    assert_eq!(lag.len(), 1, "{lag:?}");
+    assert!(lag[0].1 > 1.7e9, "{lag:?}");
     assert_eq!(lambda_common::ErrorType::error_type(&err), "CheckpointConflict");
     assert!(
         err.to_string().contains("another run advanced the checkpoint"),
@@ -220,7 +324,10 @@ async fn a_concurrent_run_that_moved_the_checkpoint_first_stops_this_one() {
     );
     // A scheduled run over the selection: the instance's error is in the summary, the run goes on.
     let (s, _) = conflicting_shipper();
-    let out = s.handle(Request::Run, None).await.unwrap();
+    let (out, metrics) = invoke(&s, Request::Run).await;
+    let out = out.unwrap();
+    assert_eq!(sum(&metrics, "InstancesFailed", &[]), 1.0, "{metrics:?}");
+    assert_eq!(out["instancesFailed"], 1, "{out}");
     let i = &out["instances"][0];
     assert!(
         i["error"]
@@ -314,15 +421,12 @@ async fn a_throttled_call_fails_the_step_as_throttled_and_others_as_aws_errors()
         });
         let cp = no_checkpoint();
         let s = shipper(&[&list], &[&cp]);
-        let err = s
-            .handle(
-                Request::Ship {
-                    instance: "db1".into(),
-                },
-                None,
-            )
-            .await
-            .unwrap_err();
+        let (out, metrics) = ship(&s).await;
+        let err = out.unwrap_err();
+        // The client's standard retries (3 attempts): each throttled answer counts.
+        let throttled = if error_type == "Throttled" { 3.0 } else { 0.0 };
+        assert_eq!(sum(&metrics, "ThrottledRequests", &[]), throttled, "{code}");
+        assert_eq!(lags(&metrics), [], "{code}: nothing listed, no lag measured");
         assert_eq!(
             lambda_common::ErrorType::error_type(&err),
             error_type,
@@ -330,4 +434,289 @@ async fn a_throttled_call_fails_the_step_as_throttled_and_others_as_aws_errors()
         );
         assert!(err.to_string().contains(code), "{err}");
     }
+}
+
+/// The checkpoint of a file shipped to 14 bytes and of `error/old.log`, shipped to 300 bytes of
+/// the 800 its last listing showed; a complete listing is due (`fullListingAt` 0).
+const WITH_OLD_FILE: &str = r#"{"version":1,"instance":"db1","fullListingAt":0,"files":{
+    "error/postgresql.log":{"marker":"1:14","shipped":14,"size":14,"lastWritten":1000,
+        "generation":0,"date":"2026-11-22","listed":{"size":14,"lastWritten":1000}},
+    "error/old.log":{"marker":"1:300","shipped":300,"size":300,"lastWritten":900,
+        "generation":0,"date":"2026-11-22","listed":{"size":800,"lastWritten":950}}}}"#;
+
+fn is_checkpoint(r: &aws_sdk_s3::operation::put_object::PutObjectInput) -> bool {
+    r.key().is_some_and(|k| k.ends_with("checkpoint.json"))
+}
+
+fn body_has(r: &aws_sdk_s3::operation::put_object::PutObjectInput, text: &str) -> bool {
+    r.body()
+        .bytes()
+        .is_some_and(|b| String::from_utf8_lossy(b).contains(text))
+}
+
+#[tokio::test]
+async fn a_file_no_longer_listed_before_it_was_shipped_is_lost_once_in_the_write_that_forgets_it() {
+    // RDS lists only postgresql.log (shipped): old.log is gone with 500 bytes never shipped.
+    let forgetting = mock!(aws_sdk_s3::Client::put_object)
+        .match_requests(|r| is_checkpoint(r) && !body_has(r, "old.log"))
+        .then_output(|| PutObjectOutput::builder().e_tag("\"c2\"").build());
+    let remembering = mock!(aws_sdk_s3::Client::put_object)
+        .match_requests(|r| is_checkpoint(r) && body_has(r, "old.log"))
+        .then_output(|| PutObjectOutput::builder().e_tag("\"c2\"").build());
+    let (list, cp) = (listing(14), checkpoint_with(WITH_OLD_FILE));
+    let s = shipper(&[&list], &[&cp, &forgetting, &remembering]);
+    let (out, metrics) = ship(&s).await;
+    let out = out.unwrap();
+    assert_eq!((forgetting.num_calls(), remembering.num_calls()), (1, 0));
+    assert_eq!(out["bytesLost"], 500, "{out}");
+    assert_eq!(
+        out["lost"],
+        serde_json::json!([{"kind": "file_lost", "file": "error/old.log", "bytes": 500, "lowerBound": false}])
+    );
+    assert_eq!(out["anomalyKinds"], serde_json::json!({"file_lost": 1}), "{out}");
+    assert!(
+        out["anomalies"][0]
+            .as_str()
+            .unwrap()
+            .contains("error/old.log: no longer listed by RDS with 500 bytes not shipped"),
+        "{out}"
+    );
+    assert_eq!(sum(&metrics, "BytesLost", &[]), 500.0);
+    assert_eq!(sum(&metrics, "Anomalies", &[("Kind", "file_lost")]), 1.0);
+    assert_eq!(
+        sum(&metrics, "Anomalies", &[]),
+        0.0,
+        "the roll-up carries the zero only"
+    );
+    assert_eq!(sum(&metrics, "BytesShipped", &[]), 0.0);
+    assert_eq!(lags(&metrics), [(Some("db1".to_owned()), 0.0)]);
+}
+
+#[tokio::test]
+async fn a_loss_is_not_reported_by_a_run_whose_checkpoint_write_failed() {
+    // The write that would forget old.log fails: the next run finds it again and reports it
+    // then; this one reports nothing.
+    let conflict = mock!(aws_sdk_s3::Client::put_object)
+        .match_requests(is_checkpoint)
+        .then_error(|| PutObjectError::generic(ErrorMetadata::builder().code("PreconditionFailed").build()));
+    let (list, cp) = (listing(14), checkpoint_with(WITH_OLD_FILE));
+    let s = shipper(&[&list], &[&cp, &conflict]);
+    let (out, metrics) = ship(&s).await;
+    assert_eq!(
+        lambda_common::ErrorType::error_type(&out.unwrap_err()),
+        "CheckpointConflict"
+    );
+    assert_eq!(conflict.num_calls(), 1);
+    assert_eq!(sum(&metrics, "BytesLost", &[]), 0.0);
+    assert_eq!(sum(&metrics, "Anomalies", &[("Kind", "file_lost")]), 0.0);
+}
+
+#[tokio::test]
+async fn a_checkpoint_without_recorded_listings_reports_a_lower_bound() {
+    let old = WITH_OLD_FILE.replace(r#","listed":{"size":800,"lastWritten":950}"#, "");
+    let old: &'static str = Box::leak(old.into_boxed_str());
+    let (list, cp, p) = (listing(14), checkpoint_with(old), puts());
+    let s = shipper(&[&list], &[&cp, &p]);
+    let out = run(&s).await;
+    // Shipped to its size at the last commit: nothing known to be lost, so nothing reported.
+    assert_eq!(out["bytesLost"], 0, "{out}");
+    let partial = old.replace(r#""shipped":300,"size":300"#, r#""shipped":300,"size":450"#);
+    let partial: &'static str = Box::leak(partial.into_boxed_str());
+    let (list, cp, p) = (listing(14), checkpoint_with(partial), puts());
+    let out = run(&shipper(&[&list], &[&cp, &p])).await;
+    assert_eq!(
+        out["lost"],
+        serde_json::json!([{"kind": "file_lost", "file": "error/old.log", "bytes": 150, "lowerBound": true}])
+    );
+}
+
+#[tokio::test]
+async fn the_bytes_rds_dropped_from_a_cut_line_are_lost_once_the_chunk_is_committed() {
+    // "a\n", then a 2,000,000-byte line that RDS cuts to 1 MB with its notice, then "b\n".
+    const SIZE: i64 = 2 + 2_000_001 + 2;
+    let kept = 1_048_576 - TRUNCATION_SUFFIX.len();
+    let first = mock!(aws_sdk_rds::Client::download_db_log_file_portion)
+        .match_requests(|r| r.marker() == Some("0"))
+        .then_output(|| portion("a\n", "1:2", true));
+    let cut = mock!(aws_sdk_rds::Client::download_db_log_file_portion)
+        .match_requests(|r| r.marker() == Some("1:2"))
+        .then_output(move || {
+            DownloadDbLogFilePortionOutput::builder()
+                .log_file_data(format!("{}{TRUNCATION_SUFFIX}", "x".repeat(kept)))
+                .marker("1:2000003")
+                .additional_data_pending(true)
+                .build()
+        });
+    let last = mock!(aws_sdk_rds::Client::download_db_log_file_portion)
+        .match_requests(|r| r.marker() == Some("1:2000003"))
+        .then_output(|| portion("b\n", "1:2000005", false));
+    let end = mock!(aws_sdk_rds::Client::download_db_log_file_portion)
+        .match_requests(|r| r.marker() == Some("1:2000005"))
+        .then_output(|| portion("", "1:2000005", false));
+    let (list, cp, p) = (listing(SIZE), no_checkpoint(), puts());
+    let s = shipper(&[&list, &first, &cut, &last, &end], &[&cp, &p]);
+    let (out, metrics) = ship(&s).await;
+    let out = out.unwrap();
+    let dropped = 2_000_001 - kept as u64;
+    assert_eq!(out["bytesLost"], dropped, "{out}");
+    assert_eq!(out["lost"][0]["kind"], "line_truncated", "{out}");
+    assert_eq!(out["lost"][0]["lowerBound"], false, "{out}");
+    assert_eq!(sum(&metrics, "BytesLost", &[]), dropped as f64);
+    assert_eq!(sum(&metrics, "Anomalies", &[("Kind", "line_truncated")]), 1.0);
+    // What was shipped: the bytes received, the notice included.
+    assert_eq!(sum(&metrics, "BytesShipped", &[]), (2 + 1_048_576 + 2) as f64);
+}
+
+#[tokio::test]
+async fn throttled_attempts_are_counted_the_retried_ones_too() {
+    use aws_smithy_types::retry::RetryConfig;
+    let throttling = r#"<ErrorResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>r</RequestId></ErrorResponse>"#;
+    let list = mock!(aws_sdk_rds::Client::describe_db_log_files)
+        .sequence()
+        .http_status(400, Some(throttling.to_owned()))
+        .times(2)
+        .output(|| DescribeDbLogFilesOutput::builder().build())
+        .build();
+    let retrying = |c: aws_sdk_rds::config::Builder| {
+        c.retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(5)
+                .with_initial_backoff(std::time::Duration::from_millis(1)),
+        )
+    };
+    let (cp, p) = (no_checkpoint(), puts());
+    let s = Shipper::new(
+        mock_client!(aws_sdk_rds, RuleMode::MatchAny, [&list], retrying),
+        mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&cp, &p]),
+        config(),
+    );
+    let (out, metrics) = ship(&s).await;
+    assert_eq!(out.unwrap()["complete"], true);
+    assert_eq!(list.num_calls(), 3);
+    assert_eq!(sum(&metrics, "ThrottledRequests", &[]), 2.0, "{metrics:?}");
+}
+
+#[tokio::test]
+async fn the_summarize_step_reports_the_fleet() {
+    let s = shipper(&[], &[]);
+    let request = Request::try_from(serde_json::json!({"action": "summarize", "results": [
+        {"instance": "a", "lagSeconds": 4.5, "bytesLost": 7},
+        {"instance": "b", "lagSeconds": 30.25, "bytesLost": 0},
+        {"action": "ship", "instance": "c", "error": {"Error": "AwsError", "Cause": "{}"}}
+    ]}))
+    .unwrap();
+    let (out, metrics) = invoke(&s, request).await;
+    assert_eq!(
+        out.unwrap(),
+        serde_json::json!({"instances": 3, "instancesFailed": 1, "fleetMaxLagSeconds": 30.25, "bytesLost": 7})
+    );
+    assert_eq!(sum(&metrics, "FleetMaxLagSeconds", &[]), 30.25);
+    assert_eq!(sum(&metrics, "InstancesFailed", &[]), 1.0);
+    assert_eq!(sum(&metrics, "ThrottledRequests", &[]), 0.0);
+    assert!(
+        metrics
+            .iter()
+            .all(|d| d.name != "BytesLost" && d.name != "LagSeconds"),
+        "reported by the ship steps, not again: {metrics:?}"
+    );
+}
+
+/// The checkpoint of `mysql-slowquery.log` shipped to 18 bytes of the 40 its last listing
+/// showed, with a recent chunk of bytes 18..40 in flight (key `k`, its bytes already in the
+/// recorded head, as the write-ahead record keeps them); a complete listing is due.
+const SOURCE_IN_FLIGHT: &str = r##"{"version":1,"instance":"db1","fullListingAt":0,"files":{
+    "slowquery/mysql-slowquery.log":{"marker":"1:18","shipped":18,"size":18,"lastWritten":900,
+        "generation":0,"date":"2026-11-22","head":"hdr\n# Time: 18:00\nselect 1;\nselect 333;\n",
+        "pending":{"key":"k","start":18,"end":40,"endMarker":"1:40","until":99999999999999},
+        "listed":{"size":40,"lastWritten":950}}}}"##;
+
+#[tokio::test]
+async fn a_vanished_file_a_renamed_copy_waits_for_is_kept_not_lost() {
+    // Rotation renamed the file to `.log.18` (and no new `.log` is listed yet) while its chunk
+    // was in flight: the copy waits for the chunk, so the source stays in the checkpoint for the
+    // copy to take over, and is not reported lost. Its chunk is resolved meanwhile (no work item
+    // for the unlisted file will): committed once it is in S3, left while it may be uploading.
+    for (landed, kept) in [(false, r#""pending":{"key":"k""#), (true, r#""shipped":40"#)] {
+        let list = mock!(aws_sdk_rds::Client::describe_db_log_files).then_output(|| {
+            DescribeDbLogFilesOutput::builder()
+                .describe_db_log_files(
+                    DescribeDbLogFilesDetails::builder()
+                        .log_file_name("slowquery/mysql-slowquery.log.18")
+                        .size(40)
+                        .last_written(1_000)
+                        .build(),
+                )
+                .build()
+        });
+        let beginning = mock!(aws_sdk_rds::Client::download_db_log_file_portion)
+            .match_requests(|r| r.marker() == Some("0"))
+            .then_output(|| portion("hdr\n# Time: 18:00\nselect 1;\nselect 333;\n", "1:40", false));
+        let head = if landed {
+            mock!(aws_sdk_s3::Client::head_object)
+                .then_output(|| aws_sdk_s3::operation::head_object::HeadObjectOutput::builder().build())
+        } else {
+            mock!(aws_sdk_s3::Client::head_object).then_error(|| {
+                aws_sdk_s3::operation::head_object::HeadObjectError::NotFound(
+                    aws_sdk_s3::types::error::NotFound::builder().build(),
+                )
+            })
+        };
+        let keeping = mock!(aws_sdk_s3::Client::put_object)
+            .match_requests(move |r| {
+                is_checkpoint(r) && body_has(r, r#""slowquery/mysql-slowquery.log":"#) && body_has(r, kept)
+            })
+            .then_output(|| PutObjectOutput::builder().e_tag("\"c2\"").build());
+        let forgetting = mock!(aws_sdk_s3::Client::put_object)
+            .match_requests(is_checkpoint)
+            .then_output(|| PutObjectOutput::builder().e_tag("\"c2\"").build());
+        let cp = checkpoint_with(SOURCE_IN_FLIGHT);
+        let s = shipper(&[&list, &beginning], &[&cp, &head, &keeping, &forgetting]);
+        let (out, metrics) = ship(&s).await;
+        let out = out.unwrap();
+        assert_eq!(out["bytesLost"], 0, "landed {landed}: {out}");
+        assert_eq!(out["complete"], false, "the copy is left for now: {out}");
+        assert_eq!(sum(&metrics, "BytesLost", &[]), 0.0);
+        assert_eq!(sum(&metrics, "Anomalies", &[("Kind", "file_lost")]), 0.0);
+        assert_eq!(
+            (keeping.num_calls(), forgetting.num_calls()),
+            (1, 0),
+            "landed {landed}: the source kept, as {kept}"
+        );
+        assert_eq!(sum(&metrics, "BytesShipped", &[]), 0.0);
+    } // The next run: the copy continues the source (read past, not shipped twice), which is
+    // then claimed, and dropped without a loss.
+    let committed = SOURCE_IN_FLIGHT
+        .replace(
+            r#""marker":"1:18","shipped":18,"size":18"#,
+            r#""marker":"1:40","shipped":40,"size":40"#,
+        )
+        .replace(
+            r#""pending":{"key":"k","start":18,"end":40,"endMarker":"1:40","until":99999999999999},"#,
+            "",
+        );
+    let committed: &'static str = Box::leak(committed.into_boxed_str());
+    let list = mock!(aws_sdk_rds::Client::describe_db_log_files).then_output(|| {
+        DescribeDbLogFilesOutput::builder()
+            .describe_db_log_files(
+                DescribeDbLogFilesDetails::builder()
+                    .log_file_name("slowquery/mysql-slowquery.log.18")
+                    .size(40)
+                    .last_written(1_000)
+                    .build(),
+            )
+            .build()
+    });
+    let read = mock!(aws_sdk_rds::Client::download_db_log_file_portion)
+        .then_output(|| portion("hdr\n# Time: 18:00\nselect 1;\nselect 333;\n", "1:40", false));
+    let (cp, p) = (checkpoint_with(committed), puts());
+    let s = shipper(&[&list, &read], &[&cp, &p]);
+    let (out, metrics) = ship(&s).await;
+    let out = out.unwrap();
+    assert_eq!(
+        (out["bytesLost"].as_u64(), out["complete"].as_bool()),
+        (Some(0), Some(true)),
+        "{out}"
+    );
+    assert_eq!(sum(&metrics, "BytesShipped", &[]), 0.0, "{metrics:?}");
+    assert_eq!(sum(&metrics, "Anomalies", &[("Kind", "file_lost")]), 0.0);
 }

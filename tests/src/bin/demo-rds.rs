@@ -251,6 +251,7 @@ async fn verify(stack: &LocalStack, log_dir: &Path) -> anyhow::Result<bool> {
     names.sort();
     println!("\nVerification (decompressed objects, concatenated in key order, against each log file):");
     let mut all_ok = true;
+    let mut total = 0_usize;
     for name in &names {
         let expected = std::fs::read(log_dir.join(name.trim_start_matches("error/")))?;
         let prefix = keys::file_prefix(PREFIX, INSTANCE, name, &date);
@@ -269,6 +270,7 @@ async fn verify(stack: &LocalStack, log_dir: &Path) -> anyhow::Result<bool> {
         }
         let ok = shipped == expected;
         all_ok &= ok;
+        total += shipped.len();
         println!(
             "  {name}: {} bytes on disk, {} shipped in {} object(s): {}",
             expected.len(),
@@ -277,7 +279,12 @@ async fn verify(stack: &LocalStack, log_dir: &Path) -> anyhow::Result<bool> {
             if ok { "identical" } else { "DIFFERENT" }
         );
     }
-    Ok(all_ok && !names.is_empty())
+    let data = stack.metrics("rds-log-shipper")?;
+    println!("\n--- Metrics published by the shipper (CloudWatch EMF) ---");
+    print!("{}", e2e::emf::table(&data));
+    let reported = e2e::emf::sum(&data, "BytesShipped", &[]);
+    println!("BytesShipped reported: {reported} bytes; in S3: {total} bytes");
+    Ok(all_ok && !names.is_empty() && reported == total as f64)
 }
 
 #[tokio::main]

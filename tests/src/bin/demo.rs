@@ -13,6 +13,26 @@ use e2e::seed::{
 };
 use e2e::{FunctionOptions, LocalStack};
 
+/// Prints the metrics the functions published since the last call (CloudWatch EMF, as the
+/// functions wrote them to their logs).
+fn print_metrics(
+    stack: &LocalStack,
+    seen: &mut std::collections::BTreeMap<String, usize>,
+) -> anyhow::Result<()> {
+    let data = e2e::emf::since(stack.log_dir(), seen)?;
+    println!(
+        "\n--- Metrics published (CloudWatch EMF, namespace {}) ---",
+        namespace(&data)
+    );
+    print!("{}", e2e::emf::table(&data));
+    Ok(())
+}
+
+fn namespace(data: &[e2e::emf::Datum]) -> String {
+    data.first()
+        .map_or_else(|| "-".to_owned(), |d| d.namespace.clone())
+}
+
 fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
@@ -334,8 +354,16 @@ async fn main() -> ExitCode {
         stack.endpoint,
         stack.log_dir().display()
     );
+    let mut seen = std::collections::BTreeMap::new();
     let result = match demo(&stack).await {
-        Ok(true) => deploy_demo(&stack).await,
+        Ok(true) => match print_metrics(&stack, &mut seen) {
+            Ok(()) => deploy_demo(&stack).await,
+            Err(e) => Err(e),
+        },
+        other => other,
+    };
+    let result = match result {
+        Ok(true) => print_metrics(&stack, &mut seen).map(|()| true),
         other => other,
     };
     stack.stop().await;

@@ -46,6 +46,7 @@ impl Steps {
             stack_id: None,
             change_set_type: kind.as_str().to_owned(),
             no_changes: false,
+            started_at_ms: None,
         };
         let out = match with_stack_inputs!(req, plan).send().await {
             Ok(out) => out,
@@ -66,6 +67,7 @@ impl Steps {
         Ok(ChangeSetRef {
             id,
             stack_id: out.stack_id().map(str::to_owned),
+            started_at_ms: Some(lambda_common::clock::now_ms()),
             ..created
         })
     }

@@ -30,6 +30,8 @@ impl Steps {
         Ok(Created {
             stack_id,
             stack_name: name,
+            // For a previous attempt's stack, when this attempt found it.
+            started_at_ms: Some(lambda_common::clock::now_ms()),
         })
     }
 

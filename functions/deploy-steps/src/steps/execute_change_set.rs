@@ -47,6 +47,8 @@ impl Steps {
         let executed = Executed {
             change_set_id: cs.id.clone(),
             stack_id: root.stack_id.or_else(|| cs.stack_id.clone()),
+            // A previous attempt's execution: its start is unknown, the wait runs from now.
+            started_at_ms: Some(lambda_common::clock::now_ms()),
         };
         let status = root.execution_status.unwrap_or_else(|| "unknown".into());
         if status == "EXECUTE_IN_PROGRESS" || status == "EXECUTE_COMPLETE" {
@@ -68,7 +70,10 @@ impl Steps {
             .await
             .map_err(|e| aws("CloudFormation ExecuteChangeSet", e))?;
         info!(change_set = %cs.id, approved_by = approved.map(|d| d.decided_by.as_str()), "change set executed");
-        Ok(executed)
+        Ok(Executed {
+            started_at_ms: Some(lambda_common::clock::now_ms()),
+            ..executed
+        })
     }
 
     /// The approval as the approve function recorded it before sending it: the decision in the

@@ -18,6 +18,7 @@ mod stack_status;
 
 use std::time::Instant;
 
+use lambda_common::metrics::Metrics;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -205,6 +206,17 @@ impl Request {
         request.inspect_err(|e| log_failure(step, e))
     }
 
+    /// When the CloudFormation operation this request polls was started (the change set's
+    /// creation, the stack's create or update), as the step that started it recorded; `None`
+    /// for the steps that poll nothing.
+    pub fn wait_started_ms(&self) -> Option<u64> {
+        match self {
+            Self::ChangeSetStatus(s) => s.change_set.as_ref().and_then(|c| c.started_at_ms),
+            Self::StackStatus(s) => s.operation_started_ms(),
+            _ => None,
+        }
+    }
+
     /// The step this request is for.
     pub fn step(&self) -> Step {
         match self {
@@ -243,13 +255,20 @@ pub enum Response {
 }
 
 impl Steps {
-    /// The one entry point: runs the step `request` is for.
+    /// The one entry point: runs the step `request` is for, and records its metrics
+    /// ([`crate::metrics::record`]) into `metrics`, Ok or Err.
     ///
     /// Each step makes a bounded number of calls (at most 200 change sets described) well within
     /// its function's timeout, so none needs the invocation's `deadline` to stop early; it is
     /// taken so that every function in the workspace has the same entry point.
-    pub async fn handle(&self, request: Request, _deadline: Option<Instant>) -> Result<Response, StepError> {
+    pub async fn handle(
+        &self,
+        request: Request,
+        _deadline: Option<Instant>,
+        metrics: &mut Metrics,
+    ) -> Result<Response, StepError> {
         let step = request.step();
+        let started_at_ms = request.wait_started_ms();
         let response = match request {
             Request::Prepare(r) => self.prepare(r).await.map(Response::Plan),
             Request::CheckStack(s) => self.check_stack(s).await.map(Response::Stack),
@@ -264,8 +283,22 @@ impl Steps {
             Request::DeleteChangeSet(s) => self.delete_change_set(s).await.map(Response::Deleted),
             Request::StackStatus(s) => self.stack_status(s).await.map(Response::Progress),
         };
+        crate::metrics::record(
+            step,
+            started_at_ms,
+            &response,
+            lambda_common::clock::now_ms(),
+            metrics,
+        );
         response.inspect_err(|e| log_failure(step, e))
     }
+}
+
+/// A payload that is not `step`'s request ([`Request::parse`]'s error): its outcome recorded,
+/// the error returned.
+pub fn rejected(step: Step, err: StepError, metrics: &mut Metrics) -> StepError {
+    crate::metrics::record_outcome(step.name(), lambda_common::ErrorType::error_type(&err), metrics);
+    err
 }
 
 fn log_failure(step: Step, err: &StepError) {

@@ -17,7 +17,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help setup rust-toolchain lint test test-long test-build iam-check demo postgres stack bench bench-trigger bench-edge bench-shipper edge edge-test clean
+.PHONY: help setup rust-toolchain lint test test-long test-build iam-check athena-check demo postgres stack bench bench-trigger bench-edge bench-shipper edge edge-test clean
 
 help: ## this list: every target with the comment on its line
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## /\1\t/' | awk -F'\t' '{printf "make %-14s %s\n", $$1, $$2}'
@@ -76,17 +76,24 @@ lint: setup ## rustfmt, clippy, sam validate --lint, cfn-lint (with the serverle
 test-build: setup ## build the workspace and its tests once (the end-to-end tests run these binaries)
 	cargo test --workspace --locked --no-run
 
-test: lint test-build edge ## lint + unit, handler and end-to-end tests, the edge handler's Node tests, the IAM check
+test: lint test-build edge ## lint + unit, handler and end-to-end tests, the edge handler's Node tests, the IAM check, the Athena table check
 	rm -rf $(TARGET_DIR)/local-stack
 	cargo test --workspace --locked
 	EDGE_PACKAGE_DIR=$(EDGE_PKG) node --test $(EDGE_DIR)/test/
 	$(MAKE) --no-print-directory iam-check
+	$(MAKE) --no-print-directory athena-check
 
 # Least privilege, proven: the requests the end-to-end tests recorded (target/local-stack/*/),
 # each checked against its function's role in template.yaml (tests/iam/check.py).
 iam-check: setup ## the IAM check over the last end-to-end run's recorded requests (make test runs it)
 	cd tests/iam && $(CURDIR)/$(VENV)/bin/python -m unittest --quiet
 	$(VENV)/bin/python tests/iam/check.py --calls $(TARGET_DIR)/local-stack --mutations
+
+# The Glue table (template.yaml, CreateAthenaTable) against the chunk keys the shipper wrote in the
+# last end-to-end run (recorded in target/local-stack/*/calls.jsonl), and DuckDB reading the
+# objects that run saved (target/local-stack/*/archive/) as Athena would (tests/athena).
+athena-check: setup ## the Athena table's partition projection over the last end-to-end run's keys, and a DuckDB query of them (make test runs it)
+	cd tests/athena && CARGO_TARGET_DIR=$(TARGET_DIR) $(CURDIR)/$(VENV)/bin/python -m unittest --quiet
 
 # The RDS shipper's randomized exactly-once scenario with many seeds (make test runs one).
 test-long: test-build ## the RDS shipper's randomized exactly-once scenario with 40 seeds
@@ -154,9 +161,10 @@ edge-test: edge ## the edge handler's Node tests against the built package
 
 # Throughput against the RDS emulator (with and without its throttle), API calls per MB and
 # peak RSS shipping 10 MB, 100 MB and 1 GB files, with the release binary.
-bench-shipper: test-build ## RDS shipper throughput, API calls per MB and peak RSS, 10 MB to 2 GB files
+bench-shipper: test-build ## RDS shipper throughput, API calls per MB and peak RSS, 10 MB to 2 GB files; requests and MB for lines over 1 MB
 	cargo build --release --locked -p rds-log-shipper --bin rds-log-shipper
 	$(BIN)/bench-shipper --shipper $(TARGET_DIR)/release/rds-log-shipper --sizes 10,100,1000,2000 --out BENCHMARKS.md
+	$(BIN)/bench-shipper --shipper $(TARGET_DIR)/release/rds-log-shipper --long-lines 4 --out BENCHMARKS.md
 
 # Per-event time next to a JavaScript regex handler, cold init, package size.
 bench-edge: edge ## edge: per-event time next to a JavaScript regex handler, cold init, package size

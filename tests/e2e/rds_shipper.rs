@@ -342,7 +342,8 @@ impl World {
         keys_found
     }
 
-    /// Every chunk object in the archive: (their count, their decompressed bytes).
+    /// Every chunk object in the archive: (their count, their decompressed bytes). Each is also
+    /// saved as it is in S3 under the stack's log dir, `archive/<key>`, for tests/athena.
     async fn archive(&self) -> (u64, u64) {
         let (mut objects, mut bytes) = (0, 0);
         let mut token = None;
@@ -368,6 +369,9 @@ impl World {
                     .await
                     .unwrap();
                 let gz = body.body.collect().await.unwrap().into_bytes();
+                let saved = self.stack.log_dir().join("archive").join(key);
+                std::fs::create_dir_all(saved.parent().unwrap()).unwrap();
+                std::fs::write(&saved, &gz).unwrap();
                 let mut data = Vec::new();
                 flate2::read::MultiGzDecoder::new(&gz[..])
                     .read_to_end(&mut data)
@@ -844,7 +848,7 @@ async fn the_scale_out_state_machine_ships_every_selected_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_deleted_before_they_were_shipped_are_lost_exactly_once() {
     let w = World::start().await;
-    // pg-main only, 4 seconds at 3 requests/s: a 4 MB file takes several runs.
+    // pg-main only, 4 seconds at 3 requests/s: a 12 MB file takes several runs.
     w.stack
         .add_function_binary(
             "rds-log-shipper-pg-slow",
@@ -876,7 +880,7 @@ async fn files_deleted_before_they_were_shipped_are_lost_exactly_once() {
         "error/postgresql.log.2026-11-22-10",
         "error/postgresql.log.2026-11-22-11",
     );
-    w.append("pg-main", big, &log_lines(&mut rng, 8000, 500));
+    w.append("pg-main", big, &log_lines(&mut rng, 24_000, 500));
     w.append("pg-main", small, &log_lines(&mut rng, 100, 60));
     // Written ten minutes ago, as far as RDS's LastWritten says.
     let written = std::time::SystemTime::now() - Duration::from_secs(600);

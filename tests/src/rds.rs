@@ -59,6 +59,8 @@ struct Inner {
     downloads: u64,
     calls: BTreeMap<String, u64>,
     throttled: u64,
+    /// Bytes of `LogFileData` served by `DownloadDBLogFilePortion`.
+    portion_bytes: u64,
     /// Files deleted through [`RdsEmulator::delete_file`]: (instance, file, bytes it held).
     deleted: Vec<(String, String, u64)>,
     /// Instances whose log calls fail, with the error code they answer.
@@ -227,6 +229,7 @@ impl RdsEmulator {
                 downloads: 0,
                 calls: BTreeMap::new(),
                 throttled: 0,
+                portion_bytes: 0,
                 deleted: Vec::new(),
                 failing: BTreeMap::new(),
             }),
@@ -300,6 +303,17 @@ impl RdsEmulator {
             .lock()
             .map(|i| (i.calls.clone(), i.throttled))
             .unwrap_or_default()
+    }
+
+    /// Bytes of log data served by `DownloadDBLogFilePortion` so far.
+    pub fn portion_bytes(&self) -> u64 {
+        self.inner.lock().map(|i| i.portion_bytes).unwrap_or_default()
+    }
+
+    fn served(&self, bytes: usize) {
+        if let Ok(mut i) = self.inner.lock() {
+            i.portion_bytes += bytes as u64;
+        }
     }
 
     /// Handles one awsQuery request body.
@@ -585,6 +599,7 @@ impl RdsEmulator {
                 cut -= 1;
             }
             end = start + cut;
+            self.served(cut);
             return ok(
                 "DownloadDBLogFilePortion",
                 &format!(
@@ -596,6 +611,7 @@ impl RdsEmulator {
         } else {
             String::from_utf8_lossy(&kept).into_owned()
         };
+        self.served(text.len());
         ok(
             "DownloadDBLogFilePortion",
             &format!(

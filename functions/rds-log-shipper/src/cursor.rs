@@ -5,7 +5,7 @@
 
 use crate::checkpoint::{self, FileState, Work};
 use crate::loss;
-use crate::portion::{self, MAX_LINES, Next, Truncation};
+use crate::portion::{self, Ask, Next, Truncation};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
@@ -16,7 +16,8 @@ pub struct Cursor {
     began: u64,
     marker: String,
     offset: u64,
-    lines: u32,
+    /// How many lines to ask for (`portion::Ask`).
+    ask: Ask,
     empty_in_a_row: u32,
     /// The file's first bytes (up to `HEAD_BYTES`) while they cover everything read: from the
     /// beginning, or from those recorded when they end where this chunk starts.
@@ -106,7 +107,7 @@ impl Cursor {
             began: work.offset,
             marker: work.marker.clone(),
             offset: work.offset,
-            lines: MAX_LINES,
+            ask: Ask::new(),
             empty_in_a_row: 0,
             head,
             lossy: false,
@@ -130,7 +131,7 @@ impl Cursor {
 
     /// How many lines to ask for.
     pub fn lines(&self) -> u32 {
-        self.lines
+        self.ask.lines
     }
 
     /// The chunk holds as much as a chunk may: no further portion is read into it.
@@ -141,20 +142,17 @@ impl Cursor {
     /// Takes in the portion RDS answered: its data, its marker and `AdditionalDataPending`.
     pub fn advance<'d>(&mut self, data: &'d str, marker: Option<&str>, pending: bool) -> Step<'d> {
         let mut truncated_near = None;
-        if portion::is_truncated(data) {
-            match portion::on_truncated(self.lines) {
-                Truncation::RetryWith(n) => {
-                    self.lines = n;
-                    return Step::Retry;
-                }
-                Truncation::AcceptAndFlag => {
-                    self.lossy = true;
-                    self.cuts += 1;
-                    truncated_near = Some(self.offset);
-                }
+        let (cut, next) = self.ask.answer(data);
+        self.ask = next;
+        match cut {
+            Some(Truncation::RetryWith(_)) => return Step::Retry,
+            Some(Truncation::AcceptAndFlag) => {
+                self.lossy = true;
+                self.cuts += 1;
+                truncated_near = Some(self.offset);
             }
+            None => {}
         }
-        self.lines = portion::lines_for_next(data);
         let mut ship: &[u8] = &[];
         if data.is_empty() {
             self.empty_in_a_row += 1;
@@ -239,7 +237,7 @@ impl Cursor {
 mod tests {
     use super::*;
     use crate::checkpoint::HEAD_BYTES;
-    use crate::portion::TRUNCATION_SUFFIX;
+    use crate::portion::{MAX_LINES, TRUNCATION_SUFFIX};
 
     fn work(marker: &str, offset: u64, size: u64) -> Work {
         Work {
@@ -324,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn a_truncated_portion_is_asked_again_with_fewer_lines_down_to_one_then_flagged() {
+    fn a_portion_cut_in_its_first_line_is_asked_again_for_that_line_alone_then_flagged() {
         let mut c = Cursor::new(&work("0", 0, 5_000_000), None, 1 << 30);
         let cut = format!("{}{TRUNCATION_SUFFIX}", "x".repeat(100));
         let mut asked = vec![c.lines()];
@@ -346,10 +344,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(
-            asked,
-            [10_000, 5_000, 2_500, 1_250, 625, 312, 156, 78, 39, 19, 9, 4, 2, 1]
-        );
+        assert_eq!(asked, [10_000, 1]);
         assert_eq!(c.marker(), "1:999");
         let (_, near, _) = read(c.advance("more\n", Some("2:5"), true));
         assert_eq!(near, None);
@@ -379,7 +374,7 @@ mod tests {
             "{}{TRUNCATION_SUFFIX}",
             "x".repeat(1_048_576 - TRUNCATION_SUFFIX.len())
         );
-        c.lines = 1;
+        assert_eq!(c.advance(&cut, Some("1:2000003"), true), Step::Retry);
         let (_, near, _) = read(c.advance(&cut, Some("1:2000003"), true));
         assert_eq!(near, Some(2));
         assert_eq!(read(c.advance("b\n", Some("1:2000005"), false)).2, Next::Continue);
@@ -400,6 +395,24 @@ mod tests {
         read(c.advance(&long_lines, Some("1:300000"), true));
         assert_eq!(c.lines(), portion::lines_for_next(&long_lines));
         assert_eq!(c.lines(), 9);
+    }
+
+    #[test]
+    fn the_lines_before_a_cut_are_asked_for_then_the_cut_line_alone_then_as_many_as_before() {
+        // Three 100-byte lines, then a line RDS cuts: the portion holds the three and the cut.
+        let line = format!("{}\n", "a".repeat(99));
+        let mut c = Cursor::new(&work("0", 0, 10_000_000), None, 1 << 30);
+        let cut = format!("{}{}{TRUNCATION_SUFFIX}", line.repeat(3), "x".repeat(1_000_000));
+        assert_eq!(c.advance(&cut, Some("1:9"), true), Step::Retry);
+        assert_eq!((c.marker(), c.lines()), ("0", 3));
+        let (ship, near, _) = read(c.advance(&line.repeat(3), Some("1:300"), true));
+        assert_eq!((ship.len(), near), (300, None));
+        assert_eq!(c.lines(), 1, "the cut line, shown long, comes first: alone");
+        let long = format!("{}{TRUNCATION_SUFFIX}", "x".repeat(1_048_000));
+        let (_, near, _) = read(c.advance(&long, Some("1:2000300"), true));
+        assert_eq!(near, Some(300));
+        // Back to what the 100-byte lines call for, not one line.
+        assert_eq!(c.lines(), 9_000);
     }
 
     #[test]

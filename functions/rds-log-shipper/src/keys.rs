@@ -33,8 +33,29 @@ fn join(prefix: &str, rest: &str) -> String {
     }
 }
 
-/// The log type: the directory of the RDS file name (`error`, `slowquery`, `audit`, `trace`,
-/// `log`…), `default` when there is none.
+/// Every log type [`log_type`] gives for the file names RDS lists, engine by engine: the
+/// directories RDS puts its log files in, and `default` for a file in none.
+/// - PostgreSQL, Aurora PostgreSQL: `error/postgresql.log.<date>-<hour>`;
+/// - MySQL, MariaDB, Aurora MySQL: `error/mysql-error.log`, `error/mysql-error-running.log.<n>`,
+///   `slowquery/mysql-slowquery.log`, `general/mysql-general.log`, `audit/server_audit.log`,
+///   `audit/audit.log.<n>.<m>`, and `mysqlUpgrade` (no directory: `default`);
+/// - Oracle: `trace/alert_<SID>.log`, `trace/<SID>_ora_<pid>.trc`, `audit/<SID>_ora_<pid>.aud`;
+/// - SQL Server: `log/ERROR`, `log/ERROR.<n>`, `log/SQLAgent.out`.
+///
+/// The Glue table's partition projection in template.yaml (`projection.log_type.values`) lists
+/// exactly these, in this order (the unit test below checks it): Athena sees no other log type.
+pub const LOG_TYPES: &[&str] = &[
+    "error",
+    "slowquery",
+    "general",
+    "audit",
+    "trace",
+    "log",
+    "default",
+];
+
+/// The log type: the directory of the RDS file name (one of [`LOG_TYPES`] for the files RDS
+/// lists), `default` when there is none.
 pub fn log_type(file_name: &str) -> String {
     match file_name.rsplit_once('/') {
         Some((dir, _)) if !dir.is_empty() => segment(&dir.replace('/', "-")),
@@ -134,6 +155,56 @@ mod tests {
         let b = chunk_key("p", "db", "f", 0, "d", 1_000);
         assert!(a < b);
         assert!(chunk_key("p", "db", "f", 0, "d", 5).starts_with(&file_prefix("p", "db", "f", "d")));
+    }
+
+    /// One file name of each engine's logs, as `DescribeDBLogFiles` lists them.
+    const ENGINE_FILES: &[&str] = &[
+        "error/postgresql.log.2026-11-22-00",
+        "error/mysql-error.log",
+        "error/mysql-error-running.log.17",
+        "slowquery/mysql-slowquery.log.3",
+        "general/mysql-general.log",
+        "audit/server_audit.log",
+        "audit/audit.log.0.2026-11-22-00-00.0",
+        "mysqlUpgrade",
+        "trace/alert_ORCL.log",
+        "trace/ORCL_ora_1234.trc",
+        "audit/ORCL_ora_1234_20261122.aud",
+        "log/ERROR",
+        "log/ERROR.1",
+        "log/SQLAgent.out",
+    ];
+
+    #[test]
+    fn every_engine_s_log_type_is_listed() {
+        for name in ENGINE_FILES {
+            assert!(
+                LOG_TYPES.contains(&log_type(name).as_str()),
+                "{name}: {}",
+                log_type(name)
+            );
+        }
+        for t in LOG_TYPES {
+            assert!(
+                ENGINE_FILES.iter().any(|f| log_type(f) == *t),
+                "{t}: no file of it listed"
+            );
+            assert_eq!(segment(t), *t, "{t} is a key segment as is");
+        }
+    }
+
+    /// The Glue table's `log_type` enum (template.yaml) is exactly [`LOG_TYPES`]: a log type
+    /// added here and not there would be invisible to Athena.
+    #[test]
+    fn the_glue_table_projects_every_log_type() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
+        let template = std::fs::read_to_string(path).expect("template.yaml");
+        let line = template
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("projection.log_type.values:"))
+            .expect("template.yaml: projection.log_type.values");
+        let values: Vec<&str> = line.trim().trim_matches('"').split(',').collect();
+        assert_eq!(values, LOG_TYPES, "template.yaml projection.log_type.values");
     }
 
     #[test]

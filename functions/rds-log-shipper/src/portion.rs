@@ -28,19 +28,141 @@ pub fn lines_for_next(data: &str) -> u32 {
         .clamp(1, MAX_LINES)
 }
 
-/// After a truncated portion: ask again from the same marker for fewer lines, down to one line;
-/// a single line over 1 MB is accepted as RDS returns it, and flagged.
+/// What to do with a portion RDS answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Truncation {
+    /// RDS cut the portion (and moved its marker past every line asked for): ask again from the
+    /// same marker for this many lines.
     RetryWith(u32),
+    /// A single line over 1 MB: accepted as RDS returns it, and flagged.
     AcceptAndFlag,
 }
 
-pub fn on_truncated(lines: u32) -> Truncation {
-    if lines <= 1 {
-        Truncation::AcceptAndFlag
-    } else {
-        Truncation::RetryWith((lines / 2).max(1))
+/// A cut portion's data before RDS's notice.
+fn before_notice(data: &str) -> &str {
+    let body = data.trim_end_matches(['\n', '\r']);
+    body.strip_suffix(TRUNCATION_SUFFIX).unwrap_or(body)
+}
+
+/// The complete lines a cut portion holds before the line RDS cut: the newlines before its
+/// notice.
+pub fn lines_before_cut(data: &str) -> u32 {
+    let body = before_notice(data);
+    u32::try_from(body.bytes().filter(|b| *b == b'\n').count()).unwrap_or(u32::MAX)
+}
+
+/// How much of its cut line a cut portion shows: the bytes after its last complete line.
+pub fn cut_line_shown(data: &str) -> usize {
+    let body = before_notice(data);
+    body.len() - body.rfind('\n').map_or(0, |i| i + 1)
+}
+
+/// A cut line shown this long is taken for a line over 1 MB: asked for alone once the lines
+/// before it are read. Shorter, it may be an ordinary line that happened to cross the 1 MB
+/// boundary, read with the lines after it (one request fewer); were it a line over 1 MB after
+/// all, its portion is cut in its first line and the line asked for alone then.
+pub const LONG_LINE_SHOWN: usize = 16 * 1024;
+
+/// After a portion cut at 1 MB, asked for `asked` lines: the `k` complete lines before the cut
+/// fit (they came in under 1 MB), so exactly `k` are asked for again; when the cut line comes
+/// first (`k` = 0), that line alone; a single line cut is accepted. Always fewer lines than
+/// asked, so the retries end.
+pub fn on_truncated(asked: u32, data: &str) -> Truncation {
+    if asked <= 1 {
+        return Truncation::AcceptAndFlag;
+    }
+    Truncation::RetryWith(lines_before_cut(data).clamp(1, asked - 1))
+}
+
+/// How many lines to ask for, portion after portion (no I/O: [`Ask::answer`] takes RDS's data
+/// and says what to do with it and what to ask next).
+///
+/// The count is sized from the lengths of the complete lines read ([`lines_for_next`]), at most
+/// 10,000. A cut line is no sample of a line's length (RDS dropped its tail): after one, the
+/// count is the one the lines before it call for, not one line for ever after, nor 10,000
+/// straight away (doubling back from one line would cost about 13 small requests per long
+/// line). A cut portion also says where its cut line is: once the `k` lines before it are read,
+/// it comes first, and is asked for alone when RDS showed [`LONG_LINE_SHOWN`] of it or more.
+///
+/// So a line over 1 MB is in at most three requests of about 1 MB: the portion it cut, then
+/// itself alone; or, shown shorter than `LONG_LINE_SHOWN`, also the portion cut in it first. The
+/// bytes received are at most twice the file's, plus less than `LONG_LINE_SHOWN` for each line
+/// over 1 MB of that second kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ask {
+    /// Lines to ask for next.
+    pub lines: u32,
+    /// Complete lines left before a line RDS cut in an earlier portion, when one is known.
+    before_cut: Option<u32>,
+    /// The count the lengths of the last complete lines read call for.
+    sized: u32,
+}
+
+impl Default for Ask {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Ask {
+    /// Nothing read yet: 10,000 lines.
+    pub const fn new() -> Self {
+        Self {
+            lines: MAX_LINES,
+            before_cut: None,
+            sized: MAX_LINES,
+        }
+    }
+
+    /// Given the data RDS answered for `self.lines` lines: whether to take it in (`None`) or
+    /// what a cut says, and what to ask for next.
+    pub fn answer(self, data: &str) -> (Option<Truncation>, Self) {
+        if is_truncated(data) {
+            let t = on_truncated(self.lines, data);
+            let next = match t {
+                Truncation::RetryWith(lines) => Self {
+                    lines,
+                    // The `k` lines before the cut asked for: a long cut line follows them. (With
+                    // `k` = 0 the cut line is the one asked for.)
+                    before_cut: (lines_before_cut(data) == lines && cut_line_shown(data) >= LONG_LINE_SHOWN)
+                        .then_some(lines),
+                    sized: self.sized,
+                },
+                // The cut line is read: back to the count the lines before it call for.
+                Truncation::AcceptAndFlag => Self {
+                    lines: self.sized,
+                    before_cut: None,
+                    sized: self.sized,
+                },
+            };
+            return (Some(t), next);
+        }
+        let sized = if data.is_empty() {
+            self.sized
+        } else {
+            lines_for_next(data)
+        };
+        let read = u32::try_from(data.bytes().filter(|b| *b == b'\n').count()).unwrap_or(u32::MAX);
+        let next = match self.before_cut.map(|k| k.saturating_sub(read)) {
+            // The lines before a known cut line are read: it comes first, alone.
+            Some(0) => Self {
+                lines: 1,
+                before_cut: None,
+                sized,
+            },
+            // A short portion: the lines left before it.
+            Some(left) => Self {
+                lines: left,
+                before_cut: Some(left),
+                sized,
+            },
+            None => Self {
+                lines: sized,
+                before_cut: None,
+                sized,
+            },
+        };
+        (None, next)
     }
 }
 
@@ -84,22 +206,217 @@ mod tests {
         assert!(!is_truncated(""));
     }
 
+    /// A portion RDS cut: `k` complete lines of `len` bytes, then `cut` bytes of the cut line.
+    fn cut(k: usize, len: usize, cut: usize) -> String {
+        let line = format!("{}\n", "a".repeat(len - 1));
+        format!("{}{}{TRUNCATION_SUFFIX}", line.repeat(k), "x".repeat(cut))
+    }
+
     #[test]
-    fn fewer_lines_until_one_never_forever() {
-        let mut lines = MAX_LINES;
-        let mut steps = 0;
-        loop {
-            steps += 1;
-            match on_truncated(lines) {
-                Truncation::RetryWith(n) => {
-                    assert!(n < lines);
-                    lines = n;
+    fn a_cut_portion_asks_for_the_lines_before_its_cut_or_its_cut_line_alone() {
+        // (lines asked, the portion) -> what to do.
+        let table = [
+            // k complete lines before the cut: exactly k, from the same marker.
+            (10_000, cut(3, 100, 1_000), Truncation::RetryWith(3)),
+            (10_000, cut(9_000, 100, 100), Truncation::RetryWith(9_000)),
+            (12, cut(10, 100_000, 48_000), Truncation::RetryWith(10)),
+            (2, cut(1, 100, 1_000_000), Truncation::RetryWith(1)),
+            // The cut line first (k = 0): that line alone.
+            (10_000, cut(0, 1, 1_048_000), Truncation::RetryWith(1)),
+            (2, cut(0, 1, 1_048_000), Truncation::RetryWith(1)),
+            // A cut ending on a newline: the k lines, then the line with nothing of it shown.
+            (50, cut(5, 200, 0), Truncation::RetryWith(5)),
+            // One line asked for and cut: accepted and flagged.
+            (1, cut(0, 1, 1_048_000), Truncation::AcceptAndFlag),
+            // Never as many lines as asked (RDS would not put more lines before the cut).
+            (4, cut(7, 10, 10), Truncation::RetryWith(3)),
+        ];
+        for (asked, data, expected) in table {
+            assert_eq!(on_truncated(asked, &data), expected, "asked {asked}");
+        }
+        assert_eq!(lines_before_cut(&format!("a\nb\n{TRUNCATION_SUFFIX}\n")), 2);
+        assert_eq!(lines_before_cut(&format!("abc{TRUNCATION_SUFFIX}")), 0);
+        assert_eq!(cut_line_shown(&format!("a\nb\nxyz{TRUNCATION_SUFFIX}\n")), 3);
+        assert_eq!(cut_line_shown(&format!("a\n{TRUNCATION_SUFFIX}")), 0);
+        assert_eq!(cut_line_shown(&format!("abc{TRUNCATION_SUFFIX}")), 3);
+    }
+
+    #[test]
+    fn after_a_cut_the_count_grows_back_to_what_the_lines_read_call_for() {
+        let lines = |n: usize, len: usize| format!("{}\n", "a".repeat(len - 1)).repeat(n);
+        let long = cut(0, 1, 1_048_000);
+        // (data RDS answers, whether it is taken in, the lines asked for next).
+        let table: [(String, Option<Truncation>, u32); 15] = [
+            // 100-byte lines: 9,000 fit in 900 KB.
+            (lines(10_000, 90), None, 10_000),
+            (lines(10_000, 100), None, 9_000),
+            // An ordinary line across the 1 MB boundary: the lines before it, then on as before.
+            (cut(8_990, 116, 50), Some(Truncation::RetryWith(8_990)), 8_990),
+            (lines(8_990, 116), None, 7_758),
+            // 3 lines of 100 bytes before a cut line shown long: those 3, then the cut line
+            // alone, accepted.
+            (cut(3, 100, 1_000_000), Some(Truncation::RetryWith(3)), 3),
+            (lines(3, 100), None, 1),
+            (long.clone(), Some(Truncation::AcceptAndFlag), 9_000),
+            // A line over 1 MB first: cut, asked for alone, accepted; back to 9,000, not to 1.
+            (long.clone(), Some(Truncation::RetryWith(1)), 1),
+            (long.clone(), Some(Truncation::AcceptAndFlag), 9_000),
+            // Two such lines in a row: the second costs the same two requests.
+            (long.clone(), Some(Truncation::RetryWith(1)), 1),
+            (long.clone(), Some(Truncation::AcceptAndFlag), 9_000),
+            // A line over 1 MB shown short: read after the lines before it, as if ordinary, and
+            // asked for alone when it cuts a portion in its first line.
+            (cut(5, 100, 100), Some(Truncation::RetryWith(5)), 5),
+            (lines(5, 100), None, 9_000),
+            (long.clone(), Some(Truncation::RetryWith(1)), 1),
+            (long, Some(Truncation::AcceptAndFlag), 9_000),
+        ];
+        let mut ask = Ask::new();
+        for (i, (data, taken, next)) in table.into_iter().enumerate() {
+            let (t, after) = ask.answer(&data);
+            assert_eq!((t, after.lines), (taken, next), "step {i}");
+            ask = after;
+        }
+        // Longer lines, fewer of them; an empty answer changes nothing.
+        let (_, ask) = ask.answer(&lines(9, 100_000));
+        assert_eq!(ask.lines, 9);
+        assert_eq!(ask.answer("").1.lines, 9);
+        // A short portion before the cut line: the lines left before it, then the cut line.
+        let (_, ask) = Ask::new().answer(&cut(6, 100, LONG_LINE_SHOWN));
+        assert_eq!(ask.lines, 6);
+        let (_, ask) = ask.answer(&lines(4, 100));
+        assert_eq!(ask.lines, 2);
+        let (_, ask) = ask.answer(&format!("{}a", lines(1, 100)));
+        assert_eq!(ask.lines, 1, "the rest of the 6th line");
+        let (_, ask) = ask.answer("aaa\n");
+        assert_eq!(ask.lines, 1, "now the cut line");
+        // It turned out under 1 MB: taken in, and the count follows its length.
+        let (t, ask) = ask.answer(&lines(1, 300_000));
+        assert_eq!((t, ask.lines), (None, 3));
+    }
+
+    /// RDS as it is seen to behave (and as the emulator in tests/src/rds.rs answers): `asked`
+    /// lines from byte `at`; over 1 MB, the first 1 MB less the notice, then the notice, and the
+    /// marker past every line asked for.
+    fn rds(file: &[u8], at: usize, asked: u32) -> (std::borrow::Cow<'_, str>, usize) {
+        let mut end = at;
+        for _ in 0..asked {
+            match file[end..].iter().position(|b| *b == b'\n') {
+                Some(i) => end += i + 1,
+                None => {
+                    end = file.len();
+                    break;
                 }
-                Truncation::AcceptAndFlag => break,
             }
         }
-        assert_eq!(lines, 1);
-        assert!(steps <= 15);
+        fn text(b: &[u8]) -> &str {
+            std::str::from_utf8(b).unwrap()
+        }
+        if end - at > 1_048_576 {
+            let kept = text(&file[at..at + 1_048_576 - TRUNCATION_SUFFIX.len()]);
+            (format!("{kept}{TRUNCATION_SUFFIX}").into(), end)
+        } else {
+            (text(&file[at..end]).into(), end)
+        }
+    }
+
+    /// Per line RDS cut, by its first byte: (the portions cut in it, and all requests spent on
+    /// it: those and the requests for the lines before it that its cuts led to).
+    type Spent = std::collections::BTreeMap<usize, (u32, u32)>;
+
+    /// Reads `file` to its end as the cursor does: (requests, bytes received, requests spent).
+    fn read_all(file: &[u8]) -> (u32, usize, Spent) {
+        let (mut ask, mut at, mut requests, mut received) = (Ask::new(), 0, 0, 0);
+        let (mut spent, mut last_cut) = (Spent::new(), None);
+        while at < file.len() {
+            requests += 1;
+            assert!(requests < 100_000, "no end");
+            let (data, end) = rds(file, at, ask.lines);
+            received += data.len();
+            let cut_in = is_truncated(&data).then(|| {
+                // The line the cut falls in, by its first byte.
+                let cut_at = at + 1_048_576 - TRUNCATION_SUFFIX.len();
+                file[..cut_at]
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |i| i + 1)
+            });
+            // A request for the lines before a cut is spent on the cut line.
+            if let Some(line) = cut_in.or(last_cut.take()) {
+                let (cuts, all) = spent.entry(line).or_insert((0, 0));
+                *cuts += u32::from(cut_in.is_some());
+                *all += 1;
+            }
+            let (t, next) = ask.answer(&data);
+            ask = next;
+            match t {
+                Some(Truncation::RetryWith(lines)) => {
+                    last_cut = cut_in.filter(|_| lines_before_cut(&data) == lines);
+                }
+                // Taken in: exactly once, from where the last portion ended.
+                _ => at = end,
+            }
+        }
+        (requests, received, spent)
+    }
+
+    #[test]
+    fn a_line_over_1_mb_costs_at_most_three_requests_and_twice_its_bytes() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut below = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for case in 0..16 {
+            // 3,000 short lines of 20 B to 2 KB, or (every third case) 300 of up to 200 KB, and
+            // lines over 1 MB among them: at random, or three in a row first.
+            let (count, spread) = if case % 3 == 0 {
+                (300, 200_000)
+            } else {
+                (3_000, 2_000)
+            };
+            let (mut file, mut short, mut long) = (Vec::new(), Vec::new(), Vec::new());
+            let mut at_long: Vec<u64> = (0..1 + below(5)).map(|_| below(count)).collect();
+            if case % 4 == 1 {
+                at_long = vec![0, 0, 0];
+            }
+            for i in 0..count {
+                for _ in at_long.iter().filter(|a| **a == i) {
+                    long.push(file.len());
+                    file.resize(file.len() + 1_048_576 + below(3_000_000) as usize, b'L');
+                    file.push(b'\n');
+                }
+                let line_at = short.len();
+                short.resize(line_at + 20 + below(spread) as usize, b's');
+                short.push(b'\n');
+                file.extend_from_slice(&short[line_at..]);
+            }
+            let (requests, received, spent) = read_all(&file);
+            // Every line over 1 MB is in at most 3 requests of about 1 MB (2 when it comes first
+            // or RDS showed enough of it) and 4 requests in all (3 but when shown short).
+            for l in &long {
+                let (cuts, all) = spent.get(l).copied().unwrap_or_default();
+                assert!(
+                    (2..=3).contains(&cuts) && all <= 4,
+                    "case {case}: {cuts} cut, {all} in all for the line at {l}"
+                );
+            }
+            // Against the same file without its long lines: at most 3 more requests each. (Lines
+            // of 20 B to 200 KB make the count noisy: where portions begin moves their cuts.)
+            let (baseline, _, _) = read_all(&short);
+            let n = long.len() as u32;
+            assert!(
+                spread > 2_000 || requests <= baseline + 3 * n,
+                "case {case}: {requests} requests, {baseline} without the {n} long lines"
+            );
+            assert!(
+                received <= 2 * file.len() + LONG_LINE_SHOWN * long.len(),
+                "case {case}: {received} of {}",
+                file.len()
+            );
+        }
     }
 
     #[test]

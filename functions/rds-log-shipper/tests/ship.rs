@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is a panic
 
+use std::sync::{Arc, Mutex};
+
 use aws_sdk_rds::operation::describe_db_log_files::DescribeDbLogFilesOutput;
 use aws_sdk_rds::operation::download_db_log_file_portion::{
     DownloadDBLogFilePortionError, DownloadDbLogFilePortionOutput,
@@ -213,24 +215,96 @@ async fn a_file_is_shipped_then_checkpointed_ahead_and_after() {
 }
 
 #[tokio::test]
-async fn a_truncated_portion_is_read_again_with_fewer_lines() {
+async fn a_truncated_portion_is_read_again_for_the_lines_before_its_cut() {
     let truncated = mock!(aws_sdk_rds::Client::download_db_log_file_portion)
         .match_requests(|r| r.number_of_lines() == Some(10_000))
         .then_output(|| {
             DownloadDbLogFilePortionOutput::builder()
-                .log_file_data(format!("aaaa{TRUNCATION_SUFFIX}"))
+                .log_file_data(format!("short\naaaa{TRUNCATION_SUFFIX}"))
                 .marker("1:999")
                 .additional_data_pending(false)
                 .build()
         });
+    // One complete line before the cut: one line, from the same marker.
     let fewer = mock!(aws_sdk_rds::Client::download_db_log_file_portion)
-        .match_requests(|r| r.number_of_lines() == Some(5_000) && r.marker() == Some("0"))
+        .match_requests(|r| r.number_of_lines() == Some(1) && r.marker() == Some("0"))
         .then_output(|| portion("short\n", "1:6", false));
     let (list, cp, p) = (listing(6), no_checkpoint(), puts());
     let s = shipper(&[&list, &truncated, &fewer], &[&cp, &p]);
     let out = run(&s).await;
     assert_eq!(out["bytes"], 6, "{out}");
     assert_eq!((truncated.num_calls(), fewer.num_calls()), (1, 1));
+}
+
+/// RDS answering from `file` as it is seen to: `NumberOfLines` lines from the marker ("0", or
+/// "1:<offset>" as this model writes them); over 1 MB, cut at 1 MB with its notice and the marker
+/// past every line asked for. Every request is recorded: (marker, lines).
+fn rds_serving(file: Vec<u8>, asked: Arc<Mutex<Vec<(String, i32)>>>) -> Rule {
+    mock!(aws_sdk_rds::Client::download_db_log_file_portion).then_compute_output(move |r| {
+        let marker = r.marker().unwrap_or("0").to_owned();
+        let lines = r.number_of_lines().unwrap_or(10_000);
+        asked.lock().unwrap().push((marker.clone(), lines));
+        let at: usize = marker.rsplit_once(':').map_or(0, |(_, o)| o.parse().unwrap());
+        let mut end = at;
+        for _ in 0..lines {
+            match file[end..].iter().position(|b| *b == b'\n') {
+                Some(i) => end += i + 1,
+                None => end = file.len(),
+            }
+        }
+        let data = if end - at > 1_048_576 {
+            let kept = &file[at..at + 1_048_576 - TRUNCATION_SUFFIX.len()];
+            format!("{}{TRUNCATION_SUFFIX}", String::from_utf8_lossy(kept))
+        } else {
+            String::from_utf8_lossy(&file[at..end]).into_owned()
+        };
+        DownloadDbLogFilePortionOutput::builder()
+            .log_file_data(data)
+            .marker(format!("1:{end}"))
+            .additional_data_pending(end < file.len())
+            .build()
+    })
+}
+
+#[tokio::test]
+async fn lines_over_1_mb_cost_at_most_three_requests_each_in_this_order() {
+    // Three 100-byte lines, a 2,000,000-byte line, a 1,500,000-byte line, two 100-byte lines.
+    let line = |len: usize, c: char| format!("{}\n", c.to_string().repeat(len - 1));
+    let file = [
+        line(100, 'a').repeat(3),
+        line(2_000_000, 'L'),
+        line(1_500_000, 'M'),
+        line(100, 'b').repeat(2),
+    ]
+    .concat()
+    .into_bytes();
+    let size = file.len();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let download = rds_serving(file, asked.clone());
+    let (list, cp, p) = (listing(size as i64), no_checkpoint(), puts());
+    let s = shipper(&[&list, &download], &[&cp, &p]);
+    let (out, metrics) = ship(&s).await;
+    let out = out.unwrap();
+    let asked: Vec<(String, i32)> = asked.lock().unwrap().clone();
+    let expected = [
+        // Cut in the long line after three lines: those three, then the cut line alone.
+        ("0", 10_000),
+        ("0", 3),
+        ("1:300", 1),
+        // As many as 100-byte lines call for: cut in its first line, which is asked for alone.
+        ("1:2000300", 9_000),
+        ("1:2000300", 1),
+        // Back to 9,000, not 1 nor 10,000; the end is RDS's empty answer with nothing pending.
+        ("1:3500300", 9_000),
+        ("1:3500500", 9_000),
+    ];
+    let expected: Vec<(String, i32)> = expected.iter().map(|(m, n)| ((*m).to_owned(), *n)).collect();
+    assert_eq!(asked, expected);
+    // Every byte received shipped once; each cut line flagged, and what RDS dropped counted.
+    let kept = 1_048_576 - TRUNCATION_SUFFIX.len();
+    assert_eq!(out["bytes"], 300 + 2 * 1_048_576 + 200, "{out}");
+    assert_eq!(sum(&metrics, "Anomalies", &[("Kind", "line_truncated")]), 2.0);
+    assert_eq!(out["bytesLost"], (3_500_000 - 2 * kept) as u64, "{out}");
 }
 
 #[tokio::test]

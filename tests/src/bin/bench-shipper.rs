@@ -2,7 +2,10 @@
 //! throttle (next to the throttle's ceiling), API calls per MB, and peak RSS when shipping files
 //! from 10 MB to 2 GB, and with part sizes of 5, 8 and 16 MiB. Records the table in BENCHMARKS.md.
 //!
-//! Usage: bench-shipper --shipper PATH [--sizes 10,100,1000,2000] [--out BENCHMARKS.md]
+//! `--long-lines N` runs the long-line scenario instead: four rounds of appends and runs, with and
+//! without N lines over 1 MB among the appends, and records RDS requests and MB transferred.
+//!
+//! Usage: bench-shipper --shipper PATH [--sizes 10,100,1000,2000] [--long-lines N] [--out BENCHMARKS.md]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,11 +22,16 @@ const BUCKET: &str = "bench-rds-logs";
 /// Writes `mb` megabytes of PostgreSQL-like log lines.
 fn write_log(path: &Path, mb: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(path.parent().context("parent")?)?;
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let target = mb * 1_000_000;
+    append_log(path, mb * 1_000_000, 0).map(|_| ())
+}
+
+/// Appends at least `bytes` bytes of PostgreSQL-like log lines, numbered from `n`; returns the
+/// next number.
+fn append_log(path: &Path, bytes: u64, mut n: u64) -> anyhow::Result<u64> {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = std::io::BufWriter::new(file);
     let mut written = 0u64;
-    let mut n = 0u64;
-    while written < target {
+    while written < bytes {
         let line = format!(
             "2026-11-22 00:{:02}:{:02} UTC [{}] LOG:  duration: {}.{:03} ms  statement: SELECT * FROM orders WHERE id = {} AND status = 'open'\n",
             (n / 60) % 60,
@@ -38,7 +46,7 @@ fn write_log(path: &Path, mb: u64) -> anyhow::Result<()> {
         n += 1;
     }
     f.flush()?;
-    Ok(())
+    Ok(n)
 }
 
 struct Row {
@@ -58,17 +66,24 @@ struct Row {
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut shipper, mut sizes, mut out) = (None, vec![10u64, 100, 1000, 2000], None);
+    let mut long_lines = None;
     while let Some(flag) = args.next() {
         let v = args.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--shipper" => shipper = Some(PathBuf::from(v)),
             "--sizes" => sizes = v.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
             "--out" => out = Some(PathBuf::from(v)),
+            "--long-lines" => long_lines = Some(v.parse::<u32>().context("--long-lines N")?),
             other => bail!("unknown argument {other}"),
         }
     }
     let shipper = shipper.context("--shipper PATH is required")?;
     let stack = LocalStack::start().await?;
+    if let Some(n) = long_lines {
+        let result = long_lines::run(&stack, &shipper, n).await;
+        stack.stop().await;
+        return long_lines::record(&result?, out.as_deref());
+    }
     let result = run(&stack, &shipper, &sizes).await;
     stack.stop().await;
     let rows = result?;
@@ -107,18 +122,179 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("{report}");
     if let Some(out) = out {
-        const BEGIN: &str = "<!-- bench:rds-log-shipper:begin -->";
-        const END: &str = "<!-- bench:rds-log-shipper:end -->";
-        let current = std::fs::read_to_string(&out).unwrap_or_else(|_| "# Benchmarks\n".into());
-        let section = format!("{BEGIN}\n{report}{END}");
-        let updated = match (current.find(BEGIN), current.find(END)) {
-            (Some(b), Some(e)) if e > b => format!("{}{section}{}", &current[..b], &current[e + END.len()..]),
-            _ => format!("{}\n{section}\n", current.trim_end()),
-        };
-        std::fs::write(&out, updated)?;
-        println!("recorded in {}", out.display());
+        record_section(&out, "rds-log-shipper", &report)?;
     }
     Ok(())
+}
+
+/// Writes `report` into `out` between the markers of section `name` (appended if absent).
+/// A PostgreSQL instance `id` served by the emulator; its log directory.
+fn postgres_instance(rds: &e2e::rds::RdsEmulator, id: &str) -> anyhow::Result<std::path::PathBuf> {
+    rds.add_instance(DbInstance {
+        id: id.to_owned(),
+        engine: "postgres".into(),
+        cluster: None,
+        tags: vec![],
+    })
+    .map_err(Into::into)
+}
+
+fn record_section(out: &Path, name: &str, report: &str) -> anyhow::Result<()> {
+    let (begin, end) = (
+        format!("<!-- bench:{name}:begin -->"),
+        format!("<!-- bench:{name}:end -->"),
+    );
+    let current = std::fs::read_to_string(out).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let section = format!("{begin}\n{report}{end}");
+    let updated = match (current.find(&begin), current.find(&end)) {
+        (Some(b), Some(e)) if e > b => format!("{}{section}{}", &current[..b], &current[e + end.len()..]),
+        _ => format!("{}\n\n{section}\n", current.trim_end()),
+    };
+    std::fs::write(out, updated)?;
+    println!("recorded in {}", out.display());
+    Ok(())
+}
+
+/// Lines over 1 MB: what they cost in RDS requests and bytes transferred.
+mod long_lines {
+    use super::*;
+
+    /// Rounds of appends, each followed by a run.
+    const ROUNDS: u32 = 4;
+    /// What each round appends, long lines aside.
+    const ROUND_BYTES: u64 = 15_000_000;
+    /// A long line's length: RDS cuts it at 1 MB.
+    const LONG_LINE_BYTES: usize = 2_000_000;
+
+    pub struct Variant {
+        pub long_lines: u32,
+        pub file_mb: f64,
+        pub portion_requests: u64,
+        pub rds_requests: u64,
+        pub transferred_mb: f64,
+        pub shipped_mb: f64,
+        pub lost_mb: f64,
+    }
+
+    /// The same appends without, then with, `n` long lines (spread over the rounds, one in the
+    /// middle of a round's appends), each variant on its own instance and file.
+    pub async fn run(stack: &LocalStack, shipper: &Path, n: u32) -> anyhow::Result<Vec<Variant>> {
+        let rds = stack.enable_rds()?;
+        rds.set_throttle(None);
+        stack.s3().create_bucket().bucket(BUCKET).send().await?;
+        let mut variants = Vec::new();
+        for long_lines in [0, n] {
+            let id = format!("bench-long-lines-{long_lines}");
+            let dir = super::postgres_instance(&rds, &id)?;
+            let path = dir.join("error/postgresql.log.2026-11-22-00");
+            std::fs::create_dir_all(path.parent().context("parent")?)?;
+            let function = format!("shipper-{id}");
+            let env = [
+                ("LOG_BUCKET", BUCKET),
+                ("INSTANCES", id.as_str()),
+                ("FULL_LISTING_MINUTES", "0"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+            let options = FunctionOptions {
+                env,
+                timeout: Duration::from_secs(900),
+                max_instances: 1,
+                rust_log: "warn".into(),
+            };
+            stack
+                .add_function_binary(&function, shipper.to_path_buf(), options)
+                .await?;
+            let f = stack.function(&function).context("function")?;
+            let (calls_before, _) = rds.calls();
+            let bytes_before = rds.portion_bytes();
+            let (mut shipped, mut lost, mut line) = (0u64, 0u64, 0u64);
+            for round in 0..ROUNDS {
+                line = append_log(&path, ROUND_BYTES / 2, line)?;
+                // The long lines go into the first rounds, one each (more than one a round
+                // when there are more long lines than rounds).
+                let here = (0..long_lines).filter(|i| i % ROUNDS == round).count();
+                for _ in 0..here {
+                    let mut long = String::from("2026-11-22 00:00:00 UTC [1] LOG:  statement: SELECT '");
+                    long.push_str(&"x".repeat(LONG_LINE_BYTES - long.len() - 3));
+                    long.push_str("';\n");
+                    std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&path)?
+                        .write_all(long.as_bytes())?;
+                }
+                line = append_log(&path, ROUND_BYTES / 2, line)?;
+                let outcome = f
+                    .invoke(Bytes::from(format!(
+                        r#"{{"action": "ship", "instance": "{id}"}}"#
+                    )))
+                    .await?;
+                let summary = match outcome {
+                    Outcome::Response(b) => serde_json::from_slice::<serde_json::Value>(&b)?,
+                    Outcome::Error(b) => bail!("shipper failed: {}", String::from_utf8_lossy(&b)),
+                };
+                anyhow::ensure!(summary["complete"] == true, "not complete: {summary}");
+                shipped += summary["bytes"].as_u64().unwrap_or(0);
+                lost += summary["bytesLost"].as_u64().unwrap_or(0);
+            }
+            stack.remove_function(&function).await;
+            let (calls_after, _) = rds.calls();
+            let delta = |action: &str| {
+                calls_after.get(action).copied().unwrap_or(0) - calls_before.get(action).copied().unwrap_or(0)
+            };
+            let all = calls_after.values().sum::<u64>() - calls_before.values().sum::<u64>();
+            let file_len = std::fs::metadata(&path)?.len();
+            let mb = |b: u64| b as f64 / 1_000_000.0;
+            variants.push(Variant {
+                long_lines,
+                file_mb: mb(file_len),
+                portion_requests: delta("DownloadDBLogFilePortion"),
+                rds_requests: all,
+                transferred_mb: mb(rds.portion_bytes() - bytes_before),
+                shipped_mb: mb(shipped),
+                lost_mb: mb(lost),
+            });
+            eprintln!("{id}: {} portion requests", delta("DownloadDBLogFilePortion"));
+        }
+        Ok(variants)
+    }
+
+    pub fn record(variants: &[Variant], out: Option<&Path>) -> anyhow::Result<()> {
+        let mut report = format!(
+            "### rds-log-shipper: lines over 1 MB ({ROUNDS} rounds of {} MB appended to one file, each followed by a run; long lines of {} MB; the emulator's throttle off)\n\n\
+             | long lines | file | DownloadDBLogFilePortion requests | all RDS requests | MB transferred | MB transferred / file | MB shipped | MB reported lost |\n|---|---|---|---|---|---|---|---|\n",
+            ROUND_BYTES / 1_000_000,
+            LONG_LINE_BYTES / 1_000_000
+        );
+        for v in variants {
+            report.push_str(&format!(
+                "| {} | {:.1} MB | {} | {} | {:.1} | {:.2} | {:.1} | {:.1} |\n",
+                v.long_lines,
+                v.file_mb,
+                v.portion_requests,
+                v.rds_requests,
+                v.transferred_mb,
+                v.transferred_mb / v.file_mb,
+                v.shipped_mb,
+                v.lost_mb
+            ));
+        }
+        if let [without, with] = variants {
+            let n = f64::from(with.long_lines.max(1));
+            report.push_str(&format!(
+                "\nPer long line: {:.1} more portion requests and {:.1} MB more transferred. \
+                 Targets: at most 3 requests per line over 1 MB; at most twice the file's size transferred.\n",
+                (with.portion_requests as f64 - without.portion_requests as f64) / n,
+                (with.transferred_mb - without.transferred_mb) / n
+            ));
+        }
+        println!("{report}");
+        if let Some(out) = out {
+            record_section(out, "rds-log-shipper-long-lines", &report)?;
+        }
+        Ok(())
+    }
 }
 
 async fn run(stack: &LocalStack, shipper: &Path, sizes: &[u64]) -> anyhow::Result<Vec<Row>> {
@@ -148,12 +324,7 @@ async fn run(stack: &LocalStack, shipper: &Path, sizes: &[u64]) -> anyhow::Resul
             "bench-{size_mb}mb-{}-{part_mb}mib",
             if throttle { "throttled" } else { "free" }
         );
-        let dir = rds.add_instance(DbInstance {
-            id: id.clone(),
-            engine: "postgres".into(),
-            cluster: None,
-            tags: vec![],
-        })?;
+        let dir = postgres_instance(&rds, &id)?;
         write_log(&dir.join("error/postgresql.log.2026-11-22-00"), size_mb)?;
         rds.set_throttle(throttle.then(Throttle::default));
         let function = format!("shipper-{id}");

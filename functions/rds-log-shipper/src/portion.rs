@@ -81,11 +81,14 @@ pub fn on_truncated(asked: u32, data: &str) -> Truncation {
 /// 10,000. A cut line is no sample of a line's length (RDS dropped its tail): after one, the
 /// count is the one the lines before it call for, not one line for ever after, nor 10,000
 /// straight away (doubling back from one line would cost about 13 small requests per long
-/// line). A cut portion also says where its cut line is: once the `k` lines before it are read,
-/// it comes first, and is asked for alone when RDS showed [`LONG_LINE_SHOWN`] of it or more.
+/// line). In a run of lines over 1 MB, from the third on, each is asked for alone, right after
+/// the one before. A cut portion also says where its cut line is: once the `k` lines before it
+/// are read, it comes first, and is asked for alone when RDS showed [`LONG_LINE_SHOWN`] of it or
+/// more.
 ///
 /// So a line over 1 MB is in at most three requests of about 1 MB: the portion it cut, then
-/// itself alone; or, shown shorter than `LONG_LINE_SHOWN`, also the portion cut in it first. The
+/// itself alone; or, shown shorter than `LONG_LINE_SHOWN`, also the portion cut in it first; or,
+/// in a run of them, one. The
 /// bytes received are at most twice the file's, plus less than `LONG_LINE_SHOWN` for each line
 /// over 1 MB of that second kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +99,8 @@ pub struct Ask {
     before_cut: Option<u32>,
     /// The count the lengths of the last complete lines read call for.
     sized: u32,
+    /// The last line taken in was a cut line (no complete line since).
+    after_cut: bool,
 }
 
 impl Default for Ask {
@@ -111,6 +116,7 @@ impl Ask {
             lines: MAX_LINES,
             before_cut: None,
             sized: MAX_LINES,
+            after_cut: false,
         }
     }
 
@@ -127,12 +133,16 @@ impl Ask {
                     before_cut: (lines_before_cut(data) == lines && cut_line_shown(data) >= LONG_LINE_SHOWN)
                         .then_some(lines),
                     sized: self.sized,
+                    after_cut: self.after_cut,
                 },
-                // The cut line is read: back to the count the lines before it call for.
+                // The cut line is read: back to the count the lines before it call for; but
+                // right after another cut line (a run of lines over 1 MB), the next line alone:
+                // each further one of the run then costs one request.
                 Truncation::AcceptAndFlag => Self {
-                    lines: self.sized,
+                    lines: if self.after_cut { 1 } else { self.sized },
                     before_cut: None,
                     sized: self.sized,
+                    after_cut: true,
                 },
             };
             return (Some(t), next);
@@ -149,17 +159,20 @@ impl Ask {
                 lines: 1,
                 before_cut: None,
                 sized,
+                after_cut: data.is_empty() && self.after_cut,
             },
             // A short portion: the lines left before it.
             Some(left) => Self {
                 lines: left,
                 before_cut: Some(left),
                 sized,
+                after_cut: data.is_empty() && self.after_cut,
             },
             None => Self {
                 lines: sized,
                 before_cut: None,
                 sized,
+                after_cut: data.is_empty() && self.after_cut,
             },
         };
         (None, next)
@@ -246,7 +259,7 @@ mod tests {
         let lines = |n: usize, len: usize| format!("{}\n", "a".repeat(len - 1)).repeat(n);
         let long = cut(0, 1, 1_048_000);
         // (data RDS answers, whether it is taken in, the lines asked for next).
-        let table: [(String, Option<Truncation>, u32); 15] = [
+        let table: [(String, Option<Truncation>, u32); 18] = [
             // 100-byte lines: 9,000 fit in 900 KB.
             (lines(10_000, 90), None, 10_000),
             (lines(10_000, 100), None, 9_000),
@@ -258,12 +271,17 @@ mod tests {
             (cut(3, 100, 1_000_000), Some(Truncation::RetryWith(3)), 3),
             (lines(3, 100), None, 1),
             (long.clone(), Some(Truncation::AcceptAndFlag), 9_000),
+            (lines(9_000, 100), None, 9_000),
             // A line over 1 MB first: cut, asked for alone, accepted; back to 9,000, not to 1.
             (long.clone(), Some(Truncation::RetryWith(1)), 1),
             (long.clone(), Some(Truncation::AcceptAndFlag), 9_000),
-            // Two such lines in a row: the second costs the same two requests.
+            // Two such lines in a row: the second costs the same two requests, and as it was
+            // right after another, the next line is asked for alone: a third costs one request;
+            // the short line after the run sets the count back.
             (long.clone(), Some(Truncation::RetryWith(1)), 1),
-            (long.clone(), Some(Truncation::AcceptAndFlag), 9_000),
+            (long.clone(), Some(Truncation::AcceptAndFlag), 1),
+            (long.clone(), Some(Truncation::AcceptAndFlag), 1),
+            (lines(1, 100), None, 9_000),
             // A line over 1 MB shown short: read after the lines before it, as if ordinary, and
             // asked for alone when it cuts a portion in its first line.
             (cut(5, 100, 100), Some(Truncation::RetryWith(5)), 5),
@@ -395,11 +413,12 @@ mod tests {
             }
             let (requests, received, spent) = read_all(&file);
             // Every line over 1 MB is in at most 3 requests of about 1 MB (2 when it comes first
-            // or RDS showed enough of it) and 4 requests in all (3 but when shown short).
+            // or RDS showed enough of it, 1 from the third of a run on) and 4 requests in all
+            // (3 but when shown short).
             for l in &long {
                 let (cuts, all) = spent.get(l).copied().unwrap_or_default();
                 assert!(
-                    (2..=3).contains(&cuts) && all <= 4,
+                    (1..=3).contains(&cuts) && all <= 4,
                     "case {case}: {cuts} cut, {all} in all for the line at {l}"
                 );
             }

@@ -294,8 +294,11 @@ async fn lines_over_1_mb_cost_at_most_three_requests_each_in_this_order() {
         // As many as 100-byte lines call for: cut in its first line, which is asked for alone.
         ("1:2000300", 9_000),
         ("1:2000300", 1),
-        // Back to 9,000, not 1 nor 10,000; the end is RDS's empty answer with nothing pending.
-        ("1:3500300", 9_000),
+        // Right after another cut line: the next line alone (a third line over 1 MB would cost
+        // one request); a short one, so back to 9,000, not 1 nor 10,000; the end is RDS's empty
+        // answer with nothing pending.
+        ("1:3500300", 1),
+        ("1:3500400", 9_000),
         ("1:3500500", 9_000),
     ];
     let expected: Vec<(String, i32)> = expected.iter().map(|(m, n)| ((*m).to_owned(), *n)).collect();

@@ -387,7 +387,13 @@ async fn logs_are_json_lines_when_lambda_asks_for_json() {
         &stack,
         &sm,
         e2e::FunctionOptions {
-            env: vec![("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into())],
+            // As Lambda sets them for LoggingConfig {LogFormat: JSON, ApplicationLogLevel:
+            // WARN}: Lambda would drop every line below WARN, the metrics among them unless
+            // they say WARN. (RUST_LOG, set too, is what the function's own filter reads.)
+            env: vec![
+                ("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()),
+                ("AWS_LAMBDA_LOG_LEVEL".into(), "WARN".into()),
+            ],
             rust_log: "debug".into(),
             ..e2e::FunctionOptions::default()
         },
@@ -406,7 +412,9 @@ async fn logs_are_json_lines_when_lambda_asks_for_json() {
     for line in log.lines() {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         if v.get("_aws").is_some() {
-            // An EMF document: a JSON line of its own, beside the log lines.
+            // An EMF document: a JSON line of its own, beside the log lines, at the level
+            // Lambda's filter keeps.
+            assert_eq!(v["level"], "WARN", "{line}");
             emf_lines += 1;
             continue;
         }

@@ -94,15 +94,14 @@ impl Metrics {
     }
 
     /// The namespace from `METRICS_NAMESPACE` (empty or unset: [`DEFAULT_NAMESPACE`]).
+    /// The namespace from `METRICS_NAMESPACE` and the level from `AWS_LAMBDA_LOG_LEVEL` (see the
+    /// module documentation).
     pub fn from_env(service: &'static str) -> Self {
         Self::new(
             namespace(std::env::var("METRICS_NAMESPACE").ok().as_deref()),
             service,
         )
-    }
-
-    pub fn namespace(&self) -> &str {
-        &self.namespace
+        .with_level(std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -336,7 +336,7 @@ async fn sqs(stack: &LocalStack, operation: &str, body: Value) -> Value {
         .header("x-amz-date", format!("{date}T000000Z"))
         .header(
             "authorization",
-            lambda_async::authorization(recorder::HARNESS_ACCESS_KEY_ID, REGION, "sqs", date),
+            recorder::authorization(recorder::HARNESS_ACCESS_KEY_ID, date, REGION, "sqs"),
         )
         .body(body.to_string())
         .send()

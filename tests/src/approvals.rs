@@ -30,9 +30,7 @@ pub struct Published {
 
 /// Calls moto's SQS with its JSON protocol (the gateway passes it through).
 async fn sqs(stack: &LocalStack, action: &str, body: Value) -> anyhow::Result<Value> {
-    let auth = format!(
-        "AWS4-HMAC-SHA256 Credential=test/20260101/{REGION}/sqs/aws4_request, SignedHeaders=host, Signature=0"
-    );
+    let auth = crate::recorder::authorization("test", "20260101", REGION, "sqs");
     let out = reqwest::Client::new()
         .post(format!("{}/", stack.endpoint))
         .header("x-amz-target", format!("AmazonSQS.{action}"))

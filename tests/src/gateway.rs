@@ -90,14 +90,14 @@ async fn recorded(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if uri.path().starts_with("/_local/") {
-        return route(State(gw), method, uri, headers, body).await;
-    }
     // Recorded even if this future is dropped before the answer (status 0): the request may
     // already have reached moto.
-    let pending = gw.recorder.start(Call::capture(&method, &uri, &headers, &body));
+    let pending = (!uri.path().starts_with("/_local/"))
+        .then(|| gw.recorder.start(Call::capture(&method, &uri, &headers, &body)));
     let response = route(State(gw.clone()), method, uri, headers, body).await;
-    pending.answered(response.status());
+    if let Some(pending) = pending {
+        pending.answered(response.status());
+    }
     response
 }
 

@@ -30,6 +30,7 @@ use axum::body::Bytes;
 use serde_json::{Value, json};
 
 use crate::gateway::Gateway;
+use crate::recorder::authorization;
 use crate::runtime_host::{HostedFunction, Outcome};
 
 /// The compressed waits before the first and the second retry (Lambda: about 1 and 2 minutes).
@@ -173,16 +174,6 @@ pub async fn run(gw: Arc<Gateway>, function: Arc<HostedFunction>, config: EventI
     }
 }
 
-/// The `Authorization` header of a request signed with `access_key_id` for `service` (SigV4's
-/// shape and credential scope; the signature is not computed).
-pub fn authorization(access_key_id: &str, region: &str, service: &str, date: &str) -> String {
-    format!(
-        "AWS4-HMAC-SHA256 Credential={access_key_id}/{date}/{region}/{service}/aws4_request, \
-         SignedHeaders=content-type;host;x-amz-date, Signature={}",
-        "0".repeat(64)
-    )
-}
-
 /// Sends the record to the destination through the gateway, as the source function.
 async fn deliver(
     gw: &Gateway,
@@ -229,7 +220,7 @@ async fn deliver(
         .post(url)
         .header("content-type", content_type)
         .header("x-amz-date", &amz_date)
-        .header("authorization", authorization(key, &gw.region, service, date))
+        .header("authorization", authorization(key, date, &gw.region, service))
         .body(body);
     if let Some(token) = source.env_var("AWS_SESSION_TOKEN") {
         request = request.header("x-amz-security-token", token);
@@ -310,7 +301,7 @@ mod tests {
             })
         );
         assert_eq!(
-            authorization("AKIALOCAL00000000001", "us-east-1", "sqs", "20231114"),
+            authorization("AKIALOCAL00000000001", "20231114", "us-east-1", "sqs"),
             format!(
                 "AWS4-HMAC-SHA256 Credential=AKIALOCAL00000000001/20231114/us-east-1/sqs/aws4_request, \
                  SignedHeaders=content-type;host;x-amz-date, Signature={}",
@@ -318,7 +309,7 @@ mod tests {
             )
         );
         let parsed =
-            crate::recorder::parse_authorization(&authorization("K", "us-east-1", "lambda", "20231114"))
+            crate::recorder::parse_authorization(&authorization("K", "20231114", "us-east-1", "lambda"))
                 .unwrap();
         assert_eq!(parsed.access_key_id, "K");
         assert_eq!(parsed.service.as_deref(), Some("lambda"));

@@ -123,6 +123,17 @@ pub fn parse_authorization(header: &str) -> Option<Credential> {
     parse_credential(scope)
 }
 
+/// The `Authorization` header of a request signed with `access_key_id` for `service` in `region`
+/// on `date` (`yyyymmdd`): SigV4's shape and credential scope (what [`parse_authorization`]
+/// reads); the signature is not computed.
+pub fn authorization(access_key_id: &str, date: &str, region: &str, service: &str) -> String {
+    format!(
+        "AWS4-HMAC-SHA256 Credential={access_key_id}/{date}/{region}/{service}/aws4_request, \
+         SignedHeaders=content-type;host;x-amz-date, Signature={}",
+        "0".repeat(64)
+    )
+}
+
 fn hex_digit(b: u8) -> Option<u8> {
     char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }

@@ -33,6 +33,12 @@ use axum::routing::{get, post};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
+/// The value of `name` in an environment list: the last one set, as a process given the list
+/// sees it.
+pub fn last_env<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
 /// How a function is run.
 #[derive(Debug, Clone)]
 pub struct FunctionSpec {
@@ -163,13 +169,7 @@ impl HostedFunction {
 
     /// The value of `name` in the function's environment (the last one set).
     pub fn env_var(&self, name: &str) -> Option<&str> {
-        self.state
-            .spec
-            .env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        last_env(&self.state.spec.env, name)
     }
 
     pub fn log_path(&self) -> &Path {

@@ -32,7 +32,7 @@ use crate::codepipeline::{CodePipelineEmulator, RecordedCall};
 use crate::gateway::{self, Gateway};
 use crate::moto::Moto;
 use crate::recorder::{self, Recorder};
-use crate::runtime_host::{FunctionSpec, HostedFunction};
+use crate::runtime_host::{FunctionSpec, HostedFunction, last_env};
 use crate::sfn::SfnEmulator;
 
 pub const REGION: &str = "us-east-1";
@@ -250,17 +250,9 @@ impl LocalStack {
     ) -> anyhow::Result<()> {
         let n = self.function_keys.fetch_add(1, Ordering::Relaxed) + 1;
         let key = format!("AKIALOCAL{n:011}");
-        let mut env: Vec<(String, String)> = self
-            .client_env()
-            .into_iter()
-            .map(|(k, v)| {
-                if k == "AWS_ACCESS_KEY_ID" {
-                    (k, key.clone())
-                } else {
-                    (k, v)
-                }
-            })
-            .collect();
+        // Every reader of a function's environment takes a variable's last value.
+        let mut env = self.client_env();
+        env.push(("AWS_ACCESS_KEY_ID".into(), key));
         env.push(("RUST_LOG".into(), options.rust_log.clone()));
         env.extend(options.env);
         let registered = deployed_as.map_or_else(|| binary.clone(), PathBuf::from);
@@ -284,8 +276,7 @@ impl LocalStack {
     /// Registers the access key id a function runs with (the last `AWS_ACCESS_KEY_ID` of `env`,
     /// as the process sees it) as caller `name`.
     fn register_function(&self, name: &str, binary: &Path, env: &[(String, String)]) {
-        let last = |var: &str| env.iter().rev().find(|(k, _)| k == var).map(|(_, v)| v.clone());
-        let Some(key) = last("AWS_ACCESS_KEY_ID") else {
+        let Some(key) = last_env(env, "AWS_ACCESS_KEY_ID") else {
             return;
         };
         // The function's own configuration (what the template would set), not the stack's
@@ -296,7 +287,7 @@ impl LocalStack {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let binary = binary.file_name().and_then(|b| b.to_str());
-        self.gateway.recorder.register(&key, name, binary, &recorded);
+        self.gateway.recorder.register(key, name, binary, &recorded);
     }
 
     /// Serves `binary` as the Lambda function `name`, registered for the IAM check as running the

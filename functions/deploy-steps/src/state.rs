@@ -76,14 +76,17 @@ impl State {
             .map_or(&self.plan.stack_name, |t| &t.stack_name)
     }
 
+    /// The target is the blue-green stack.
+    fn blue_green_target(&self) -> bool {
+        self.target
+            .as_ref()
+            .is_some_and(|t| t.mode == TargetMode::BlueGreen)
+    }
+
     /// The stack the running operation works on: by id when known (names can be reused), the
     /// blue-green stack once it is the target.
     pub(crate) fn operation_stack(&self) -> String {
-        let blue_green = self
-            .target
-            .as_ref()
-            .is_some_and(|t| t.mode == TargetMode::BlueGreen);
-        let id = if blue_green {
+        let id = if self.blue_green_target() {
             self.created.as_ref().map(|c| c.stack_id.clone())
         } else {
             self.executed
@@ -97,12 +100,8 @@ impl State {
     /// When the running operation (the one [`Self::operation_stack`] names) was started, as the
     /// step that started it recorded (epoch milliseconds); `None` when it recorded none.
     pub(crate) fn operation_started_ms(&self) -> Option<u64> {
-        let blue_green = self
-            .target
-            .as_ref()
-            .is_some_and(|t| t.mode == TargetMode::BlueGreen);
         let created = self.created.as_ref().and_then(|c| c.started_at_ms);
-        if blue_green {
+        if self.blue_green_target() {
             created
         } else {
             match &self.executed {

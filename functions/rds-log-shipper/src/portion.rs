@@ -10,6 +10,11 @@ pub fn is_truncated(data: &str) -> bool {
     data.trim_end_matches(['\n', '\r']).ends_with(TRUNCATION_SUFFIX)
 }
 
+/// The newlines in `data`: the complete lines it holds.
+fn newlines(data: &str) -> u32 {
+    u32::try_from(data.bytes().filter(|b| *b == b'\n').count()).unwrap_or(u32::MAX)
+}
+
 /// What a portion should carry: a little under RDS's 1 MB, so that it is not cut.
 pub const TARGET_PORTION_BYTES: usize = 900_000;
 
@@ -21,7 +26,7 @@ pub fn lines_for_next(data: &str) -> u32 {
         return MAX_LINES;
     }
     // A portion without a newline is one line (one cut at 1 MB, say): its length counts.
-    let lines = data.bytes().filter(|b| *b == b'\n').count().max(1);
+    let lines = usize::try_from(newlines(data)).unwrap_or(usize::MAX).max(1);
     let average = (data.len() / lines).max(1);
     u32::try_from(TARGET_PORTION_BYTES / average)
         .unwrap_or(MAX_LINES)
@@ -47,8 +52,7 @@ fn before_notice(data: &str) -> &str {
 /// The complete lines a cut portion holds before the line RDS cut: the newlines before its
 /// notice.
 pub fn lines_before_cut(data: &str) -> u32 {
-    let body = before_notice(data);
-    u32::try_from(body.bytes().filter(|b| *b == b'\n').count()).unwrap_or(u32::MAX)
+    newlines(before_notice(data))
 }
 
 /// How much of its cut line a cut portion shows: the bytes after its last complete line.
@@ -152,28 +156,19 @@ impl Ask {
         } else {
             lines_for_next(data)
         };
-        let read = u32::try_from(data.bytes().filter(|b| *b == b'\n').count()).unwrap_or(u32::MAX);
-        let next = match self.before_cut.map(|k| k.saturating_sub(read)) {
+        let read = newlines(data);
+        let (lines, before_cut) = match self.before_cut.map(|k| k.saturating_sub(read)) {
             // The lines before a known cut line are read: it comes first, alone.
-            Some(0) => Self {
-                lines: 1,
-                before_cut: None,
-                sized,
-                after_cut: data.is_empty() && self.after_cut,
-            },
+            Some(0) => (1, None),
             // A short portion: the lines left before it.
-            Some(left) => Self {
-                lines: left,
-                before_cut: Some(left),
-                sized,
-                after_cut: data.is_empty() && self.after_cut,
-            },
-            None => Self {
-                lines: sized,
-                before_cut: None,
-                sized,
-                after_cut: data.is_empty() && self.after_cut,
-            },
+            Some(left) => (left, Some(left)),
+            None => (sized, None),
+        };
+        let next = Self {
+            lines,
+            before_cut,
+            sized,
+            after_cut: data.is_empty() && self.after_cut,
         };
         (None, next)
     }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::checkpoint::{self, Checkpoint, ListedFile, Work};
+use crate::checkpoint::{self, Checkpoint, ListedFile, Pending, Work};
 use crate::config::Config;
 use crate::error::ShipError;
 use crate::keys;
@@ -24,6 +24,16 @@ use crate::request::Request;
 use crate::rotation::{self, Rotation};
 use crate::store::{Checkpoints, Stored};
 use crate::summary::{InstanceSummary, Lost, Summary, kind};
+
+/// What became of a pending chunk ([`Shipper::settle`]).
+enum Settled {
+    /// It reached S3: committed.
+    Committed,
+    /// It did not, and the run that recorded it is past its deadline: forgotten.
+    Abandoned,
+    /// It may still be uploading: left.
+    InFlight,
+}
 
 pub struct Shipper {
     pub(crate) rds: Rds,
@@ -286,13 +296,12 @@ impl Shipper {
             };
             // The size at the commit counts the chunk, as `loss` counts a landed one.
             let (size, last_written) = (f.size.max(p.end), f.last_written);
-            if self.checkpoints.exists(&p.key).await? {
-                checkpoint::commit_chunk(&mut st.cp, name, size, last_written);
-                info!(key = %p.key, file = %name, "the chunk of a file no longer listed, which a renamed copy waits for, is committed");
-            } else if checkpoint::pending_expired(&p, now_ms()) {
-                checkpoint::abandon_chunk(&mut st.cp, name);
-            } else {
-                continue;
+            match self.settle(&mut st.cp, name, &p, size, last_written).await? {
+                Settled::Committed => {
+                    info!(key = %p.key, file = %name, "the chunk of a file no longer listed, which a renamed copy waits for, is committed");
+                }
+                Settled::Abandoned => {}
+                Settled::InFlight => continue,
             }
             st.dirty = true;
         }
@@ -354,6 +363,27 @@ impl Shipper {
         }
     }
 
+    /// A pending chunk of file `name`: committed (at `size`) if it reached S3, forgotten once
+    /// the run that recorded it is past its deadline, left while it may still be uploading.
+    async fn settle(
+        &self,
+        cp: &mut Checkpoint,
+        name: &str,
+        p: &Pending,
+        size: u64,
+        last_written: i64,
+    ) -> Result<Settled, ShipError> {
+        if self.checkpoints.exists(&p.key).await? {
+            checkpoint::commit_chunk(cp, name, size, last_written);
+            Ok(Settled::Committed)
+        } else if checkpoint::pending_expired(p, now_ms()) {
+            checkpoint::abandon_chunk(cp, name);
+            Ok(Settled::Abandoned)
+        } else {
+            Ok(Settled::InFlight)
+        }
+    }
+
     /// A chunk recorded before a crash: committed if it reached S3, forgotten otherwise once the
     /// run that recorded it is past its deadline; `None` (leave the file) until then.
     async fn resolve_pending(&self, st: &mut Stored, mut work: Work) -> Result<Option<Work>, ShipError> {
@@ -365,19 +395,23 @@ impl Shipper {
             .files
             .get(&work.name)
             .is_some_and(|f| f.generation == work.generation);
-        if self.checkpoints.exists(&p.key).await? {
-            checkpoint::commit_chunk(&mut st.cp, &work.name, work.size, work.last_written);
-            info!(key = %p.key, "a chunk uploaded before an interruption is committed");
-            if generation_matches && !work.restarted {
-                work.marker = p.end_marker.clone();
-                work.offset = p.end;
+        match self
+            .settle(&mut st.cp, &work.name, &p, work.size, work.last_written)
+            .await?
+        {
+            Settled::Committed => {
+                info!(key = %p.key, "a chunk uploaded before an interruption is committed");
+                if generation_matches && !work.restarted {
+                    work.marker = p.end_marker.clone();
+                    work.offset = p.end;
+                }
             }
-        } else if checkpoint::pending_expired(&p, now_ms()) {
-            checkpoint::abandon_chunk(&mut st.cp, &work.name);
-        } else {
-            // Another run may still be uploading this chunk: leave the file to it.
-            info!(file = %work.name, key = %p.key, "a recent pending chunk is left to the run that recorded it");
-            return Ok(None);
+            Settled::Abandoned => {}
+            Settled::InFlight => {
+                // Another run may still be uploading this chunk: leave the file to it.
+                info!(file = %work.name, key = %p.key, "a recent pending chunk is left to the run that recorded it");
+                return Ok(None);
+            }
         }
         self.checkpoints.save(st).await?;
         Ok(Some(work))

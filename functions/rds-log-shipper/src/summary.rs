@@ -21,15 +21,6 @@ pub mod kind {
     pub const BINARY_FILE_SKIPPED: &str = "binary_file_skipped";
     /// RDS returned nothing before the listed size; resumed on a later run.
     pub const READ_STALLED: &str = "read_stalled";
-
-    pub const ALL: [&str; 6] = [
-        FILE_LOST,
-        LINE_TRUNCATED,
-        FILE_REPLACED,
-        FILE_GONE_WHILE_READ,
-        BINARY_FILE_SKIPPED,
-        READ_STALLED,
-    ];
 }
 
 /// Bytes lost in one file: a file lost (`file_lost`) or a line cut (`line_truncated`).

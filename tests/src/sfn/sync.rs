@@ -423,12 +423,7 @@ fn moto_authorization(headers: &HeaderMap, region: &str) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|a| a.contains("/states/aws4_request"))
         .map_or_else(
-            || {
-                format!(
-                    "AWS4-HMAC-SHA256 Credential=test/20250101/{region}/states/aws4_request, \
-                     SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0"
-                )
-            },
+            || crate::recorder::authorization("test", "20250101", region, "states"),
             str::to_owned,
         )
 }

@@ -17,7 +17,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help setup rust-toolchain lint test test-long test-build iam-check athena-check demo postgres stack bench bench-trigger bench-edge bench-shipper edge edge-test clean
+.PHONY: help setup rust-toolchain lint test test-long test-build iam-check athena-check demo postgres stack bench bench-trigger bench-edge bench-shipper bench-catchup edge edge-test clean
 
 help: ## this list: every target with the comment on its line
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## /\1\t/' | awk -F'\t' '{printf "make %-14s %s\n", $$1, $$2}'
@@ -79,6 +79,8 @@ test-build: setup ## build the workspace and its tests once (the end-to-end test
 test: lint test-build edge ## lint + unit, handler and end-to-end tests, the edge handler's Node tests, the IAM check, the Athena table check
 	rm -rf $(TARGET_DIR)/local-stack
 	cargo test --workspace --locked
+	@# The local stack's Distributed Map extensions of moto (tests/moto/extensions.py).
+	cd tests/moto && $(CURDIR)/$(VENV)/bin/python -m unittest --quiet
 	EDGE_PACKAGE_DIR=$(EDGE_PKG) node --test $(EDGE_DIR)/test/
 	$(MAKE) --no-print-directory iam-check
 	$(MAKE) --no-print-directory athena-check
@@ -117,7 +119,7 @@ stack: test-build ## run the local AWS stack until Ctrl-C, printing the environm
 
 BENCH_DIR := $(TARGET_DIR)/bench
 
-bench: bench-trigger bench-edge bench-shipper ## every benchmark below -> BENCHMARKS.md
+bench: bench-trigger bench-edge bench-shipper bench-catchup ## every benchmark below -> BENCHMARKS.md
 
 # Release bootstraps for both Lambda architectures (cargo lambda cross-links with zig), then
 # cold start, warm latency and peak RSS of the x86_64 bootstrap through the Runtime API host.
@@ -165,6 +167,12 @@ bench-shipper: test-build ## RDS shipper throughput, API calls per MB and peak R
 	cargo build --release --locked -p rds-log-shipper --bin rds-log-shipper
 	$(BIN)/bench-shipper --shipper $(TARGET_DIR)/release/rds-log-shipper --sizes 10,100,1000,2000 --out BENCHMARKS.md
 	$(BIN)/bench-shipper --shipper $(TARGET_DIR)/release/rds-log-shipper --long-lines 4 --out BENCHMARKS.md
+
+# A multi-day backlog of one instance (72 hourly PostgreSQL files of 40 MB) shipped by portions
+# only, then with whole downloads (DownloadCompleteLogFile), under the emulator's throttles.
+bench-catchup: test-build ## RDS shipper backlog catch-up: 72 hourly files (2.9 GB) by portions vs whole downloads, requests and wall time
+	cargo build --release --locked -p rds-log-shipper --bin rds-log-shipper
+	$(BIN)/bench-shipper --shipper $(TARGET_DIR)/release/rds-log-shipper --catch-up 72,40 --out BENCHMARKS.md
 
 # Per-event time next to a JavaScript regex handler, cold init, package size.
 bench-edge: edge ## edge: per-event time next to a JavaScript regex handler, cold init, package size

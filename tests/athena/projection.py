@@ -190,8 +190,8 @@ def written(directory=None):
                 continue
             bucket, _, key = urllib.parse.unquote(call["path"]).lstrip("/").partition("/")
             prefix = env.get("LOG_PREFIX", "").strip("/")
-            if key.startswith(f"{prefix}/_state/"):
-                continue  # checkpoints: outside the table (Athena skips paths starting with _)
+            if key.startswith((f"{prefix}/_state/", f"{prefix}/_fleet/")):
+                continue  # checkpoints, the lag index, the state machine's manifests: outside the table (Athena skips paths starting with _)
             keys.append((env["LOG_BUCKET"], prefix, bucket, key))
         if keys:
             out[stack] = keys

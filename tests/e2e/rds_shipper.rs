@@ -1,8 +1,11 @@
 //! End to end: the real shipper binary, invoked through the Lambda Invoke API, ships log files
 //! served by the RDS log API emulator into moto's S3. A seeded random scenario interleaves runs
 //! with appends, multi-line bursts over 1 MB, hourly rotations, deletions, short portions,
-//! throttling, deadline cut-offs and crashes between upload and checkpoint; afterwards the
-//! decompressed objects of every file concatenate to exactly that file's bytes.
+//! throttling, deadline cut-offs and crashes between upload and checkpoint, and the catch-up
+//! path (`rds_shipper_whole.rs`: backlogs of rotated files downloaded whole, crashes between a
+//! whole download's upload and its commit, deadlines mid-download, the endpoint throttled, a
+//! binary file); afterwards the decompressed objects of every file concatenate to exactly that
+//! file's bytes.
 //!
 //! Every run's metrics (its EMF lines, captured from the function's log) are checked against
 //! the same ground truth: the bytes and objects in S3, the emulator's throttled answers, the
@@ -15,6 +18,8 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod rds_shipper_whole;
 
 use e2e::emf;
 use e2e::rds::{DbInstance, RdsEmulator, Throttle};
@@ -67,6 +72,10 @@ struct World {
     renamed: BTreeMap<(String, String), String>,
     /// Rotation families whose files all shift names at once, SQL Server style: (instance, stem).
     shifted: BTreeSet<(String, String)>,
+    /// Files written for whole downloads so far (`rds_shipper_whole`), and the runs that stopped
+    /// at their deadline in the middle of one.
+    backlog: u32,
+    mid_download_stops: u32,
 }
 
 /// The line MySQL writes at the top of every general log file: the same in every file.
@@ -158,6 +167,8 @@ impl World {
             removed: (0, 0),
             renamed: BTreeMap::new(),
             shifted: BTreeSet::new(),
+            backlog: 0,
+            mid_download_stops: 0,
             date,
         }
     }
@@ -535,7 +546,8 @@ async fn scenario(seed: u64) {
     );
     // Every fault at least once, in a seeded order.
     let mut schedule: Vec<u64> = vec![
-        0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9, 0, 2, 4, 10, 10, 11, 12, 11, 12, 11, 13, 14, 13, 14, 13,
+        0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9, 0, 2, 4, 10, 10, 11, 12, 11, 12, 11, 13, 14, 13, 14, 13, 15, 15, 16,
+        17, 18, 19, 20, 4,
     ];
     for i in (1..schedule.len()).rev() {
         let j = rng.below(i as u64 + 1) as usize;
@@ -641,6 +653,27 @@ async fn scenario(seed: u64) {
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
                 std::fs::write(path, text).unwrap();
             }
+            15 => {
+                // A backlog: rotated files nothing of which is shipped, downloaded whole.
+                let n = rng.below(3) as u32 + 1;
+                w.backlog(&mut rng, n);
+            }
+            16 => w.deadline_mid_download(&mut rng).await,
+            17 => {
+                // The whole-download endpoint's own throttle: its answers back off and retry.
+                w.rds.set_complete_throttle(Some(Throttle {
+                    burst: 1.0,
+                    per_second: 0.5,
+                }));
+                w.backlog(&mut rng, 3);
+            }
+            18 | 19 => {
+                // 18: a whole download's last chunk reached S3 but was not committed; 19: never did.
+                w.backlog(&mut rng, 1);
+                let crashed = w.simulate_crash_whole("pg-main", op == 19).await;
+                assert!(crashed > 0, "no whole download to crash");
+            }
+            20 => w.binary_trace(&mut rng).await,
             _ => {
                 let n = rng.below(200) as usize + 1;
                 w.append("aurora-1", "error/mysql-error.log", &log_lines(&mut rng, n, 40));
@@ -660,11 +693,20 @@ async fn scenario(seed: u64) {
             assert!(objects.key_count().unwrap_or(0) > 0, "the first runs ship data");
         }
         w.rds.set_throttle(Some(Throttle::default()));
+        w.rds.set_complete_throttle(Some(Throttle::default()));
     }
     w.settle_and_verify().await;
     let (calls, throttled) = w.rds.calls();
-    eprintln!("seed {seed}: RDS calls {calls:?}, throttled {throttled}");
+    eprintln!(
+        "seed {seed}: RDS calls {calls:?}, throttled {throttled}, {} MB downloaded whole",
+        w.rds.complete_bytes() / 1_000_000
+    );
     assert!(throttled > 0, "the scenario throttled no request");
+    assert!(
+        calls.get("DownloadCompleteLogFile").is_some_and(|n| *n > 0),
+        "{calls:?}"
+    );
+    assert_eq!(w.mid_download_stops, 1, "a run stopped mid-download");
     verify_metrics(&w, throttled).await;
     w.stack.stop().await;
 }
@@ -738,110 +780,6 @@ async fn every_byte_is_shipped_exactly_once() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_scale_out_state_machine_ships_every_selected_instance() {
-    let w = World::start().await;
-    // A third selected instance whose log calls RDS refuses: its Map iteration fails and is
-    // caught; the others are shipped, and the last step counts it.
-    w.rds
-        .add_instance(DbInstance {
-            id: "pg-down".into(),
-            engine: "postgres".into(),
-            cluster: None,
-            tags: vec![("logs".into(), "ship".into())],
-        })
-        .unwrap();
-    w.rds.fail_instance("pg-down", Some("InvalidDBInstanceState"));
-    let mut rng = Rng(7);
-    w.append(
-        "pg-main",
-        "error/postgresql.log.2026-11-22-00",
-        &log_lines(&mut rng, 3000, 80),
-    );
-    w.append("aurora-1", "error/mysql-error.log", &log_lines(&mut rng, 500, 40));
-    let path = e2e::stack::repo_root().join("statemachines/rds-log-shipping.asl.json");
-    let definition = std::fs::read_to_string(path).unwrap().replace(
-        "${ShipperFunctionArn}",
-        "arn:aws:lambda:us-east-1:123456789012:function:rds-log-shipper",
-    );
-    let arn = e2e::seed::create_state_machine(&w.stack, "rds-log-shipping", definition)
-        .await
-        .unwrap();
-    let sfn = w.stack.sfn();
-    let exec = sfn
-        .start_execution()
-        .state_machine_arn(&arn)
-        .name("scheduled-1")
-        .input("{}")
-        .send()
-        .await
-        .unwrap();
-    let (status, out) = e2e::seed::wait_for_execution(&w.stack, &exec.execution_arn)
-        .await
-        .unwrap();
-    assert_eq!(status, "SUCCEEDED", "{out:?}");
-    let out: Value = serde_json::from_str(&out.expect("the execution ended")).unwrap();
-    assert_eq!(
-        out["selected"]["instances"],
-        serde_json::json!(["aurora-1", "pg-down", "pg-main"])
-    );
-    let results = out["results"].as_array().unwrap();
-    assert_eq!(results.len(), 3);
-    for r in results {
-        if r["instance"] == "pg-down" {
-            assert!(r["error"].is_object(), "{r}");
-            continue;
-        }
-        assert_eq!(r["complete"], true, "{r}");
-        assert!(r["bytes"].as_u64().unwrap() > 0, "{r}");
-        assert_eq!(r["lagSeconds"], 0.0, "{r}");
-    }
-    // The last step: the fleet, from the Map's results.
-    assert_eq!(
-        out["fleet"],
-        serde_json::json!({"instances": 3, "instancesFailed": 1, "fleetMaxLagSeconds": 0.0, "bytesLost": 0}),
-        "{out}"
-    );
-    let data = w.metrics_since("rds-log-shipper", 0);
-    assert_eq!(
-        emf::values(&data, "FleetMaxLagSeconds", &[]),
-        [0.0],
-        "one summarize step"
-    );
-    assert_eq!(
-        emf::sum(&data, "InstancesFailed", &[]),
-        1.0,
-        "the one instance made to fail, once"
-    );
-    let lags: BTreeMap<String, f64> = emf::select(&data, "LagSeconds", &[])
-        .iter()
-        .map(|d| {
-            (
-                d.properties["DBInstanceIdentifier"].as_str().unwrap().to_owned(),
-                d.values[0],
-            )
-        })
-        .collect();
-    assert_eq!(
-        lags,
-        BTreeMap::from([("aurora-1".to_owned(), 0.0), ("pg-main".to_owned(), 0.0)]),
-        "the fleet maximum is of these"
-    );
-    let mut total = 0;
-    for (instance, file) in [
-        ("pg-main", "error/postgresql.log.2026-11-22-00"),
-        ("aurora-1", "error/mysql-error.log"),
-    ] {
-        let expected = std::fs::read(w.path(instance, file)).unwrap();
-        total += expected.len();
-        let shipped = w.shipped(instance, file).await;
-        assert!(shipped.values().last().unwrap() == &expected, "{instance}/{file}");
-    }
-    assert_eq!(emf::sum(&data, "BytesShipped", &[]), total as f64);
-    assert_eq!(emf::sum(&data, "FilesShipped", &[]), 2.0);
-    w.stack.stop().await;
-}
-
 /// A file RDS deletes (retention) before all of it was shipped: the bytes its last listing held
 /// beyond those shipped are reported lost, exactly, once. Along the way: the lag of a run left
 /// behind by its deadline, within known bounds, and of a run caught up; a failed instance.
@@ -860,6 +798,9 @@ async fn files_deleted_before_they_were_shipped_are_lost_exactly_once() {
                     ("INSTANCES", "pg-main"),
                     ("RDS_REQUESTS_PER_SECOND", "3"),
                     ("RDS_BURST", "2"),
+                    // The big file is rotated and quiet: it would be downloaded whole in one
+                    // run. This test is about what portions leave behind.
+                    ("COMPLETE_DOWNLOADS", "false"),
                     ("PART_SIZE_MB", "5"),
                     ("MAX_CHUNK_MB", "1"),
                     ("FULL_LISTING_MINUTES", "0"),

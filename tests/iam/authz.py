@@ -229,7 +229,19 @@ def _s3_from_url(url):
 RDS_INSTANCE_ACTIONS = {"DescribeDBLogFiles", "DownloadDBLogFilePortion", "DownloadCompleteDBLogFile"}
 
 
+# RDS's REST endpoint that streams a whole log file (no form body, no Action): GET
+# /v19/downloadCompleteLogFile/<instance>/<file> (or /v13/), IAM action DownloadCompleteDBLogFile.
+RDS_COMPLETE_PREFIXES = ("/v19/downloadCompleteLogFile/", "/v13/downloadCompleteLogFile/")
+
+
 def rds(call):
+    path = call.get("path", "")
+    prefix = next((p for p in RDS_COMPLETE_PREFIXES if path.startswith(p)), None)
+    if prefix is not None:
+        instance = unquote(path[len(prefix):].split("/", 1)[0])
+        if call["method"].upper() != "GET" or not instance:
+            raise Unmapped(f"rds {call['method']} {path}")
+        return [Authorization("rds:DownloadCompleteDBLogFile", _arn("rds", f"db:{instance}"))]
     op = operation(call)
     params = call.get("params") or {}
     instance = params.get("DBInstanceIdentifier")

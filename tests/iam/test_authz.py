@@ -47,6 +47,18 @@ class S3(unittest.TestCase):
             authz.authorizations(call("kinesis", target="Kinesis_20131202.PutRecord"))
 
 
+class RdsRest(unittest.TestCase):
+    def test_a_whole_log_file_download_is_download_complete_db_log_file_on_the_instance(self):
+        db = f"arn:aws:rds:us-east-1:{ACCOUNT}:db:pg-main"
+        for version in ("v19", "v13"):
+            c = call("rds", method="GET", path=f"/{version}/downloadCompleteLogFile/pg-main/error/postgresql.log.2026-11-22-00")
+            self.assertEqual(pairs(c), [("rds:DownloadCompleteDBLogFile", db)])
+        with self.assertRaises(authz.Unmapped):
+            authz.authorizations(call("rds", method="POST", path="/v19/downloadCompleteLogFile/pg-main/x"))
+        form = call("rds", params={"Action": "DownloadDBLogFilePortion", "DBInstanceIdentifier": "pg-main"})
+        self.assertEqual(pairs(form), [("rds:DownloadDBLogFilePortion", db)])
+
+
 class JsonAndQuery(unittest.TestCase):
     def test_states(self):
         sm = f"arn:aws:states:us-east-1:{ACCOUNT}:stateMachine:deploy"
@@ -103,6 +115,8 @@ class TheReference(unittest.TestCase):
         self.assertTrue(ref.fits("codepipeline:PutJobSuccessResult", "*"))
         self.assertFalse(ref.fits("states:StartExecution", "*"), "a required resource type")
         self.assertTrue(ref.fits("rds:DescribeDBInstances", "*"), "an optional resource type")
+        self.assertTrue(ref.fits("rds:DownloadCompleteDBLogFile", "arn:aws:rds:us-east-1:1:db:pg-main"))
+        self.assertFalse(ref.fits("rds:DownloadCompleteDBLogFile", "*"), "on the instance only")
         # Change-set actions authorize on the stack, never the change set.
         cs = "arn:aws:cloudformation:us-east-1:1:changeSet/deploy-1/abc"
         self.assertFalse(ref.fits("cloudformation:ExecuteChangeSet", cs))

@@ -8,6 +8,8 @@
 //! - `X-Amz-Target: CodePipeline_20150709.*`: the CodePipeline job API emulator.
 //! - `X-Amz-Target: AWSStepFunctions.*`: moto's Step Functions, with the gaps filled by
 //!   [`crate::sfn`] (state machine types, `StartSyncExecution`, throttling injection).
+//! - requests signed for `rds`, and `GET /v19/downloadCompleteLogFile/...` signed or not: the
+//!   RDS log API emulator ([`crate::rds`], [`crate::rds::complete`]), once a test enables it.
 //! - `/_local/...`: the stack's own read-back endpoints (recorded CodePipeline calls, health).
 //! - everything else is proxied to moto.
 //!
@@ -143,6 +145,12 @@ async fn route(
         .and_then(|t| t.strip_prefix(sfn::TARGET_PREFIX))
     {
         return gw.sfn.handle(&gw, op, &uri, &headers, body).await;
+    }
+    // RDS's REST endpoint is told by its path, signed or not: it refuses an unsigned request.
+    if crate::rds::complete::target(path).is_some()
+        && let Some(rds) = gw.rds.read().ok().and_then(|r| r.clone())
+    {
+        return rds.download_complete(&method, &uri, &headers, &body);
     }
     let signed_for_rds = headers
         .get("authorization")

@@ -17,6 +17,7 @@ pub mod recorder;
 pub mod runtime_host;
 pub mod seed;
 pub mod sfn;
+pub mod sigv4;
 pub mod stack;
 
 pub use stack::{FunctionOptions, LocalStack};

@@ -18,29 +18,32 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// `moto_server` from the repo's venv (`make setup`), or `$MOTO_SERVER`.
-pub fn moto_server_path(repo_root: &Path) -> PathBuf {
-    std::env::var_os("MOTO_SERVER")
+/// The Python that runs moto: the repo's venv's (`make setup`), or `$MOTO_PYTHON`.
+pub fn moto_python_path(repo_root: &Path) -> PathBuf {
+    std::env::var_os("MOTO_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root.join(".venv/bin/moto_server"))
+        .unwrap_or_else(|| repo_root.join(".venv/bin/python"))
 }
 
 impl Moto {
-    /// Starts moto on a free loopback port. `lambda_port` is where its Step Functions engine
+    /// Starts moto (`tests/moto/server.py`: moto's server with the local stack's Distributed Map
+    /// extensions) on a free loopback port. `lambda_port` is where its Step Functions engine
     /// sends Lambda invocations (`http://localhost:$MOTO_PORT`): the gateway.
     pub async fn start(repo_root: &Path, lambda_port: u16, log: &Path) -> anyhow::Result<Self> {
-        let server = moto_server_path(repo_root);
+        let server = moto_python_path(repo_root);
         if !server.is_file() {
             bail!(
-                "{} not found: run `make setup` (or set MOTO_SERVER)",
+                "{} not found: run `make setup` (or set MOTO_PYTHON)",
                 server.display()
             );
         }
+        let script = repo_root.join("tests/moto/server.py");
         let mut last_err = None;
         for _ in 0..3 {
             let port = free_port()?;
             let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
             let child = Command::new(&server)
+                .arg(&script)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .env("MOTO_PORT", lambda_port.to_string())
                 .stdin(Stdio::null())

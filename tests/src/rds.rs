@@ -10,7 +10,10 @@
 //! (`AdditionalDataPending` false before the end); `DBLogFileNotFoundFault`; the binary-file
 //! error; files deleted as retention deletes them ([`RdsEmulator::delete_file`], recorded);
 //! instances whose log calls fail ([`RdsEmulator::fail_instance`]); and a token bucket (300
-//! burst, 12/s by default) answering `Throttling` like RDS.
+//! burst, 12/s by default) answering `Throttling` like RDS. The REST endpoint that streams a
+//! whole file, `DownloadCompleteLogFile` (SigV4 checked, its own throttle), is in [`complete`].
+
+pub mod complete;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -70,6 +73,8 @@ struct Inner {
 pub struct RdsEmulator {
     root: PathBuf,
     inner: Mutex<Inner>,
+    /// `DownloadCompleteLogFile`'s own throttle, pace, counters and signers.
+    complete: Mutex<complete::State>,
 }
 
 /// An awsQuery answer: status and XML body.
@@ -233,6 +238,7 @@ impl RdsEmulator {
                 deleted: Vec::new(),
                 failing: BTreeMap::new(),
             }),
+            complete: Mutex::new(complete::State::new()),
         })
     }
 

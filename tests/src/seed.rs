@@ -81,8 +81,17 @@ pub async fn wait_for_execution(
     stack: &LocalStack,
     execution_arn: &str,
 ) -> anyhow::Result<(String, Option<String>)> {
+    wait_for_execution_within(stack, execution_arn, std::time::Duration::from_secs(30)).await
+}
+
+/// [`wait_for_execution`] with another limit (a fleet's run takes minutes).
+pub async fn wait_for_execution_within(
+    stack: &LocalStack,
+    execution_arn: &str,
+    limit: std::time::Duration,
+) -> anyhow::Result<(String, Option<String>)> {
     let sfn = stack.sfn();
-    for _ in 0..300 {
+    for _ in 0..limit.as_millis() / 100 {
         let d = sfn
             .describe_execution()
             .execution_arn(execution_arn)
@@ -97,7 +106,7 @@ pub async fn wait_for_execution(
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    anyhow::bail!("execution {execution_arn} still running after 30 s")
+    anyhow::bail!("execution {execution_arn} still running after {limit:?}")
 }
 
 /// Creates the buckets, the sample's input file and a source artifact.

@@ -346,9 +346,22 @@ impl LocalStack {
         self.gateway.recorder.calls()
     }
 
-    /// Turns on the RDS log API emulator; its log files live under the stack's log directory.
+    /// Turns on the RDS log API emulator; its log files live under the stack's log directory. It
+    /// checks `DownloadCompleteLogFile` signatures with the stack's credentials.
     pub fn enable_rds(&self) -> anyhow::Result<Arc<crate::rds::RdsEmulator>> {
         let rds = Arc::new(crate::rds::RdsEmulator::new(&self.log_dir.join("rds"))?);
+        // Who can sign its `DownloadCompleteLogFile` requests: the harness (`test`/`test`), and
+        // the functions and the client environment (their keys, the stack's function secret).
+        let secret = self.function_secret.clone();
+        rds.set_secrets(Arc::new(move |key: &str| {
+            if key == recorder::HARNESS_ACCESS_KEY_ID {
+                Some("test".to_owned())
+            } else if key == CLIENT_ACCESS_KEY_ID || key.starts_with("AKIALOCAL") {
+                Some(secret.clone())
+            } else {
+                None
+            }
+        }));
         *self
             .gateway
             .rds

@@ -112,18 +112,31 @@ where
 /// `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, upper or lower case) as the SDK's own default client
 /// does since behaviour version 2025-08-07. With none of them set, every request goes direct.
 pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(connector)
+}
+
+/// The connector [`http_client`] gives every SDK client (hyper 1, rustls with ring, the standard
+/// proxy environment), for a request no SDK models (the RDS shipper's `DownloadCompleteLogFile`):
+/// it reaches its endpoint exactly as the SDK's own requests do. No timeouts are set on it (the
+/// caller bounds its waits).
+pub fn http_connector() -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+    aws_smithy_runtime_api::client::http::SharedHttpConnector::new(connector(None, None))
+}
+
+fn connector(
+    settings: Option<&aws_smithy_runtime_api::client::http::HttpConnectorSettings>,
+    components: Option<&aws_smithy_runtime_api::client::runtime_components::RuntimeComponents>,
+) -> aws_smithy_http_client::Connector {
     use aws_smithy_http_client::proxy::ProxyConfig;
     use aws_smithy_http_client::{ConnectorBuilder, tls};
-    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
-        let mut connector = ConnectorBuilder::default()
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring));
-        connector.set_connector_settings(settings.cloned());
-        if let Some(components) = components {
-            connector.set_sleep_impl(components.sleep_impl());
-        }
-        connector.set_proxy_config(Some(ProxyConfig::from_env()));
-        connector.build()
-    })
+    let mut connector = ConnectorBuilder::default()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring));
+    connector.set_connector_settings(settings.cloned());
+    if let Some(components) = components {
+        connector.set_sleep_impl(components.sleep_impl());
+    }
+    connector.set_proxy_config(Some(ProxyConfig::from_env()));
+    connector.build()
 }
 
 /// Loads the SDK configuration from the standard environment once, at cold start.

@@ -52,6 +52,12 @@ pub fn pending_until(now_ms: i64, left: Option<Duration>) -> i64 {
     now_ms + i64::try_from(left.as_millis()).unwrap_or(i64::MAX / 2) + 60_000
 }
 
+/// The marker of a file shipped so far by a whole download (`catchup`, `complete`): RDS returns
+/// no marker there, and none can be made from a byte offset, so the rest is downloaded whole
+/// again, reading past the bytes already shipped. Never an RDS marker (RDS's empty markers are
+/// not kept: see `Cursor::advance`).
+pub const UNMARKED: &str = "";
+
 /// Bytes of a file's beginning kept in its checkpoint entry, to recognise the file later.
 pub const HEAD_BYTES: usize = 1024;
 
@@ -78,7 +84,8 @@ pub fn same_file(head: &str, beginning: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileState {
-    /// Where to resume: the RDS marker exactly as returned ("0" = the beginning).
+    /// Where to resume: the RDS marker exactly as returned ("0" = the beginning), or
+    /// [`UNMARKED`] after a whole download.
     pub marker: String,
     /// Bytes of the file already in S3.
     pub shipped: u64,
@@ -116,6 +123,11 @@ pub struct FileState {
     /// the last size known: a lower bound).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listed: Option<Seen>,
+    /// RDS refused to serve this generation in portions (a binary file, see `skip_file`):
+    /// `shipped` is how far it was skipped, and nothing of it is in S3 until it is downloaded
+    /// whole once it stopped growing (`catchup::mark`). Cleared by the first chunk committed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub binary: bool,
 }
 
 /// A file's size and last-written time (epoch ms) in a listing.
@@ -193,6 +205,9 @@ pub struct Work {
     pub skip: u64,
     /// The generation this file continues (it was renamed into this one).
     pub continues: Option<Continues>,
+    /// The file has stopped growing (`catchup::mark`): with nothing of it shipped yet, it may be
+    /// downloaded whole.
+    pub stopped: bool,
 }
 
 /// Where a file's first bytes were shipped before it was renamed into its current name.
@@ -265,6 +280,7 @@ pub fn plan(checkpoint: &Checkpoint, listing: &[ListedFile], complete_listing: b
                 restarted: false,
                 skip: 0,
                 continues: None,
+                stopped: false,
             }),
             Some(st) if f.size < st.shipped => Some(Work {
                 name: f.name.clone(),
@@ -279,6 +295,7 @@ pub fn plan(checkpoint: &Checkpoint, listing: &[ListedFile], complete_listing: b
                 restarted: true,
                 skip: 0,
                 continues: None,
+                stopped: false,
             }),
             Some(st)
                 if st.pending.is_some()
@@ -301,6 +318,7 @@ pub fn plan(checkpoint: &Checkpoint, listing: &[ListedFile], complete_listing: b
                     restarted: false,
                     skip: st.skip,
                     continues: None,
+                    stopped: false,
                 })
             }
             Some(_) => None,
@@ -342,6 +360,7 @@ fn entry_for<'a>(cp: &'a mut Checkpoint, work: &Work) -> &'a mut FileState {
             size: work.size,
             last_written: work.last_written,
         }),
+        binary: false,
     })
 }
 
@@ -376,6 +395,7 @@ fn generation_entry<'a>(cp: &'a mut Checkpoint, work: &Work) -> &'a mut FileStat
         entry.lossy = false;
         entry.skip = work.skip;
         entry.claimed = false;
+        entry.binary = false;
     }
     entry
 }
@@ -487,6 +507,7 @@ pub fn commit_chunk(cp: &mut Checkpoint, name: &str, size: u64, last_written: i6
     entry.shipped = p.end;
     entry.size = size;
     entry.last_written = entry.last_written.max(last_written);
+    entry.binary = false;
     true
 }
 
@@ -512,8 +533,9 @@ pub fn touch(cp: &mut Checkpoint, work: &Work) -> bool {
     changed
 }
 
-/// Records a file that RDS serves only whole (a binary file) as shipped to its listed size,
-/// without shipping it: it is not read again until it grows.
+/// Records a file that RDS serves only whole (a binary file) as skipped to its listed size,
+/// without shipping it, and as `binary`: it is not read in portions again until it grows, and it
+/// is downloaded whole once it stopped growing (`catchup::mark`).
 pub fn skip_file(cp: &mut Checkpoint, work: &Work) {
     let _ = touch(
         cp,
@@ -524,6 +546,7 @@ pub fn skip_file(cp: &mut Checkpoint, work: &Work) {
     );
     if let Some(f) = cp.files.get_mut(&work.name) {
         f.shipped = f.shipped.max(work.size);
+        f.binary = true;
     }
 }
 
@@ -578,6 +601,7 @@ pub(crate) mod tests {
             skip: 0,
             claimed: false,
             listed: None,
+            binary: false,
         }
     }
 

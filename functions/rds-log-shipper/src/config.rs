@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::catchup;
 use crate::selection::Selection;
 
 /// Read once at cold start.
@@ -20,6 +21,13 @@ pub struct Config {
     pub full_listing_every_ms: i64,
     /// No new work starts this close to the Lambda deadline.
     pub reserve: Duration,
+    /// Children of the state machine's Distributed Map at once; the budget
+    /// (`requests_per_second`, `burst`) is split across them.
+    pub map_concurrency: usize,
+    /// The schedule's period: a run's children stop before the next run starts.
+    pub period_ms: i64,
+    /// When files are downloaded whole (`catchup`).
+    pub catchup: catchup::Rule,
 }
 
 /// A variable that is missing or unusable, by name.
@@ -42,7 +50,10 @@ impl Config {
     /// `LOG_BUCKET` (required), `LOG_PREFIX`, `INSTANCES`, `INSTANCE_TAG` (`key=value`),
     /// `CLUSTERS`, `RDS_REQUESTS_PER_SECOND` (8), `RDS_BURST` (20), `PART_SIZE_MB` (8),
     /// `MAX_CHUNK_MB` (1024), `LISTING_OVERLAP_SECONDS` (300), `FULL_LISTING_MINUTES` (60),
-    /// `DEADLINE_RESERVE_SECONDS` (20). Values are trimmed; an empty value is an absent one.
+    /// `DEADLINE_RESERVE_SECONDS` (20), `MAP_CONCURRENCY` (4, 1-40), `SCHEDULE_PERIOD_MINUTES` (5),
+    /// `COMPLETE_DOWNLOADS` (on; `false`, `off` or `0` turn
+    /// whole downloads off), `COMPLETE_DOWNLOAD_QUIET_MINUTES` (60). Values are trimmed; an empty
+    /// value is an absent one.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let num = |var: &'static str, default: f64| -> Result<f64, ConfigError> {
@@ -65,6 +76,13 @@ impl Config {
             overlap_ms: (num("LISTING_OVERLAP_SECONDS", 300.0)? * 1000.0) as i64,
             full_listing_every_ms: (num("FULL_LISTING_MINUTES", 60.0)? * 60_000.0) as i64,
             reserve: Duration::from_secs_f64(num("DEADLINE_RESERVE_SECONDS", 20.0)?.max(0.0)),
+            map_concurrency: num("MAP_CONCURRENCY", 4.0)?.clamp(1.0, 40.0) as usize,
+            period_ms: (num("SCHEDULE_PERIOD_MINUTES", 5.0)?.max(1.0) * 60_000.0) as i64,
+            catchup: catchup::Rule {
+                enabled: !get("COMPLETE_DOWNLOADS")
+                    .is_some_and(|v| ["false", "off", "0", "no"].contains(&v.to_ascii_lowercase().as_str())),
+                quiet_ms: (num("COMPLETE_DOWNLOAD_QUIET_MINUTES", 60.0)?.max(0.0) * 60_000.0) as i64,
+            },
         })
     }
 }
@@ -110,6 +128,36 @@ mod tests {
         assert_eq!(c.max_chunk_bytes, 1 << 30);
         assert_eq!((c.overlap_ms, c.full_listing_every_ms), (300_000, 3_600_000));
         assert_eq!(c.reserve, Duration::from_secs(20));
+        assert_eq!((c.map_concurrency, c.period_ms), (4, 300_000));
+        assert_eq!(
+            c.catchup,
+            catchup::Rule {
+                enabled: true,
+                quiet_ms: 3_600_000
+            }
+        );
+    }
+
+    #[test]
+    fn whole_downloads_can_be_turned_off_and_their_quiet_time_set() {
+        for off in ["false", "OFF", "0", "no"] {
+            let c = from(&[("LOG_BUCKET", "b"), ("COMPLETE_DOWNLOADS", off)]).unwrap();
+            assert!(!c.catchup.enabled, "{off}");
+        }
+        let c = from(&[
+            ("LOG_BUCKET", "b"),
+            ("COMPLETE_DOWNLOADS", "true"),
+            ("COMPLETE_DOWNLOAD_QUIET_MINUTES", "1.5"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.catchup,
+            catchup::Rule {
+                enabled: true,
+                quiet_ms: 90_000
+            }
+        );
+        assert!(from(&[("LOG_BUCKET", "b"), ("COMPLETE_DOWNLOAD_QUIET_MINUTES", "x")]).is_err());
     }
 
     #[test]

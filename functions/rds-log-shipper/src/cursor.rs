@@ -252,6 +252,7 @@ mod tests {
             restarted: false,
             skip: 0,
             continues: None,
+            stopped: false,
         }
     }
 
@@ -269,6 +270,7 @@ mod tests {
             skip: 0,
             claimed: false,
             listed: None,
+            binary: false,
         }
     }
 

@@ -1,12 +1,14 @@
 //! One chunk of one file: read portion after portion through the [`Cursor`] into the
 //! [`ChunkWriter`], then recorded in the checkpoint ahead of its upload (write-ahead), created
-//! in S3 only if absent, and committed.
+//! in S3 only if absent, and committed. A file that `catchup` says to download whole goes to
+//! `whole.rs` instead, whose chunks are committed the same way.
 
 use std::time::Instant;
 
 use lambda_common::clock;
 use tracing::warn;
 
+use crate::catchup::{self, Path};
 use crate::checkpoint::{self, Pending, Work};
 use crate::cursor::{Chunk, Cursor, Finish, Step};
 use crate::error::ShipError;
@@ -28,7 +30,7 @@ pub(crate) struct FileOutcome {
 }
 
 impl FileOutcome {
-    fn nothing(out_of_time: bool) -> Self {
+    pub(crate) fn nothing(out_of_time: bool) -> Self {
         Self {
             bytes: 0,
             out_of_time,
@@ -55,6 +57,11 @@ impl Shipper {
         deadline: Option<Instant>,
         s: &mut InstanceSummary,
     ) -> Result<FileOutcome, ShipError> {
+        let whole = self.config.catchup.enabled && self.rds.downloads_whole();
+        let work = &match catchup::path(work.clone(), whole) {
+            Path::Whole => return self.ship_whole(instance, st, work, deadline, s).await,
+            Path::Portions(w) => w,
+        };
         let mut cursor = Cursor::new(work, st.cp.files.get(&work.name), self.config.max_chunk_bytes);
         // The date partition is the day the chunk is written: a file written for weeks (an
         // Oracle alert log, say) keeps landing under recent dates, where Athena looks for it.
@@ -209,7 +216,7 @@ impl Shipper {
     /// created, whether or not the commit that follows succeeds (the next run commits it then);
     /// the bytes RDS dropped from lines it cut count as lost once the chunk is committed, in the
     /// checkpoint write that moves past them (a re-read after a failed commit counts them then).
-    async fn commit(
+    pub(crate) async fn commit(
         &self,
         st: &mut Stored,
         work: &Work,

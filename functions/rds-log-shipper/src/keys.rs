@@ -108,6 +108,26 @@ pub fn checkpoint_key(prefix: &str, instance: &str) -> String {
     )
 }
 
+/// The selection manifest of a state machine run (the Distributed Map's item source).
+pub fn manifest_key(prefix: &str, run: &str) -> String {
+    join(prefix, &format!("_fleet/{}/instances.json", segment(run)))
+}
+
+/// Where the Map's ResultWriter writes a run's results (it adds `/<map run id>/...`).
+pub fn results_prefix(prefix: &str, run: &str) -> String {
+    join(prefix, &format!("_fleet/{}/results", segment(run)))
+}
+
+/// Whether `key` is under the runs' folder (`<prefix>/_fleet/`), where manifests and results are.
+pub fn is_fleet_key(prefix: &str, key: &str) -> bool {
+    key.starts_with(&join(prefix, "_fleet/")) && !key.contains("/../")
+}
+
+/// The fleet's lag index (see `fairness`).
+pub fn lag_index_key(prefix: &str) -> String {
+    join(prefix, "_state/fleet-lag.json")
+}
+
 /// Epoch days to `YYYY-MM-DD` (proleptic Gregorian, UTC).
 pub fn date_from_epoch_ms(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
@@ -145,6 +165,12 @@ mod tests {
         assert_eq!(log_type("slowquery/mysql-slowquery.log.3"), "slowquery");
         assert_eq!(log_type("trace/alert_ORCL.log"), "trace");
         assert_eq!(log_type("ERROR"), "default");
+        assert_eq!(manifest_key("logs", "run:1"), "logs/_fleet/run-1/instances.json");
+        assert_eq!(results_prefix("logs/", "r1"), "logs/_fleet/r1/results");
+        assert_eq!(lag_index_key("logs"), "logs/_state/fleet-lag.json");
+        assert!(is_fleet_key("logs", "logs/_fleet/r1/results/x/manifest.json"));
+        assert!(!is_fleet_key("logs", "logs/_state/fleet-lag.json"));
+        assert!(!is_fleet_key("logs", "logs/_fleet/../_state/x"));
         assert_eq!(
             checkpoint_key("/logs/", "db 1"),
             "logs/_state/instance=db-1/checkpoint.json"

@@ -1,6 +1,7 @@
 //! The RDS side: select instances, list an instance's log files, read a portion of a file, read
-//! a file's beginning. Every request first takes a token of the client-side rate limit; SDK
-//! answers are mapped into the pure types here, and SDK errors into [`ShipError`].
+//! a file's beginning, download a file whole (`complete`). Every request first takes a token of
+//! the client-side rate limit; SDK answers are mapped into the pure types here, and SDK errors
+//! into [`ShipError`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,10 +15,12 @@ use aws_sdk_rds::operation::describe_db_log_files::DescribeDBLogFilesError;
 
 use aws_sdk_rds::operation::download_db_log_file_portion::DownloadDbLogFilePortionOutput;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use lambda_common::sdk::ErrorKind;
 use tracing::warn;
 
 use crate::checkpoint::{self, ListedFile};
-use crate::error::ShipError;
+use crate::complete::{Answer, CompleteDownloads};
+use crate::error::{DownloadError as WholeError, ShipError};
 use crate::rate::TokenBucket;
 use crate::selection::{self, ListedInstance, Selection};
 
@@ -36,6 +39,8 @@ pub struct Rds {
     limiter: tokio::sync::Mutex<TokenBucket>,
     epoch: Instant,
     throttled: Arc<AtomicU64>,
+    /// `DownloadCompleteLogFile`, when configured (`Shipper::with_complete_downloads`).
+    complete: Option<CompleteDownloads>,
 }
 
 /// Counts the attempts that RDS answered with a throttling error, the SDK's retried attempts
@@ -82,6 +87,13 @@ impl Intercept for ThrottleCounter {
     }
 }
 
+/// The selected instances, and those left out for an unknown engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selected {
+    pub ids: Vec<String>,
+    pub unknown_engine: usize,
+}
+
 /// A portion of a log file, as RDS returned it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Portion {
@@ -102,6 +114,37 @@ pub enum PortionRead {
     Binary,
 }
 
+/// What a whole download found.
+#[derive(Debug)]
+pub enum WholeRead {
+    /// The file's bytes, from its beginning, as they stream in.
+    Body(aws_smithy_types::byte_stream::ByteStream),
+    /// The file is gone (404 for the file; a missing instance is an error, as for portions).
+    Gone,
+}
+
+/// Attempts of a whole download that RDS throttles or that fail in transit, as the SDK's
+/// client here makes (see [`client`]).
+pub const WHOLE_ATTEMPTS: u32 = 8;
+
+/// The wait before attempt `attempt + 1` (from 1): the SDK's standard backoff, `2^(attempt-1)`
+/// seconds at most 20, times `jitter` in 0..1 (full jitter).
+pub fn backoff(attempt: u32, jitter: f64) -> std::time::Duration {
+    let ceiling = 2f64
+        .powi(i32::try_from(attempt.saturating_sub(1)).unwrap_or(30))
+        .min(20.0);
+    std::time::Duration::from_secs_f64(ceiling * jitter.clamp(0.0, 1.0))
+}
+
+/// A jitter in 0..1 from the clock's nanoseconds (no randomness needed beyond spreading
+/// retries apart).
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1_000_000) / 1_000_000.0
+}
+
 impl Rds {
     /// `requests_per_second` sustained, `burst` at most.
     /// The client gets an interceptor counting throttling answers (see [`Rds::throttled`]).
@@ -117,7 +160,25 @@ impl Rds {
             limiter: tokio::sync::Mutex::new(TokenBucket::new(requests_per_second, burst, 0.0)),
             epoch: Instant::now(),
             throttled,
+            complete: None,
         }
+    }
+
+    /// Downloads files whole through `complete` from now on (see `catchup`).
+    pub fn set_complete_downloads(&mut self, complete: CompleteDownloads) {
+        self.complete = Some(complete);
+    }
+
+    /// Whether whole downloads are configured.
+    pub fn downloads_whole(&self) -> bool {
+        self.complete.is_some()
+    }
+
+    /// From now on, `requests_per_second` sustained and `burst` at most (a batch's share of the
+    /// budget); the bucket starts full at the new burst.
+    pub async fn set_rate(&self, requests_per_second: f64, burst: f64) {
+        *self.limiter.lock().await =
+            TokenBucket::new(requests_per_second, burst, self.epoch.elapsed().as_secs_f64());
     }
 
     /// Throttling answers received so far (every attempt), by this client.
@@ -140,13 +201,16 @@ impl Rds {
     }
 
     /// The instances of `selection`, every page read, each once, sorted.
-    pub async fn select(&self, selection: &Selection) -> Result<Vec<String>, ShipError> {
-        let ids = match selection {
-            Selection::Ids(list) => list.clone(),
-            Selection::Clusters(clusters) => self.cluster_members(clusters).await?,
+    pub async fn select(&self, selection: &Selection) -> Result<Selected, ShipError> {
+        let (ids, unknown_engine) = match selection {
+            Selection::Ids(list) => (list.clone(), 0),
+            Selection::Clusters(clusters) => (self.cluster_members(clusters).await?, 0),
             Selection::All | Selection::Tag(..) => self.listed_instances(selection).await?,
         };
-        Ok(selection::selected(ids))
+        Ok(Selected {
+            ids: selection::selected(ids),
+            unknown_engine,
+        })
     }
 
     /// The member instances of Aurora clusters; a cluster that no longer exists is skipped.
@@ -184,9 +248,11 @@ impl Rds {
         Ok(ids)
     }
 
-    /// Every listed instance that `selection` takes.
-    async fn listed_instances(&self, selection: &Selection) -> Result<Vec<String>, ShipError> {
+    /// Every listed instance that `selection` takes, and how many it took but left out for
+    /// their unknown engine (each named in the log).
+    async fn listed_instances(&self, selection: &Selection) -> Result<(Vec<String>, usize), ShipError> {
         let mut ids = Vec::new();
+        let mut unknown_engine = 0;
         let mut marker: Option<String> = None;
         loop {
             self.throttle().await;
@@ -211,13 +277,19 @@ impl Rds {
                         .filter_map(|t| t.key().zip(t.value()))
                         .collect(),
                 };
-                if selection.takes(&listed) {
+                if !selection.takes(&listed) {
+                    continue;
+                }
+                if selection::engine_known(listed.engine) {
                     ids.push(id.to_owned());
+                } else {
+                    warn!(instance = %id, engine = ?listed.engine, "unknown engine: the instance is not shipped (its log file names are not known)");
+                    unknown_engine += 1;
                 }
             }
             marker = out.marker().map(str::to_owned).filter(|m| !m.is_empty());
             if marker.is_none() {
-                return Ok(ids);
+                return Ok((ids, unknown_engine));
             }
         }
     }
@@ -326,6 +398,48 @@ impl Rds {
             }
         }
         Ok(Some(beginning))
+    }
+}
+
+impl Rds {
+    /// `file` whole (`DownloadCompleteLogFile`), within the rate limit: every attempt takes a
+    /// token; throttling (429, or a throttling code) is counted ([`Rds::throttled`]) and, like
+    /// a 5xx or a failure in transit, retried with backoff up to [`WHOLE_ATTEMPTS`] attempts.
+    /// 404: [`WholeRead::Gone`] for the file, an error (`NotFound`) for a missing instance.
+    pub async fn download_whole(&self, instance: &str, file: &str) -> Result<WholeRead, ShipError> {
+        let Some(complete) = &self.complete else {
+            return Err(WholeError::Request("whole downloads are not configured".into()).into());
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.throttle().await;
+            let failed = match complete.get(instance, file).await {
+                Ok(Answer::Body(body)) => return Ok(WholeRead::Body(body)),
+                Ok(Answer::Refused(refused)) => refused,
+                Err(e) => e,
+            };
+            let (status, code) = match &failed {
+                WholeError::Refused { status, code, .. } => (Some(*status), code.as_deref()),
+                _ => (None, None),
+            };
+            if status == Some(404) && !code.is_some_and(|c| c.starts_with("DBInstanceNotFound")) {
+                return Ok(WholeRead::Gone);
+            }
+            let kind = failed.kind();
+            let throttled = kind == ErrorKind::Throttled;
+            if throttled {
+                self.throttled.fetch_add(1, Ordering::Relaxed);
+            }
+            let transient = matches!(failed, WholeError::Transport(_) | WholeError::Timeout { .. })
+                || (kind == ErrorKind::Other && status.is_some_and(|s| s >= 500));
+            if !(throttled || transient) || attempt >= WHOLE_ATTEMPTS {
+                return Err(failed.into());
+            }
+            let wait = backoff(attempt, jitter());
+            warn!(instance, file, attempt, error = %failed, wait_ms = wait.as_millis(), "whole download retried");
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 

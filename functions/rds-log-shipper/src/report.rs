@@ -15,19 +15,18 @@
 //! - `FleetMaxLagSeconds` (Seconds): the largest `LagSeconds` of the instances of a `run`, or of
 //!   the state machine's Map (its `summarize` step).
 //! - `InstancesFailed` (Count): instances whose shipping failed, from a `run` or from the
-//!   state machine's `summarize` step (a `ship` invocation that fails is its Map iteration's
-//!   error, counted there once however often it was retried).
+//!   state machine's `summarize` step: the instances whose shipping failed in a batch, and every
+//!   instance of a batch whose child failed (each counted once, however often it was retried).
 //! - `ThrottledRequests` (Count): RDS answers that were throttling errors, retried ones included.
 //!
-//! Every `ship` and `run` invocation reports its counters, zeros included, so the series have no
+//! Every `ship`, batch and `run` invocation reports its counters, zeros included, so the series have no
 //! gaps; a failed one reports what it did before it failed.
 
 use lambda_common::metrics::{Metrics, Unit};
 use serde_json::json;
 
 use crate::checkpoint::{Checkpoint, FileState, ListedFile};
-use crate::request::ShipResult;
-use crate::summary::{FleetSummary, InstanceSummary, Summary};
+use crate::summary::{InstanceSummary, Summary};
 
 /// The `Service` dimension's value.
 pub const SERVICE: &str = "RdsLogShipper";
@@ -102,17 +101,6 @@ pub fn record_run(summary: &Summary, m: &mut Metrics) {
         record_instance(s, m);
     }
     record_fleet(summary.fleet_max_lag_seconds, summary.instances_failed, m);
-}
-
-/// The fleet from the state machine's Map results: an iteration that ended in its `Catch` (the
-/// instance's error, after the retries) is a failed instance.
-pub fn fleet(results: &[ShipResult]) -> FleetSummary {
-    FleetSummary {
-        instances: results.len(),
-        instances_failed: results.iter().filter(|r| r.failed).count(),
-        fleet_max_lag_seconds: max_lag(results.iter().map(|r| r.lag_seconds)),
-        bytes_lost: results.iter().map(|r| r.bytes_lost).sum(),
-    }
 }
 
 /// The largest of the lags measured.
@@ -251,28 +239,6 @@ mod tests {
 
     #[test]
     fn the_fleet_maximum_is_of_the_lags_measured() {
-        let result = |lag: Option<f64>, failed: bool| ShipResult {
-            instance: "db".into(),
-            lag_seconds: lag,
-            bytes_lost: if failed { 0 } else { 5 },
-            failed,
-        };
-        let f = fleet(&[
-            result(Some(3.0), false),
-            result(None, true),
-            result(Some(7.5), false),
-            result(None, false),
-        ]);
-        assert_eq!(
-            f,
-            FleetSummary {
-                instances: 4,
-                instances_failed: 1,
-                fleet_max_lag_seconds: Some(7.5),
-                bytes_lost: 15,
-            }
-        );
-        assert_eq!(fleet(&[]).fleet_max_lag_seconds, None);
         assert_eq!(max_lag([Some(3.0), None, Some(7.5)]), Some(7.5));
         assert_eq!(max_lag([None, None]), None);
         let mut m = Metrics::new("Ns", SERVICE);

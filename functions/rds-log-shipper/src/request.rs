@@ -1,39 +1,48 @@
 //! The invocation's request, read strictly from its payload: a payload that is not one of the
 //! requests below is refused, naming the field, before any AWS call.
 //!
-//! - `{"action": "select"}`: the selected instances (the state machine's first step);
-//! - `{"action": "ship", "instance": "<id>"}` (or `{"instance": "<id>"}`): one instance (a step
-//!   of the state machine's Map);
-//! - `{"action": "summarize", "results": [...]}`: the fleet from the Map's results (the state
-//!   machine's last step), each an instance's summary fields or, for an iteration that ended in
-//!   its `Catch`, the iteration's input with its `error`;
+//! - `{"action": "select", "run": "<execution name>"}`: the selection, written as the run's
+//!   manifest, and the Map's plan (the state machine's first step);
+//! - `{"Items": [{"instance": "<id>"}, ...], "BatchInput": {"action": "ship-batch", "manifest":
+//!   {"bucket", "key"}, "requestsPerSecond", "burst", "deadlineMs"}}`: one batch of the
+//!   Distributed Map, as its ItemBatcher sends it;
+//! - `{"action": "ship", "instance": "<id>"}` (or `{"instance": "<id>"}`): one instance (a
+//!   manual invoke);
+//! - `{"action": "summarize", "results": {"Bucket", "Key"}, "manifest": {"bucket", "key"}}`:
+//!   the fleet from the Map's ResultWriter manifest (the state machine's last step);
 //! - EventBridge's scheduled event (`"source": "aws.events"`, `"detail-type": "Scheduled Event"`
 //!   and its other envelope fields), `{}` or `null` (a manual invoke), or `{"action": "run"}`: the
 //!   configured selection, one instance after another.
 
 use serde_json::{Map, Value};
 
+use crate::fleet::Location;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
-    /// The instances of the configured selection.
-    Select,
+    /// The instances of the configured selection, as the manifest of the run `run`.
+    Select { run: String },
+    /// One batch of the Distributed Map: its instances and what the select step planned.
+    ShipBatch {
+        instances: Vec<String>,
+        input: BatchInput,
+    },
     /// One instance: its summary, or its error as the invocation's.
     Ship { instance: String },
     /// Every instance of the configured selection: a summary of each.
     Run,
-    /// The fleet's lag and failures from the state machine's Map results (no AWS call).
-    Summarize { results: Vec<ShipResult> },
+    /// The fleet from the Map's ResultWriter manifest (`results`) and the run's selection
+    /// manifest.
+    Summarize { results: Location, manifest: Location },
 }
 
-/// One result of the state machine's Map.
+/// What the select step planned for every batch (the ItemBatcher's `BatchInput`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ShipResult {
-    pub instance: String,
-    /// `lagSeconds` (null or absent: not measured).
-    pub lag_seconds: Option<f64>,
-    pub bytes_lost: u64,
-    /// The iteration ended in its `Catch`: it carries an `error`.
-    pub failed: bool,
+pub struct BatchInput {
+    pub manifest: Location,
+    pub requests_per_second: f64,
+    pub burst: f64,
+    pub deadline_ms: i64,
 }
 
 /// A payload that is not a request, with the field at fault (`$` for the payload itself).
@@ -45,6 +54,16 @@ pub struct InvalidRequest {
 }
 
 impl InvalidRequest {
+    /// The same problem, its field named within `outer` (`outer.field`).
+    pub fn within(mut self, outer: &str) -> Self {
+        self.field = if self.field == "$" {
+            outer.to_owned()
+        } else {
+            format!("{outer}.{}", self.field)
+        };
+        self
+    }
+
     pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
         Self {
             field: field.into(),
@@ -53,7 +72,8 @@ impl InvalidRequest {
     }
 }
 
-const ACTIONS: &str = r#""select", "ship", "run" or "summarize""#;
+const ACTIONS: &str =
+    r#""select", "ship", "run" or "summarize" (a batch carries "ship-batch" in its BatchInput)"#;
 
 /// The fields of EventBridge's event envelope (`replay-name` on events replayed from an archive).
 const EVENT_FIELDS: [&str; 10] = [
@@ -81,6 +101,9 @@ impl TryFrom<Value> for Request {
                 return Err(InvalidRequest::new("$", problem));
             }
         };
+        if fields.contains_key("Items") || fields.contains_key("BatchInput") {
+            return batch(&fields);
+        }
         if let Some(action) = fields.get("action") {
             return tagged(action, &fields);
         }
@@ -109,12 +132,23 @@ fn tagged(action: &Value, fields: &Map<String, Value>) -> Result<Request, Invali
         return Err(InvalidRequest::new("action", problem));
     };
     match action {
-        "select" => only(fields, &["action"]).map(|()| Request::Select),
+        "select" => {
+            only(fields, &["action", "run"])?;
+            Ok(Request::Select {
+                run: run_name(fields)?,
+            })
+        }
         "run" => only(fields, &["action"]).map(|()| Request::Run),
         "summarize" => {
-            only(fields, &["action", "results"])?;
+            only(fields, &["action", "results", "manifest"])?;
+            let results = object(fields, "results", r#"is required by the action "summarize""#)?;
+            only(results, &["Bucket", "Key"]).map_err(|e| e.within("results"))?;
             Ok(Request::Summarize {
-                results: results(fields)?,
+                results: Location {
+                    bucket: string(results, "results.Bucket", "Bucket")?,
+                    key: string(results, "results.Key", "Key")?,
+                },
+                manifest: location(fields, "manifest")?,
             })
         }
         "ship" => {
@@ -155,51 +189,125 @@ fn instance(fields: &Map<String, Value>) -> Result<String, InvalidRequest> {
     }
 }
 
-/// The Map's results: an array of objects, each with its `instance` and either an `error` or a
-/// `lagSeconds` (a number or null) and a `bytesLost` (a whole number); other fields of the
-/// summary are passed over.
-fn results(fields: &Map<String, Value>) -> Result<Vec<ShipResult>, InvalidRequest> {
-    let Some(items) = fields.get("results") else {
-        return Err(InvalidRequest::new(
-            "results",
-            r#"is required by the action "summarize""#,
-        ));
+/// A batch as the ItemBatcher sends it: `Items` (1 to `fleet::MAX_BATCH` objects, each
+/// `{"instance": "<id>"}`) and the `BatchInput` the state machine sets.
+fn batch(fields: &Map<String, Value>) -> Result<Request, InvalidRequest> {
+    only(fields, &["Items", "BatchInput"])?;
+    let items = match fields.get("Items") {
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(wrong_type("Items", "an array", other)),
+        None => return Err(InvalidRequest::new("Items", "is required in a batch")),
     };
-    let Some(items) = items.as_array() else {
-        return Err(wrong_type("results", "an array", items));
-    };
-    items
+    if items.is_empty() || items.len() > crate::fleet::MAX_BATCH {
+        let problem = format!(
+            "must hold 1 to {} items, not {}",
+            crate::fleet::MAX_BATCH,
+            items.len()
+        );
+        return Err(InvalidRequest::new("Items", problem));
+    }
+    let instances = items
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let at = |name: &str| format!("results[{i}].{name}");
             let Some(item) = item.as_object() else {
-                return Err(wrong_type(&format!("results[{i}]"), "an object", item));
+                return Err(wrong_type(&format!("Items[{i}]"), "an object", item));
             };
-            let instance = match item.get("instance") {
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => return Err(wrong_type(&at("instance"), "a string", other)),
-                None => return Err(InvalidRequest::new(at("instance"), "is required")),
-            };
-            let lag_seconds = match item.get("lagSeconds") {
-                None | Some(Value::Null) => None,
-                Some(Value::Number(n)) => n.as_f64().filter(|v| *v >= 0.0),
-                Some(other) => return Err(wrong_type(&at("lagSeconds"), "a number or null", other)),
-            };
-            let bytes_lost = match item.get("bytesLost") {
-                None | Some(Value::Null) => 0,
-                Some(v) => v
-                    .as_u64()
-                    .ok_or_else(|| wrong_type(&at("bytesLost"), "a whole number", v))?,
-            };
-            Ok(ShipResult {
-                instance,
-                lag_seconds,
-                bytes_lost,
-                failed: item.contains_key("error"),
-            })
+            only(item, &["instance"]).map_err(|e| e.within(&format!("Items[{i}]")))?;
+            instance(item).map_err(|e| e.within(&format!("Items[{i}]")))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    let input = object(fields, "BatchInput", "is required in a batch")?;
+    let within = |e: InvalidRequest| e.within("BatchInput");
+    only(
+        input,
+        &["action", "manifest", "requestsPerSecond", "burst", "deadlineMs"],
+    )
+    .map_err(within)?;
+    match input.get("action") {
+        Some(Value::String(a)) if a == "ship-batch" => {}
+        _ => {
+            return Err(InvalidRequest::new(
+                "BatchInput.action",
+                r#"must be "ship-batch""#,
+            ));
+        }
+    }
+    let positive = |name: &str| match input.get(name) {
+        Some(Value::Number(n)) if n.as_f64().is_some_and(|v| v > 0.0 && v.is_finite()) => {
+            Ok(n.as_f64().unwrap_or(1.0))
+        }
+        Some(other) => Err(wrong_type(
+            &format!("BatchInput.{name}"),
+            "a positive number",
+            other,
+        )),
+        None => Err(InvalidRequest::new(format!("BatchInput.{name}"), "is required")),
+    };
+    let deadline_ms = match input.get("deadlineMs") {
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| wrong_type("BatchInput.deadlineMs", "a whole number (epoch ms)", v))?,
+        None => return Err(InvalidRequest::new("BatchInput.deadlineMs", "is required")),
+    };
+    Ok(Request::ShipBatch {
+        instances,
+        input: BatchInput {
+            manifest: location(input, "manifest").map_err(within)?,
+            requests_per_second: positive("requestsPerSecond")?,
+            burst: positive("burst")?,
+            deadline_ms,
+        },
+    })
+}
+
+/// A field that must be an object.
+fn object<'a>(
+    fields: &'a Map<String, Value>,
+    name: &str,
+    missing: &str,
+) -> Result<&'a Map<String, Value>, InvalidRequest> {
+    match fields.get(name) {
+        Some(Value::Object(o)) => Ok(o),
+        Some(other) => Err(wrong_type(name, "an object", other)),
+        None => Err(InvalidRequest::new(name, missing)),
+    }
+}
+
+/// A non-empty string field (`at` names it in errors).
+fn string(fields: &Map<String, Value>, at: &str, name: &str) -> Result<String, InvalidRequest> {
+    match fields.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(Value::String(_)) => Err(InvalidRequest::new(at, "must not be empty")),
+        Some(other) => Err(wrong_type(at, "a string", other)),
+        None => Err(InvalidRequest::new(at, "is required")),
+    }
+}
+
+/// An S3 location `{"bucket", "key"}`.
+fn location(fields: &Map<String, Value>, name: &str) -> Result<Location, InvalidRequest> {
+    let loc = object(fields, name, "is required")?;
+    only(loc, &["bucket", "key"]).map_err(|e| e.within(name))?;
+    Ok(Location {
+        bucket: string(loc, &format!("{name}.bucket"), "bucket")?,
+        key: string(loc, &format!("{name}.key"), "key")?,
+    })
+}
+
+/// A Step Functions execution name (1-80 characters, no whitespace, wildcards, brackets,
+/// slashes or control characters), which names the run's objects.
+fn run_name(fields: &Map<String, Value>) -> Result<String, InvalidRequest> {
+    let name = string(fields, "run", "run")?;
+    let bad = |c: char| c.is_whitespace() || c.is_control() || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c);
+    if name.chars().count() > 80 || name.chars().any(bad) {
+        return Err(InvalidRequest::new(
+            "run",
+            format!(
+                "must be a Step Functions execution name (1-80 characters, no whitespace or special characters), not {name:?}"
+            ),
+        ));
+    }
+    Ok(name)
 }
 
 /// RDS's rules for a DB instance identifier (the value also becomes part of S3 keys).
@@ -285,7 +393,12 @@ mod tests {
 
     #[test]
     fn the_requests_the_state_machine_and_the_schedule_send() {
-        assert_eq!(parse(json!({"action": "select"})), Ok(Request::Select));
+        assert_eq!(
+            parse(json!({"action": "select", "run": "scheduled-1"})),
+            Ok(Request::Select {
+                run: "scheduled-1".into()
+            })
+        );
         assert_eq!(
             parse(json!({"action": "ship", "instance": "db1"})),
             Ok(Request::Ship {
@@ -334,6 +447,9 @@ mod tests {
             (json!({"action": "ship", "instance": ["db1"]}), "instance"),
             (json!({"instance": 42}), "instance"),
             (json!({"action": "select", "instance": "db1"}), "instance"),
+            (json!({"action": "select"}), "run"),
+            (json!({"action": "select", "run": "a/b"}), "run"),
+            (json!({"action": "select", "run": "a".repeat(81)}), "run"),
             (
                 json!({"action": "ship", "instance": "db1", "force": true}),
                 "force",
@@ -362,58 +478,116 @@ mod tests {
         }
     }
 
+    fn batch_input() -> Value {
+        json!({"action": "ship-batch", "manifest": {"bucket": "b", "key": "logs/_fleet/r/instances.json"},
+               "requestsPerSecond": 2.0, "burst": 5, "deadlineMs": 1_700_000_000_000_i64})
+    }
+
     #[test]
-    fn the_map_results_are_read_for_the_fleet() {
-        let payload = json!({"action": "summarize", "results": [
-            {"instance": "a", "files": 1, "bytes": 10, "objects": 1, "anomalyCount": 0,
-             "complete": true, "lagSeconds": 4.5, "bytesLost": 7},
-            {"instance": "b", "lagSeconds": null, "bytesLost": 0},
-            {"action": "ship", "instance": "c",
-             "error": {"Error": "AwsError", "Cause": "{}"}}
-        ]});
-        let Ok(Request::Summarize { results }) = parse(payload) else {
-            panic!("not a summarize request");
+    fn a_batch_is_read_as_the_item_batcher_sends_it() {
+        let payload =
+            json!({"BatchInput": batch_input(), "Items": [{"instance": "db-1"}, {"instance": "db-2"}]});
+        let Ok(Request::ShipBatch { instances, input }) = parse(payload) else {
+            panic!("not a batch");
         };
+        assert_eq!(instances, ["db-1", "db-2"]);
         assert_eq!(
-            results,
-            [
-                ShipResult {
-                    instance: "a".into(),
-                    lag_seconds: Some(4.5),
-                    bytes_lost: 7,
-                    failed: false
+            input,
+            BatchInput {
+                manifest: Location {
+                    bucket: "b".into(),
+                    key: "logs/_fleet/r/instances.json".into()
                 },
-                ShipResult {
-                    instance: "b".into(),
-                    lag_seconds: None,
-                    bytes_lost: 0,
-                    failed: false
-                },
-                ShipResult {
-                    instance: "c".into(),
-                    lag_seconds: None,
-                    bytes_lost: 0,
-                    failed: true
-                },
-            ]
+                requests_per_second: 2.0,
+                burst: 5.0,
+                deadline_ms: 1_700_000_000_000,
+            }
         );
+        let with = |k: &str, v: Value| {
+            let mut input = batch_input();
+            input[k] = v;
+            json!({"BatchInput": input, "Items": [{"instance": "db-1"}]})
+        };
+        let too_many: Vec<Value> = (0..=crate::fleet::MAX_BATCH)
+            .map(|i| json!({"instance": format!("db-{i}")}))
+            .collect();
         let cases = [
-            (json!({"action": "summarize"}), "results"),
-            (json!({"action": "summarize", "results": {}}), "results"),
-            (json!({"action": "summarize", "results": [1]}), "results[0]"),
+            (json!({"Items": [{"instance": "db-1"}]}), "BatchInput"),
+            (json!({"BatchInput": batch_input()}), "Items"),
+            (json!({"BatchInput": batch_input(), "Items": []}), "Items"),
+            (json!({"BatchInput": batch_input(), "Items": too_many}), "Items"),
             (
-                json!({"action": "summarize", "results": [{}]}),
-                "results[0].instance",
+                json!({"BatchInput": batch_input(), "Items": ["db-1"]}),
+                "Items[0]",
             ),
             (
-                json!({"action": "summarize", "results": [{"instance": "a", "lagSeconds": "1"}]}),
-                "results[0].lagSeconds",
+                json!({"BatchInput": batch_input(), "Items": [{"instance": "db_1"}]}),
+                "Items[0].instance",
             ),
             (
-                json!({"action": "summarize", "results": [{"instance": "a", "bytesLost": -1}]}),
-                "results[0].bytesLost",
+                json!({"BatchInput": batch_input(), "Items": [{"instance": "db-1", "x": 1}]}),
+                "Items[0].x",
             ),
-            (json!({"action": "summarize", "results": [], "x": 1}), "x"),
+            (
+                json!({"BatchInput": batch_input(), "Items": [], "action": "run"}),
+                "action",
+            ),
+            (with("action", json!("ship")), "BatchInput.action"),
+            (
+                with("requestsPerSecond", json!(0)),
+                "BatchInput.requestsPerSecond",
+            ),
+            (with("burst", json!("5")), "BatchInput.burst"),
+            (with("deadlineMs", json!(1.5)), "BatchInput.deadlineMs"),
+            (
+                with("manifest", json!({"bucket": "b"})),
+                "BatchInput.manifest.key",
+            ),
+            (with("manifest", json!("s3://b/k")), "BatchInput.manifest"),
+            (with("extra", json!(1)), "BatchInput.extra"),
+        ];
+        for (payload, field) in cases {
+            assert_eq!(field_of(payload.clone()), field, "{payload}");
+        }
+    }
+
+    #[test]
+    fn summarize_names_the_result_writer_manifest_and_the_selection() {
+        let payload = json!({"action": "summarize",
+            "results": {"Bucket": "b", "Key": "logs/_fleet/r/results/m/manifest.json"},
+            "manifest": {"bucket": "b", "key": "logs/_fleet/r/instances.json"}});
+        assert_eq!(
+            parse(payload),
+            Ok(Request::Summarize {
+                results: Location {
+                    bucket: "b".into(),
+                    key: "logs/_fleet/r/results/m/manifest.json".into()
+                },
+                manifest: Location {
+                    bucket: "b".into(),
+                    key: "logs/_fleet/r/instances.json".into()
+                },
+            })
+        );
+        let manifest = json!({"bucket": "b", "key": "k"});
+        let cases = [
+            (json!({"action": "summarize", "manifest": manifest}), "results"),
+            (
+                json!({"action": "summarize", "results": [], "manifest": manifest}),
+                "results",
+            ),
+            (
+                json!({"action": "summarize", "results": {"Bucket": "b"}, "manifest": manifest}),
+                "results.Key",
+            ),
+            (
+                json!({"action": "summarize", "results": {"Bucket": "b", "Key": "k", "X": 1}, "manifest": manifest}),
+                "results.X",
+            ),
+            (
+                json!({"action": "summarize", "results": {"Bucket": "b", "Key": "k"}}),
+                "manifest",
+            ),
         ];
         for (payload, field) in cases {
             assert_eq!(field_of(payload.clone()), field, "{payload}");
@@ -425,7 +599,7 @@ mod tests {
         let err = parse(json!({"action": "shipp"})).unwrap_err();
         assert_eq!(
             err.to_string(),
-            r#"invalid request: `action` must be one of "select", "ship", "run" or "summarize", not "shipp""#
+            r#"invalid request: `action` must be one of "select", "ship", "run" or "summarize" (a batch carries "ship-batch" in its BatchInput), not "shipp""#
         );
         let err = parse(json!({"instance": 42})).unwrap_err();
         assert_eq!(

@@ -13,9 +13,11 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
+use crate::catchup;
 use crate::checkpoint::{self, Checkpoint, ListedFile, Pending, Work};
 use crate::config::Config;
 use crate::error::ShipError;
+use crate::fleet_store::FleetStore;
 use crate::keys;
 use crate::loss;
 use crate::rds::Rds;
@@ -40,6 +42,7 @@ pub struct Shipper {
     pub(crate) checkpoints: Checkpoints,
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) config: Config,
+    pub(crate) fleet: FleetStore,
     /// The one compressed-part buffer (see `ChunkWriter`); files are shipped one at a time.
     pub(crate) part_buffer: tokio::sync::Mutex<BytesMut>,
 }
@@ -59,15 +62,17 @@ impl Shipper {
         Self {
             rds: Rds::new(rds, config.requests_per_second, config.burst),
             checkpoints: Checkpoints::new(s3.clone(), &config.bucket, &config.prefix),
+            fleet: FleetStore::new(s3.clone(), &config.bucket, &config.prefix),
             s3,
             config,
             part_buffer: tokio::sync::Mutex::new(BytesMut::new()),
         }
     }
 
-    /// Serves one request: `{"instances": [...]}` for `Select`, the instance's summary (flat:
-    /// the state machine selects fields from it) for `Ship`, a [`Summary`] for `Run`, a
-    /// [`FleetSummary`](crate::summary::FleetSummary) for `Summarize`. Records the invocation's metrics into `metrics` (see
+    /// Serves one request: a [`SelectAnswer`](crate::fleet_run::SelectAnswer) for `Select`, a
+    /// [`BatchSummary`](crate::fleet::BatchSummary) for `ShipBatch`, the instance's summary for
+    /// `Ship`, a [`Summary`] for `Run`, a [`FleetAnswer`](crate::fleet_run::FleetAnswer) for
+    /// `Summarize`. Records the invocation's metrics into `metrics` (see
     /// `report`), whatever the outcome; the caller flushes them.
     pub async fn handle(
         &self,
@@ -77,11 +82,11 @@ impl Shipper {
     ) -> Result<Value, ShipError> {
         let throttled_before = self.rds.throttled();
         let answer = match request {
-            Request::Select => self
-                .rds
-                .select(&self.config.selection)
+            Request::Select { run } => self.select_fleet(&run).await.and_then(|a| to_json(&a)),
+            Request::ShipBatch { instances, input } => self
+                .ship_batch(&instances, &input, deadline, metrics)
                 .await
-                .map(|instances| serde_json::json!({ "instances": instances })),
+                .and_then(|b| to_json(&b)),
             Request::Ship { instance } => self
                 .ship_one(&instance, deadline, metrics)
                 .await
@@ -93,11 +98,10 @@ impl Shipper {
                 }
                 Err(e) => Err(e),
             },
-            Request::Summarize { results } => {
-                let fleet = report::fleet(&results);
-                report::record_fleet(fleet.fleet_max_lag_seconds, fleet.instances_failed, metrics);
-                to_json(&fleet)
-            }
+            Request::Summarize { results, manifest } => self
+                .summarize_fleet(&results, &manifest, metrics)
+                .await
+                .and_then(|f| to_json(&f)),
         };
         let throttled = self.rds.throttled().saturating_sub(throttled_before);
         metrics.count("ThrottledRequests", throttled, &[]);
@@ -124,31 +128,54 @@ impl Shipper {
         Ok(s)
     }
 
-    /// The configured selection, one instance after another; one failing instance does not stop
-    /// the others (its error is in its summary).
+    /// The configured selection, most lag first (`fairness`), one instance after another; one
+    /// failing instance does not stop the others (its error is in its summary). The lags
+    /// measured go to the lag index for the next run's order.
     async fn run(&self, deadline: Option<Instant>) -> Result<Summary, ShipError> {
         let mut summary = Summary::default();
-        for instance in self.rds.select(&self.config.selection).await? {
-            let mut s = InstanceSummary::new(&instance);
-            if near(deadline, self.config.reserve) {
-                summary.stopped_at_deadline = true;
-                summary.instances.push(s);
-                continue;
-            }
-            match self.ship_instance(&instance, deadline, &mut s).await {
-                Ok(out_of_time) => summary.stopped_at_deadline |= out_of_time,
-                Err(e) => {
-                    warn!(instance = %instance, error = %lambda_common::error_chain(&e), "instance not shipped");
-                    s.error = Some(e.to_string());
-                    summary.instances_failed += 1;
-                }
-            }
-            log_shipped(&s);
+        let selected = self.rds.select(&self.config.selection).await?;
+        let index = self.fleet.read_lag_index().await?;
+        let ids = selected.ids.clone();
+        for instance in crate::fairness::order(selected.ids, &index, now_ms()) {
+            let (s, reached) = self.ship_counted(&instance, deadline).await;
+            summary.stopped_at_deadline |= reached != Some(false);
+            summary.instances_failed += usize::from(s.error.is_some());
             summary.bytes_lost += s.bytes_lost;
             summary.instances.push(s);
         }
         summary.fleet_max_lag_seconds = report::max_lag(summary.instances.iter().map(|s| s.lag_seconds));
+        let now = now_ms();
+        let lags: Vec<_> = summary
+            .instances
+            .iter()
+            .filter_map(|s| s.lag_seconds.map(|lag| (s.instance.clone(), lag, now)))
+            .collect();
+        self.save_lags(&lags, Some(&ids)).await?;
         Ok(summary)
+    }
+
+    /// One instance of a run or a batch, its failure counted in its summary (`error`), not
+    /// returned. `None`: not started (the deadline is near); `Some(out_of_time)`: shipped, and
+    /// whether it stopped at the deadline.
+    pub(crate) async fn ship_counted(
+        &self,
+        instance: &str,
+        deadline: Option<Instant>,
+    ) -> (InstanceSummary, Option<bool>) {
+        let mut s = InstanceSummary::new(instance);
+        if near(deadline, self.config.reserve) {
+            return (s, None);
+        }
+        let out_of_time = match self.ship_instance(instance, deadline, &mut s).await {
+            Ok(out_of_time) => out_of_time,
+            Err(e) => {
+                warn!(instance = %instance, error = %lambda_common::error_chain(&e), error_type = lambda_common::ErrorType::error_type(&e), "instance not shipped");
+                s.error = Some(e.to_string());
+                false
+            }
+        };
+        log_shipped(&s);
+        (s, Some(out_of_time))
     }
 
     /// Ships the files of one instance that have bytes not yet shipped; returns whether the run
@@ -186,6 +213,7 @@ impl Shipper {
     ) -> Result<bool, ShipError> {
         let today = keys::date_from_epoch_ms(now_ms());
         let plan = checkpoint::plan(&st.cp, listing, complete, &today);
+        let plan = catchup::mark(plan, &st.cp, listing, now_ms(), &self.config.catchup);
         let (mut out_of_time, mut deferred) = (false, false);
         let mut waited = BTreeSet::new();
         for work in plan.work {

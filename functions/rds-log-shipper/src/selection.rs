@@ -42,6 +42,29 @@ pub fn has_reachable_logs(engine: Option<&str>, status: Option<&str>) -> bool {
     !other_service && !down
 }
 
+/// Whether the shipper knows an engine's log files (their names and directories, see
+/// `keys::LOG_TYPES`): MySQL, MariaDB, PostgreSQL (and their Aurora editions), Oracle, SQL
+/// Server, Db2, and their RDS Custom editions. An instance of another engine is left out of a
+/// listed selection, named in the log (a new engine is never shipped under guessed names).
+/// No engine reported (an emulator, an old API answer): taken.
+pub fn engine_known(engine: Option<&str>) -> bool {
+    let Some(engine) = engine else {
+        return true;
+    };
+    let engine = engine.strip_prefix("custom-").unwrap_or(engine);
+    [
+        "aurora",
+        "mysql",
+        "mariadb",
+        "postgres",
+        "oracle-",
+        "sqlserver-",
+        "db2-",
+    ]
+    .iter()
+    .any(|known| engine.starts_with(known))
+}
+
 /// The selected identifiers, each once, sorted (the state machine's Map ships them in order).
 pub fn selected(mut ids: Vec<String>) -> Vec<String> {
     ids.sort();
@@ -94,6 +117,30 @@ mod tests {
             ..tagged
         };
         assert!(!Selection::All.takes(&neptune));
+    }
+
+    #[test]
+    fn engines_with_known_log_files_are_taken_and_others_named() {
+        for engine in [
+            "postgres",
+            "aurora-postgresql",
+            "mysql",
+            "aurora-mysql",
+            "aurora",
+            "mariadb",
+            "oracle-ee",
+            "oracle-se2-cdb",
+            "sqlserver-ex",
+            "custom-sqlserver-ee",
+            "custom-oracle-ee",
+            "db2-se",
+        ] {
+            assert!(engine_known(Some(engine)), "{engine}");
+        }
+        for engine in ["docdb", "neptune", "cassandra", "", "oracle", "Postgres"] {
+            assert!(!engine_known(Some(engine)), "{engine}");
+        }
+        assert!(engine_known(None));
     }
 
     #[test]

@@ -110,17 +110,6 @@ pub struct Summary {
     pub bytes_lost: u64,
 }
 
-/// The state machine's `summarize` step: the fleet, from the Map's results.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct FleetSummary {
-    pub instances: usize,
-    pub instances_failed: usize,
-    /// The largest `lagSeconds` of the instances shipped (null when none was measured).
-    pub fleet_max_lag_seconds: Option<f64>,
-    pub bytes_lost: u64,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,6 @@ use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use lambda_common::ErrorType;
 use lambda_common::metrics::Metrics;
 use rds_log_shipper::error::ERROR_TYPES;
-use rds_log_shipper::summary::InstanceSummary;
 use rds_log_shipper::{Config, Request, ShipError, Shipper};
 use serde_json::{Value, json};
 
@@ -180,9 +179,15 @@ async fn malformed_requests_are_refused_before_any_aws_call() {
         assert_eq!(diagnostic.error_type, "InvalidRequest");
     }
     // The mocks do count: a valid request makes its call.
-    let out = invoke(&shipper, json!({"action": "select"})).await.unwrap();
-    assert_eq!(out, json!({"instances": ["db1"]}));
-    assert_eq!(mocks.calls(), [("DescribeDBInstances", 1)]);
+    let out = invoke(&shipper, json!({"action": "select", "run": "r1"}))
+        .await
+        .unwrap();
+    assert_eq!(out["instances"], 1, "{out}");
+    assert!(
+        mocks.calls().contains(&("DescribeDBInstances", 1)),
+        "{:?}",
+        mocks.calls()
+    );
 }
 
 #[tokio::test]
@@ -240,12 +245,20 @@ async fn today_s_payloads_keep_working() {
     let mocks = Mocks::new();
     let out = invoke(
         &mocks.shipper(&[("INSTANCES", "db2,db1")]),
-        json!({"action": "select"}),
+        json!({"action": "select", "run": "r1"}),
     )
     .await
     .unwrap();
-    assert_eq!(out, json!({"instances": ["db1", "db2"]}));
-    assert_eq!(mocks.calls(), [], "a selection by identifier asks RDS nothing");
+    assert_eq!(out["instances"], 2, "{out}");
+    assert_eq!(
+        out["manifest"]["key"], "rds-logs/_fleet/r1/instances.json",
+        "{out}"
+    );
+    assert!(
+        mocks.calls().iter().all(|(op, _)| !op.starts_with("Describe")),
+        "a selection by identifier asks RDS nothing: {:?}",
+        mocks.calls()
+    );
 }
 
 fn asl() -> Value {
@@ -256,62 +269,83 @@ fn asl() -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// A payload template's fields with each `.$` path resolved (a dot path) against `input`.
+fn resolve(template: &Value, input: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for (k, v) in template.as_object().unwrap() {
+        match k.strip_suffix(".$") {
+            Some(k) => {
+                let path = v.as_str().unwrap();
+                let value = if path.starts_with("$$.") {
+                    json!("scheduled-1")
+                } else {
+                    path.trim_start_matches("$.")
+                        .split('.')
+                        .fold(input, |v, f| &v[f])
+                        .clone()
+                };
+                assert!(!value.is_null(), "{path} is not in {input}");
+                out.insert(k.to_owned(), value)
+            }
+            None => out.insert(k.clone(), v.clone()),
+        };
+    }
+    Value::Object(out)
+}
+
 #[test]
 fn the_state_machine_sends_requests_and_reads_fields_the_shipper_knows() {
     let asl = asl();
     let select = &asl["States"]["Select instances"];
     assert_eq!(
-        Request::try_from(select["Parameters"].clone()),
-        Ok(Request::Select)
-    );
-    let map = &asl["States"]["Ship each instance"];
-    assert_eq!(map["ItemsPath"], "$.selected.instances");
-    assert_eq!(select["ResultPath"], "$.selected");
-    // The Map's item, with the selected instance in place of its path.
-    let mut item = serde_json::Map::new();
-    let selector = map["ItemSelector"].as_object().unwrap();
-    for (k, v) in selector {
-        match k.strip_suffix(".$") {
-            Some(k) => item.insert(k.to_owned(), json!("db1")),
-            None => item.insert(k.clone(), v.clone()),
-        };
-    }
-    assert_eq!(
-        Request::try_from(Value::Object(item.clone())),
-        Ok(Request::Ship {
-            instance: "db1".into()
+        Request::try_from(resolve(&select["Parameters"], &json!({}))),
+        Ok(Request::Select {
+            run: "scheduled-1".into()
         })
     );
-    let ship = &map["ItemProcessor"]["States"]["Ship one instance"];
-    let summary = serde_json::to_value(InstanceSummary::new("db1")).unwrap();
-    let mut result = serde_json::Map::new();
-    for (k, path) in ship["ResultSelector"].as_object().unwrap() {
-        let field = path.as_str().unwrap().strip_prefix("$.").unwrap();
-        assert!(
-            summary.get(field).is_some(),
-            "{field} is not in an instance's summary"
-        );
-        result.insert(k.strip_suffix(".$").unwrap().to_owned(), summary[field].clone());
-    }
-    // The last step gets the Map's results: a selected summary, and an iteration's input with
-    // the error its Catch put at `$.error`.
-    assert_eq!(map["Next"], "Summarize the fleet");
-    let catch = &ship["Catch"][0];
-    assert_eq!(catch["ResultPath"], "$.error");
-    let summarize = &asl["States"]["Summarize the fleet"];
-    let mut caught = item.clone();
-    caught.insert("error".into(), json!({"Error": "AwsError", "Cause": "{}"}));
-    let mut parameters = summarize["Parameters"].as_object().unwrap().clone();
-    assert_eq!(parameters.remove("results.$"), Some(json!("$.results")));
-    assert_eq!(map["ResultPath"], "$.results");
-    parameters.insert("results".into(), json!([result, caught]));
-    match Request::try_from(Value::Object(parameters)) {
-        Ok(Request::Summarize { results }) => {
-            assert_eq!(results.len(), 2);
-            assert!(!results[0].failed && results[1].failed, "{results:?}");
+    assert_eq!(select["ResultPath"], "$.selected");
+    // What the select step answers (the fields of `fleet_run::SelectAnswer`), at `$.selected`.
+    let plan = rds_log_shipper::fleet::plan(10, (8.0, 20.0), 4, 300_000, 0);
+    let mut selected = serde_json::to_value(&plan).unwrap();
+    selected["manifest"] = json!({"bucket": "b", "key": "logs/_fleet/scheduled-1/instances.json"});
+    selected["resultsPrefix"] = json!("logs/_fleet/scheduled-1/results");
+    let state = json!({ "selected": selected });
+    let map = &asl["States"]["Ship the fleet"];
+    assert_eq!(map["MaxConcurrencyPath"], "$.selected.concurrency");
+    assert_eq!(map["ItemBatcher"]["MaxItemsPerBatchPath"], "$.selected.batchSize");
+    assert_eq!(map["ItemProcessor"]["ProcessorConfig"]["Mode"], "DISTRIBUTED");
+    let reader = resolve(&map["ItemReader"]["Parameters"], &state);
+    assert_eq!(
+        reader,
+        json!({"Bucket": "b", "Key": "logs/_fleet/scheduled-1/instances.json"})
+    );
+    let items = rds_log_shipper::fleet::manifest_items(&["db1".into(), "db2".into()]);
+    let batch = json!({"Items": items, "BatchInput": resolve(&map["ItemBatcher"]["BatchInput"], &state)});
+    match Request::try_from(batch) {
+        Ok(Request::ShipBatch { instances, input }) => {
+            assert_eq!(instances, ["db1", "db2"]);
+            assert_eq!(
+                (input.requests_per_second, input.deadline_ms),
+                (2.0, plan.deadline_ms)
+            );
         }
         other => panic!("{other:?}"),
     }
+    let writer = resolve(&map["ResultWriter"]["Parameters"], &state);
+    assert_eq!(
+        writer,
+        json!({"Bucket": "b", "Prefix": "logs/_fleet/scheduled-1/results"})
+    );
+    assert_eq!(map["ResultPath"], "$.results");
+    assert_eq!(map["Next"], "Summarize the fleet");
+    let summarize = &asl["States"]["Summarize the fleet"];
+    let mut state = state;
+    state["results"] = json!({"MapRunArn": "arn", "ResultWriterDetails": {"Bucket": "b", "Key": "logs/_fleet/scheduled-1/results/m/manifest.json"}});
+    assert!(matches!(
+        Request::try_from(resolve(&summarize["Parameters"], &state)),
+        Ok(Request::Summarize { .. })
+    ));
+    let ship = &map["ItemProcessor"]["States"]["Ship a batch"];
     let mut retried = Vec::new();
     for task in [select, ship, summarize] {
         for retry in task["Retry"].as_array().unwrap() {

@@ -673,28 +673,84 @@ async fn throttled_attempts_are_counted_the_retried_ones_too() {
     assert_eq!(sum(&metrics, "ThrottledRequests", &[]), 2.0, "{metrics:?}");
 }
 
+fn object(key: &'static str, body: String) -> Rule {
+    let body: &'static str = Box::leak(body.into_boxed_str());
+    mock!(aws_sdk_s3::Client::get_object)
+        .match_requests(move |r| r.key() == Some(key))
+        .then_output(move || {
+            aws_sdk_s3::operation::get_object::GetObjectOutput::builder()
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(body.as_bytes()))
+                .build()
+        })
+}
+
 #[tokio::test]
-async fn the_summarize_step_reports_the_fleet() {
-    let s = shipper(&[], &[]);
-    let request = Request::try_from(serde_json::json!({"action": "summarize", "results": [
-        {"instance": "a", "lagSeconds": 4.5, "bytesLost": 7},
-        {"instance": "b", "lagSeconds": 30.25, "bytesLost": 0},
-        {"action": "ship", "instance": "c", "error": {"Error": "AwsError", "Cause": "{}"}}
-    ]}))
+async fn the_summarize_step_reports_the_fleet_from_the_result_files() {
+    // Two children: one answered (a, b shipped; c failed in its batch), one failed (d, e).
+    let ok = serde_json::json!({"instances": 3, "complete": 2, "notReached": 0, "failedInstances": ["c"],
+        "bytes": 10, "filesShipped": 2, "objects": 2, "bytesLost": 7, "anomalies": 0,
+        "lag": {"a": 4.5, "b": 30.25}, "measuredAtMs": 1_000});
+    let records = serde_json::json!([
+        {"Status": "SUCCEEDED", "Input": "{}", "Output": ok.to_string()},
+    ]);
+    let failed = serde_json::json!([
+        {"Status": "FAILED", "Input": r#"{"Items": [{"instance": "d"}, {"instance": "e"}]}"#, "Error": "Lambda.Unknown"},
+    ]);
+    let manifest = serde_json::json!({"DestinationBucket": "archive", "MapRunArn": "arn",
+        "ResultFiles": {"SUCCEEDED": [{"Key": "rds-logs/_fleet/r1/results/m/SUCCEEDED_0.json", "Size": 1}],
+                        "FAILED": [{"Key": "rds-logs/_fleet/r1/results/m/FAILED_0.json", "Size": 1}], "PENDING": []}});
+    let selection = rds_log_shipper::fleet::manifest_items(&["a", "b", "c", "d", "e", "f"].map(String::from));
+    let rules = [
+        object("rds-logs/_fleet/r1/results/m/manifest.json", manifest.to_string()),
+        object(
+            "rds-logs/_fleet/r1/results/m/SUCCEEDED_0.json",
+            records.to_string(),
+        ),
+        object("rds-logs/_fleet/r1/results/m/FAILED_0.json", failed.to_string()),
+        object("rds-logs/_fleet/r1/instances.json", selection.to_string()),
+        no_checkpoint(),
+        puts(),
+    ];
+    let s = shipper(&[], &rules.iter().collect::<Vec<_>>());
+    let request = Request::try_from(serde_json::json!({"action": "summarize",
+        "results": {"Bucket": "archive", "Key": "rds-logs/_fleet/r1/results/m/manifest.json"},
+        "manifest": {"bucket": "archive", "key": "rds-logs/_fleet/r1/instances.json"}}))
     .unwrap();
     let (out, metrics) = invoke(&s, request).await;
+    let out = out.unwrap();
     assert_eq!(
-        out.unwrap(),
-        serde_json::json!({"instances": 3, "instancesFailed": 1, "fleetMaxLagSeconds": 30.25, "bytesLost": 7})
+        (
+            &out["instances"],
+            &out["instancesFailed"],
+            &out["batchesFailed"],
+            &out["instancesUnreported"]
+        ),
+        (
+            &serde_json::json!(5),
+            &serde_json::json!(3),
+            &serde_json::json!(1),
+            &serde_json::json!(1)
+        ),
+        "{out}"
     );
+    assert_eq!(out["fleetMaxLagSeconds"], 30.25);
     assert_eq!(sum(&metrics, "FleetMaxLagSeconds", &[]), 30.25);
-    assert_eq!(sum(&metrics, "InstancesFailed", &[]), 1.0);
-    assert_eq!(sum(&metrics, "ThrottledRequests", &[]), 0.0);
+    assert_eq!(sum(&metrics, "InstancesFailed", &[]), 3.0);
     assert!(
         metrics
             .iter()
             .all(|d| d.name != "BytesLost" && d.name != "LagSeconds"),
-        "reported by the ship steps, not again: {metrics:?}"
+        "reported by the batches, not again: {metrics:?}"
+    );
+    // Results outside the shipper's own prefix are never read.
+    let request = Request::try_from(serde_json::json!({"action": "summarize",
+        "results": {"Bucket": "other", "Key": "x/manifest.json"},
+        "manifest": {"bucket": "archive", "key": "rds-logs/_fleet/r1/instances.json"}}))
+    .unwrap();
+    let (out, _) = invoke(&s, request).await;
+    assert_eq!(
+        lambda_common::ErrorType::error_type(&out.unwrap_err()),
+        "InvalidRequest"
     );
 }
 

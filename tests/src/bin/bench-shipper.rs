@@ -5,7 +5,11 @@
 //! `--long-lines N` runs the long-line scenario instead: four rounds of appends and runs, with and
 //! without N lines over 1 MB among the appends, and records RDS requests and MB transferred.
 //!
-//! Usage: bench-shipper --shipper PATH [--sizes 10,100,1000,2000] [--long-lines N] [--out BENCHMARKS.md]
+//! `--catch-up HOURS,MB` runs the backlog catch-up comparison instead (`bench/catchup.rs`):
+//! `HOURS` hourly files of `MB` megabytes shipped by portions only, then with whole downloads.
+//!
+//! Usage: bench-shipper --shipper PATH [--sizes 10,100,1000,2000] [--long-lines N]
+//! [--catch-up HOURS,MB] [--out BENCHMARKS.md]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +20,9 @@ use axum::body::Bytes;
 use e2e::rds::{DbInstance, Throttle};
 use e2e::runtime_host::{Outcome, peak_rss_kib};
 use e2e::{FunctionOptions, LocalStack};
+
+#[path = "../bench/catchup.rs"]
+mod catchup;
 
 const BUCKET: &str = "bench-rds-logs";
 
@@ -66,7 +73,7 @@ struct Row {
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut shipper, mut sizes, mut out) = (None, vec![10u64, 100, 1000, 2000], None);
-    let mut long_lines = None;
+    let (mut long_lines, mut catch_up) = (None, None);
     while let Some(flag) = args.next() {
         let v = args.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
@@ -74,11 +81,17 @@ async fn main() -> anyhow::Result<()> {
             "--sizes" => sizes = v.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
             "--out" => out = Some(PathBuf::from(v)),
             "--long-lines" => long_lines = Some(v.parse::<u32>().context("--long-lines N")?),
+            "--catch-up" => catch_up = Some(catchup::parse(&v)?),
             other => bail!("unknown argument {other}"),
         }
     }
     let shipper = shipper.context("--shipper PATH is required")?;
     let stack = LocalStack::start().await?;
+    if let Some((hours, mb)) = catch_up {
+        let result = catchup::run(&stack, &shipper, hours, mb).await;
+        stack.stop().await;
+        return catchup::record(&result?, out.as_deref());
+    }
     if let Some(n) = long_lines {
         let result = long_lines::run(&stack, &shipper, n).await;
         stack.stop().await;

@@ -90,11 +90,21 @@ impl Shipper {
         let manifest = self.fleet.read_manifest(&input.manifest).await?;
         fleet::check_batch(instances, &manifest, &input.manifest.key)?;
         self.rds.set_rate(input.requests_per_second, input.burst).await;
-        let left = u64::try_from(input.deadline_ms - now_ms()).unwrap_or(0);
-        let batch_deadline = Instant::now() + Duration::from_millis(left);
-        let deadline = Some(deadline.map_or(batch_deadline, |d| d.min(batch_deadline)));
+        // The batch's deadline only stops new instances from starting. The invocation's own
+        // (hard) deadline is what the shipping below gets: a write-ahead chunk's expiry must be a
+        // time the recording run cannot outlive, and the batch deadline is not one.
+        let left = input
+            .deadline_ms
+            .saturating_sub(now_ms())
+            .clamp(0, fleet::EXPRESS_LIMIT_MS);
+        let batch_deadline = Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(0));
         let mut batch = BatchSummary::default();
         for instance in instances {
+            if crate::run::near(Some(batch_deadline), self.config.reserve) {
+                let s = crate::summary::InstanceSummary::new(instance);
+                batch.add(&s, false);
+                continue;
+            }
             let (s, reached) = self.ship_counted(instance, deadline).await;
             report::record_instance(&s, metrics);
             batch.add(&s, reached.is_some());

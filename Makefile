@@ -17,7 +17,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help setup rust-toolchain lint test test-long test-build iam-check athena-check demo postgres stack bench bench-trigger bench-edge bench-shipper bench-catchup edge edge-test clean
+.PHONY: help setup rust-toolchain lint test test-long test-build iam-check athena-check demo postgres stack bench bench-trigger bench-edge bench-shipper bench-catchup bench-fleet edge edge-test clean
 
 help: ## this list: every target with the comment on its line
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## /\1\t/' | awk -F'\t' '{printf "make %-14s %s\n", $$1, $$2}'
@@ -119,7 +119,7 @@ stack: test-build ## run the local AWS stack until Ctrl-C, printing the environm
 
 BENCH_DIR := $(TARGET_DIR)/bench
 
-bench: bench-trigger bench-edge bench-shipper bench-catchup ## every benchmark below -> BENCHMARKS.md
+bench: bench-trigger bench-edge bench-shipper bench-catchup bench-fleet ## every benchmark below -> BENCHMARKS.md
 
 # Release bootstraps for both Lambda architectures (cargo lambda cross-links with zig), then
 # cold start, warm latency and peak RSS of the x86_64 bootstrap through the Runtime API host.
@@ -173,6 +173,14 @@ bench-shipper: test-build ## RDS shipper throughput, API calls per MB and peak R
 bench-catchup: test-build ## RDS shipper backlog catch-up: 72 hourly files (2.9 GB) by portions vs whole downloads, requests and wall time
 	cargo build --release --locked -p rds-log-shipper --bin rds-log-shipper
 	$(BIN)/bench-shipper --shipper $(TARGET_DIR)/release/rds-log-shipper --catch-up 72,40 --out BENCHMARKS.md
+
+# The real shipping state machine in moto over fleets of 1,000 instances (2 schedule periods)
+# and 10,000 (10 periods: every instance visited once), Aurora members among them, with the
+# template's budget: wall time, RDS requests against the budget, lag, starvation, state
+# payload, memory. About an hour.
+bench-fleet: test-build ## RDS shipper at fleet scale: 1,000 and 10,000 instances through the real state machine (about an hour)
+	cargo build --release --locked -p rds-log-shipper --bin rds-log-shipper
+	$(BIN)/bench-shipper --shipper $(TARGET_DIR)/release/rds-log-shipper --fleet 1000:2,10000:10 --out BENCHMARKS.md
 
 # Per-event time next to a JavaScript regex handler, cold init, package size.
 bench-edge: edge ## edge: per-event time next to a JavaScript regex handler, cold init, package size

@@ -36,13 +36,9 @@ fn instance(id: &str, engine: &str, cluster: Option<&str>) -> DbInstance {
     }
 }
 
-/// The file a test instance writes to, by engine.
+/// The file a PostgreSQL instance of the test fleet writes to.
 fn log_file(engine: &str) -> &'static str {
-    if engine.contains("postgres") {
-        "error/postgresql.log.2026-12-02-10"
-    } else {
-        "error/mysql-error.log"
-    }
+    instance("", engine, None).fleet_log_file()
 }
 
 impl Fleet {
@@ -51,19 +47,9 @@ impl Fleet {
         let rds = stack.enable_rds().expect("rds emulator");
         let mut files = Vec::new();
         for i in 0..size {
-            // Every tenth instance an Aurora cluster's member (a writer and two readers each).
-            let (id, engine, cluster) = match i % 10 {
-                0..=2 => (
-                    format!("orders-{}-{}", i / 10, i % 10),
-                    "aurora-mysql",
-                    Some(format!("orders-{}", i / 10)),
-                ),
-                3 | 4 => (format!("mysql-{i}"), "mysql", None),
-                _ => (format!("pg-{i}"), "postgres", None),
-            };
-            rds.add_instance(instance(&id, engine, cluster.as_deref()))
-                .unwrap();
-            files.push((id, log_file(engine).to_owned()));
+            let member = DbInstance::of_fleet(i);
+            files.push((member.id.clone(), member.fleet_log_file().to_owned()));
+            rds.add_instance(member).unwrap();
         }
         // Not shipped: an engine whose log files the shipper does not know.
         rds.add_instance(instance("ledger-1", "qldb-like", None)).unwrap();
@@ -74,7 +60,7 @@ impl Fleet {
             .send()
             .await
             .expect("bucket");
-        let env: Vec<(String, String)> = [
+        let env = e2e::env(&[
             ("LOG_BUCKET", BUCKET),
             ("LOG_PREFIX", PREFIX),
             ("RDS_REQUESTS_PER_SECOND", "12"),
@@ -83,10 +69,7 @@ impl Fleet {
             ("SCHEDULE_PERIOD_MINUTES", "5"),
             ("FULL_LISTING_MINUTES", "0"),
             ("DEADLINE_RESERVE_SECONDS", "1"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
+        ]);
         stack
             .add_function(
                 "rds-log-shipper",

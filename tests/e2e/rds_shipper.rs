@@ -108,7 +108,7 @@ impl World {
             .await
             .expect("bucket");
         let env = |extra: &[(&str, &str)]| {
-            let mut env: Vec<(String, String)> = [
+            let mut env: Vec<(String, String)> = e2e::env(&[
                 ("LOG_BUCKET", BUCKET),
                 ("LOG_PREFIX", PREFIX),
                 ("INSTANCE_TAG", "logs=ship"),
@@ -120,11 +120,8 @@ impl World {
                 ("MAX_CHUNK_MB", "1"),
                 ("FULL_LISTING_MINUTES", "0"),
                 ("DEADLINE_RESERVE_SECONDS", "1"),
-            ]
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-            env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+            ]);
+            env.extend(e2e::env(extra));
             env
         };
         stack
@@ -792,7 +789,7 @@ async fn files_deleted_before_they_were_shipped_are_lost_exactly_once() {
             "rds-log-shipper-pg-slow",
             binary_dir().join("rds-log-shipper"),
             FunctionOptions {
-                env: [
+                env: e2e::env(&[
                     ("LOG_BUCKET", BUCKET),
                     ("LOG_PREFIX", PREFIX),
                     ("INSTANCES", "pg-main"),
@@ -805,10 +802,7 @@ async fn files_deleted_before_they_were_shipped_are_lost_exactly_once() {
                     ("MAX_CHUNK_MB", "1"),
                     ("FULL_LISTING_MINUTES", "0"),
                     ("DEADLINE_RESERVE_SECONDS", "1"),
-                ]
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+                ]),
                 timeout: Duration::from_secs(4),
                 max_instances: 1,
                 ..FunctionOptions::default()
@@ -945,17 +939,14 @@ async fn a_large_file_is_shipped_through_multipart_parts_and_chunks() {
             "rds-log-shipper-large",
             binary_dir().join("rds-log-shipper"),
             FunctionOptions {
-                env: [
+                env: e2e::env(&[
                     ("LOG_BUCKET", BUCKET),
                     ("LOG_PREFIX", PREFIX),
                     ("INSTANCES", "pg-main"),
                     ("RDS_BURST", "300"),
                     ("PART_SIZE_MB", "5"),
                     ("MAX_CHUNK_MB", "24"),
-                ]
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+                ]),
                 timeout: Duration::from_secs(120),
                 max_instances: 1,
                 ..FunctionOptions::default()

@@ -16,9 +16,10 @@ features the RDS shipper's state machine uses and moto lacks, implemented as AWS
   (moto runs children in-process either way).
 - ResultWriter `Parameters` paths are read from the Map state's input, as AWS reads them (moto
   read them from the children's outputs).
-- Tolerated failures (moto reads them and never applies them): a Map run whose failed children
-  exceed `ToleratedFailurePercentage` or `ToleratedFailureCount` (those set; neither set: any
-  failure) fails with `States.ExceedToleratedFailureThreshold`.
+- Tolerated failures (moto reads them and never applies them): a Map run whose failed items
+  exceed `ToleratedFailurePercentage` (of all items) or `ToleratedFailureCount` (those set;
+  neither set: any failure) fails with `States.ExceedToleratedFailureThreshold`. As AWS counts
+  them, in items, not child executions: every item of a failed child's batch has failed.
 
 What stays different from AWS: children run inside moto's process whatever `ExecutionType`
 says (no child execution is listed or described, Express or Standard alike); `BatchInput` paths
@@ -176,8 +177,22 @@ def make_batches(items: list, batcher: dict, state_input) -> list:
     return batches
 
 
+def items_of(record: dict) -> int:
+    """The items a child execution ran: its batch's (ItemBatcher), or its one item."""
+    child_input = record.get("input")
+    if isinstance(child_input, dict) and isinstance(child_input.get("Items"), list):
+        return len(child_input["Items"])
+    return 1
+
+
+def failed_items(records: list) -> tuple[int, int]:
+    """(failed items, all items) of a Map run's child records."""
+    failed = sum(items_of(r) for r in records if r["status"] != "SUCCEEDED")
+    return failed, sum(items_of(r) for r in records)
+
+
 def exceeds_tolerance(failed: int, total: int, keys: set, count, percentage) -> bool:
-    """Whether `failed` of `total` children is beyond the tolerance the Map sets."""
+    """Whether `failed` of `total` items is beyond the tolerance the Map sets."""
     if failed == 0:
         return False
     has_count = bool(keys & {"ToleratedFailureCount", "ToleratedFailureCountPath"})
@@ -275,10 +290,10 @@ def install() -> None:
             env.stack.append(batches)
         original_map_run(self, env, eval_input)
         records = record._ext_records
-        failed = sum(1 for r in records if r["status"] != "SUCCEEDED")
+        failed, total = failed_items(records)
         keys = _TOLERANCE_KEYS.get(eval_input.state_name, set())
-        if exceeds_tolerance(failed, len(records), keys, eval_input.tolerated_failure_count, eval_input.tolerated_failure_percentage):
-            fail(env, "StatesExceedToleratedFailureThreshold", f"The specified tolerated failure threshold was exceeded: {failed} of {len(records)} child executions failed")
+        if exceeds_tolerance(failed, total, keys, eval_input.tolerated_failure_count, eval_input.tolerated_failure_percentage):
+            fail(env, "StatesExceedToleratedFailureThreshold", f"The specified tolerated failure threshold was exceeded: {failed} of {total} items failed")
 
     dic.DistributedIterationComponent._map_run = map_run
 

@@ -65,6 +65,19 @@ class Tolerance(unittest.TestCase):
         both = {"ToleratedFailureCount", "ToleratedFailurePercentage"}
         self.assertTrue(ext.exceeds_tolerance(2, 100, both, 1, 50.0), "either threshold exceeded")
 
+    def test_failures_are_counted_in_items_a_failed_batch_failing_each_of_its_items(self):
+        def child(status, n=None):
+            return {"status": status, "input": {"BatchInput": {}, "Items": list(range(n))} if n else {"x": 1}}
+        # Batches of 5, 5, 1: the small one failed is 1 item of 11 (9%), not 1 child of 3 (33%).
+        records = [child("SUCCEEDED", 5), child("SUCCEEDED", 5), child("FAILED", 1)]
+        self.assertEqual(ext.failed_items(records), (1, 11))
+        pct = {"ToleratedFailurePercentage"}
+        self.assertFalse(ext.exceeds_tolerance(*ext.failed_items(records), pct, 0, 10.0))
+        records = [child("FAILED", 5), child("SUCCEEDED", 5), child("SUCCEEDED", 1)]
+        self.assertTrue(ext.exceeds_tolerance(*ext.failed_items(records), pct, 0, 10.0), "5 of 11 items")
+        # Unbatched children are one item each.
+        self.assertEqual(ext.failed_items([child("FAILED"), child("SUCCEEDED"), child("TIMED_OUT")]), (2, 3))
+
 
 class ResultFiles(unittest.TestCase):
     def test_records_are_split_by_status_with_the_documented_fields(self):

@@ -20,4 +20,4 @@ pub mod sfn;
 pub mod sigv4;
 pub mod stack;
 
-pub use stack::{FunctionOptions, LocalStack};
+pub use stack::{FunctionOptions, LocalStack, env};

@@ -33,6 +33,37 @@ pub struct DbInstance {
     pub tags: Vec<(String, String)>,
 }
 
+impl DbInstance {
+    /// Instance `i` of a test fleet: three in ten are members of an Aurora MySQL cluster (a
+    /// writer and two readers per cluster), two MySQL, five PostgreSQL.
+    pub fn of_fleet(i: usize) -> DbInstance {
+        let (id, engine, cluster) = match i % 10 {
+            0..=2 => (
+                format!("orders-{}-{}", i / 10, i % 10),
+                "aurora-mysql",
+                Some(format!("orders-{}", i / 10)),
+            ),
+            3 | 4 => (format!("mysql-{i}"), "mysql", None),
+            _ => (format!("pg-{i}"), "postgres", None),
+        };
+        DbInstance {
+            id,
+            engine: engine.into(),
+            cluster,
+            tags: vec![],
+        }
+    }
+
+    /// The log file a test fleet's instance writes to, by its engine.
+    pub fn fleet_log_file(&self) -> &'static str {
+        if self.engine.contains("postgres") {
+            "error/postgresql.log.2026-12-02-10"
+        } else {
+            "error/mysql-error.log"
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Throttle {
     pub burst: f64,

@@ -63,6 +63,14 @@ pub fn binary_dir() -> PathBuf {
 }
 
 /// Options for one function served by the stack.
+/// A function's environment from `(name, value)` pairs.
+pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct FunctionOptions {
     pub env: Vec<(String, String)>,

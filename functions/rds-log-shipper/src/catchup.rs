@@ -114,18 +114,9 @@ pub fn mark(mut plan: Plan, cp: &Checkpoint, listing: &[ListedFile], now_ms: i64
             continue;
         }
         plan.work.push(binary_from_start(Work {
-            name: f.name.clone(),
-            marker: st.marker.clone(),
-            offset: st.shipped,
-            generation: st.generation,
-            size: f.size,
-            last_written: f.last_written,
-            date: st.date.clone(),
             pending: None,
-            restarted: false,
-            skip: st.skip,
-            continues: None,
             stopped: true,
+            ..Work::resume(f, st)
         }));
         plan.unchanged = plan.unchanged.saturating_sub(1);
     }

@@ -210,6 +210,27 @@ pub struct Work {
     pub stopped: bool,
 }
 
+impl Work {
+    /// File `f` as listed, resumed where its checkpoint entry `st` left it (its pending chunk
+    /// included).
+    pub fn resume(f: &ListedFile, st: &FileState) -> Work {
+        Work {
+            name: f.name.clone(),
+            marker: st.marker.clone(),
+            offset: st.shipped,
+            generation: st.generation,
+            size: f.size,
+            last_written: f.last_written,
+            date: st.date.clone(),
+            pending: st.pending.clone(),
+            restarted: false,
+            skip: st.skip,
+            continues: None,
+            stopped: false,
+        }
+    }
+}
+
 /// Where a file's first bytes were shipped before it was renamed into its current name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Continues {
@@ -306,20 +327,7 @@ pub fn plan(checkpoint: &Checkpoint, listing: &[ListedFile], complete_listing: b
                         f.size > st.shipped
                     } =>
             {
-                Some(Work {
-                    name: f.name.clone(),
-                    marker: st.marker.clone(),
-                    offset: st.shipped,
-                    generation: st.generation,
-                    size: f.size,
-                    last_written: f.last_written,
-                    date: st.date.clone(),
-                    pending: st.pending.clone(),
-                    restarted: false,
-                    skip: st.skip,
-                    continues: None,
-                    stopped: false,
-                })
+                Some(Work::resume(f, st))
             }
             Some(_) => None,
         };

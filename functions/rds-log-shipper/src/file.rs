@@ -3,9 +3,6 @@
 //! in S3 only if absent, and committed. A file that `catchup` says to download whole goes to
 //! `whole.rs` instead, whose chunks are committed the same way.
 
-use std::time::Instant;
-
-use lambda_common::clock;
 use tracing::warn;
 
 use crate::catchup::{self, Path};
@@ -14,8 +11,8 @@ use crate::cursor::{Chunk, Cursor, Finish, Step};
 use crate::error::ShipError;
 use crate::keys;
 use crate::portion::Next;
-use crate::rds::PortionRead;
-use crate::run::{Shipper, near, now_ms};
+use crate::rds::{Portion, PortionRead};
+use crate::run::{Deadline, Shipper, now_ms};
 use crate::store::Stored;
 use crate::summary::{InstanceSummary, Lost, kind};
 use crate::upload::ChunkWriter;
@@ -54,14 +51,21 @@ impl Shipper {
         instance: &str,
         st: &mut Stored,
         work: &Work,
-        deadline: Option<Instant>,
+        first: Option<Portion>,
+        deadline: Deadline,
         s: &mut InstanceSummary,
     ) -> Result<FileOutcome, ShipError> {
         let whole = self.config.catchup.enabled && self.rds.downloads_whole();
+        let resumed = work;
         let work = &match catchup::path(work.clone(), whole) {
             Path::Whole => return self.ship_whole(instance, st, work, deadline, s).await,
             Path::Portions(w) => w,
         };
+        // `first` stands in for a read at the work's own marker and offset: not for a work the
+        // path rewrote (a file begun by a whole download, read past from its beginning).
+        let first = first.filter(|_| {
+            (&work.marker, work.offset, work.skip) == (&resumed.marker, resumed.offset, resumed.skip)
+        });
         let mut cursor = Cursor::new(work, st.cp.files.get(&work.name), self.config.max_chunk_bytes);
         // The date partition is the day the chunk is written: a file written for weeks (an
         // Oracle alert log, say) keeps landing under recent dates, where Athena looks for it.
@@ -77,7 +81,7 @@ impl Shipper {
             &mut buffer,
         );
         let read = self
-            .read_chunk(instance, work, &mut cursor, &mut writer, deadline, s)
+            .read_chunk(instance, work, first, &mut cursor, &mut writer, deadline, s)
             .await;
         let out_of_time = match read {
             Ok(Reading::Ended { out_of_time }) => out_of_time,
@@ -105,7 +109,7 @@ impl Shipper {
         work: &Work,
         writer: ChunkWriter<'_>,
         finish: Finish,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         out_of_time: bool,
         s: &mut InstanceSummary,
     ) -> Result<FileOutcome, ShipError> {
@@ -142,29 +146,37 @@ impl Shipper {
     }
 
     /// Portion after portion into the writer, as the cursor says, until the end of the file, a
-    /// full chunk or the deadline.
+    /// full chunk or the deadline. `first`, when given, is the portion a read at the work's own
+    /// marker would return (already read with the file's beginning): it is taken instead.
+    #[allow(clippy::too_many_arguments)] // the reading's whole context, passed through once
     async fn read_chunk(
         &self,
         instance: &str,
         work: &Work,
+        mut first: Option<Portion>,
         cursor: &mut Cursor,
         writer: &mut ChunkWriter<'_>,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         s: &mut InstanceSummary,
     ) -> Result<Reading, ShipError> {
         let name = &work.name;
         loop {
-            if near(deadline, self.config.reserve / 2) {
+            if deadline.near(self.config.reserve / 2) {
                 return Ok(Reading::Ended { out_of_time: true });
             }
             if cursor.chunk_full() {
                 return Ok(Reading::Ended { out_of_time: false });
             }
-            let portion = match self
-                .rds
-                .read_portion(instance, name, cursor.marker(), cursor.lines())
-                .await?
-            {
+            let prefetched = first.take().filter(|_| cursor.marker() == work.marker);
+            let read = match prefetched {
+                Some(p) => PortionRead::Portion(p),
+                None => {
+                    self.rds
+                        .read_portion(instance, name, cursor.marker(), cursor.lines())
+                        .await?
+                }
+            };
+            let portion = match read {
                 PortionRead::Portion(p) => p,
                 PortionRead::Gone => {
                     s.anomaly(
@@ -222,7 +234,7 @@ impl Shipper {
         work: &Work,
         writer: ChunkWriter<'_>,
         chunk: Chunk,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         s: &mut InstanceSummary,
     ) -> Result<(), ShipError> {
         let (bytes, cuts, dropped) = (chunk.end - chunk.start, chunk.cuts, chunk.dropped);
@@ -231,7 +243,7 @@ impl Shipper {
             start: chunk.start,
             end: chunk.end,
             end_marker: chunk.end_marker,
-            until: checkpoint::pending_until(now_ms(), clock::remaining(deadline)),
+            until: checkpoint::pending_until(now_ms(), deadline.hard_remaining()),
         };
         checkpoint::begin_chunk(&mut st.cp, work, pending, chunk.head, chunk.lossy);
         if let Err(e) = self.checkpoints.save(st).await {

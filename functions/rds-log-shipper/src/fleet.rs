@@ -17,6 +17,10 @@ use crate::summary::InstanceSummary;
 pub const MAX_BATCH: usize = 1000;
 /// Express child executions end after 5 minutes: a child stops starting work this long before.
 pub const EXPRESS_LIMIT_MS: i64 = 280_000;
+/// How long after it starts a child's invocation stops working: no file is started within the
+/// reserve of it, no portion read within half the reserve, and the last chunk is finished in
+/// what is left of Express's 5 minutes (300 s).
+pub const CHILD_WORK_MS: u64 = 290_000;
 /// Left, at the end of a schedule period, for the Map's result writing and the summarize step.
 pub const PERIOD_MARGIN_MS: i64 = 30_000;
 /// Children always get at least this long (a period shorter than the margin, say).
@@ -46,10 +50,12 @@ pub struct MapPlan {
     pub deadline_ms: i64,
 }
 
-/// The plan for `instances` instances: at most `max_concurrency` children at once, each with an
-/// equal share of the budget (`concurrency × requests_per_second = budget`), batches as equal as
-/// the concurrency allows (one wave of children when the fleet fits [`MAX_BATCH`] per child),
-/// every child done within the schedule period (and Express's 5 minutes).
+/// The plan for `instances` instances: at most `max_concurrency` children at once, and no more
+/// than the burst has whole requests for (each child needs a burst of at least one request), each
+/// with an equal share of the budget (`concurrency × requests_per_second` and `concurrency ×
+/// burst` are the budget's), batches as equal as the concurrency allows (one wave of children
+/// when the fleet fits [`MAX_BATCH`] per child), no child starting an instance after the
+/// schedule period's end less [`PERIOD_MARGIN_MS`] (and Express's limit).
 pub fn plan(
     instances: usize,
     budget: (f64, f64),
@@ -57,16 +63,18 @@ pub fn plan(
     period_ms: i64,
     now_ms: i64,
 ) -> MapPlan {
-    let concurrency = max_concurrency.clamp(1, instances.max(1));
-    let batch_size = instances.div_ceil(concurrency).clamp(1, MAX_BATCH);
     let (rate, burst) = budget;
+    // `burst` is at least 1 (the configuration's floor), so every child's share is too.
+    let whole_burst = burst.floor().max(1.0) as usize;
+    let concurrency = max_concurrency.clamp(1, instances.max(1)).min(whole_burst);
+    let batch_size = instances.div_ceil(concurrency).clamp(1, MAX_BATCH);
     let child_ms = (period_ms - PERIOD_MARGIN_MS).clamp(MIN_CHILD_MS, EXPRESS_LIMIT_MS);
     MapPlan {
         instances,
         concurrency,
         batch_size,
         requests_per_second: rate / concurrency as f64,
-        burst: (burst / concurrency as f64).max(1.0),
+        burst: burst / concurrency as f64,
         deadline_ms: now_ms + child_ms,
     }
 }
@@ -320,14 +328,39 @@ mod tests {
         let p = plan(0, (8.0, 20.0), 4, 300_000, 0);
         assert_eq!((p.concurrency, p.batch_size), (1, 1));
         // 10,000 instances: batches capped, more batches than children (waves).
-        let p = plan(10_000, (8.0, 2.0), 4, 300_000, 0);
-        assert_eq!((p.concurrency, p.batch_size, p.burst), (4, MAX_BATCH, 1.0));
+        let p = plan(10_000, (8.0, 20.0), 4, 300_000, 0);
+        assert_eq!((p.concurrency, p.batch_size, p.burst), (4, MAX_BATCH, 5.0));
+        // A burst of 2 has whole requests for 2 children only: 4 children at a burst of 1 each
+        // would spend twice the budget's burst at once.
+        let p = plan(10_000, (8.0, 2.5), 4, 300_000, 0);
+        assert_eq!((p.concurrency, p.requests_per_second, p.burst), (2, 4.0, 1.25));
         // Periods longer than Express's 5 minutes, and shorter than the margin.
         assert_eq!(
             plan(10, (8.0, 20.0), 4, 3_600_000, 0).deadline_ms,
             EXPRESS_LIMIT_MS
         );
         assert_eq!(plan(10, (8.0, 20.0), 4, 60_000, 0).deadline_ms, MIN_CHILD_MS);
+    }
+
+    #[test]
+    fn the_children_together_never_exceed_the_budget_s_rate_or_burst() {
+        for instances in [0, 1, 2, 3, 7, 40, 999, 4_001, 10_000] {
+            for max_concurrency in 1..=40 {
+                for (rate, burst) in [(1.0, 1.0), (8.0, 1.5), (8.0, 3.0), (12.0, 20.0), (0.5, 300.0)] {
+                    let p = plan(instances, (rate, burst), max_concurrency, 300_000, 0);
+                    let c = p.concurrency as f64;
+                    let case = format!("{instances} instances, {max_concurrency} children, {rate}/{burst}");
+                    assert!(p.concurrency >= 1 && p.concurrency <= max_concurrency, "{case}");
+                    assert!(p.burst >= 1.0, "every child can send a request: {case}");
+                    assert!(c * p.burst <= burst + 1e-9, "burst: {case}");
+                    assert!((c * p.requests_per_second - rate).abs() < 1e-9, "rate: {case}");
+                    assert!(
+                        p.batch_size * p.concurrency >= instances.min(MAX_BATCH * p.concurrency),
+                        "{case}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::fairness;
 use crate::fleet::{self, BatchSummary, FleetOutcome, Location, MapPlan};
 use crate::report;
 use crate::request::{BatchInput, InvalidRequest};
-use crate::run::{Shipper, now_ms};
+use crate::run::{Deadline, Shipper, now_ms};
 
 /// The select step's answer: counts and locations only (the execution's state stays small
 /// whatever the fleet's size).
@@ -81,7 +81,7 @@ impl Shipper {
         &self,
         instances: &[String],
         input: &BatchInput,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         metrics: &mut Metrics,
     ) -> Result<BatchSummary, ShipError> {
         self.check_budget(input)?;
@@ -89,10 +89,14 @@ impl Shipper {
             .check_location("BatchInput.manifest", &input.manifest)?;
         let manifest = self.fleet.read_manifest(&input.manifest).await?;
         fleet::check_batch(instances, &manifest, &input.manifest.key)?;
+        // Express ends a child after 5 minutes: from its start, no file is started and no
+        // portion read past `CHILD_WORK_MS` (less the reserve), whatever the backlog, and the
+        // chunk in progress is finished before it ends.
+        let deadline = deadline.stopping_at(Instant::now() + Duration::from_millis(fleet::CHILD_WORK_MS));
         self.rds.set_rate(input.requests_per_second, input.burst).await;
-        // The batch's deadline only stops new instances from starting. The invocation's own
-        // (hard) deadline is what the shipping below gets: a write-ahead chunk's expiry must be a
-        // time the recording run cannot outlive, and the batch deadline is not one.
+        // The batch's deadline only stops new instances from starting. A write-ahead chunk's
+        // expiry stays the invocation's own (hard) deadline, a time the recording run cannot
+        // outlive; neither the batch deadline nor the child's stop is one.
         let left = input
             .deadline_ms
             .saturating_sub(now_ms())
@@ -100,7 +104,9 @@ impl Shipper {
         let batch_deadline = Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(0));
         let mut batch = BatchSummary::default();
         for instance in instances {
-            if crate::run::near(Some(batch_deadline), self.config.reserve) {
+            // The batch deadline already leaves the period's margin (and Express's): no reserve
+            // on top. The reserve is the hard deadline's, which the shipping below keeps.
+            if Instant::now() >= batch_deadline {
                 let s = crate::summary::InstanceSummary::new(instance);
                 batch.add(&s, false);
                 continue;
@@ -109,6 +115,10 @@ impl Shipper {
             report::record_instance(&s, metrics);
             batch.add(&s, reached.is_some());
         }
+        // The share was this batch's: a warm container's next request (a select, a manual ship,
+        // another batch) starts from the configured budget again.
+        let c = &self.config;
+        self.rds.set_rate(c.requests_per_second, c.burst).await;
         batch.measured_at_ms = now_ms();
         info!(
             instances = batch.instances,
@@ -177,5 +187,130 @@ impl Shipper {
         let mut index = self.fleet.read_lag_index().await?;
         index.update(lags, selected);
         self.fleet.write_lag_index(&index).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_rds::operation::describe_db_log_files::DescribeDbLogFilesOutput;
+    use aws_sdk_rds::operation::download_db_log_file_portion::DownloadDbLogFilePortionOutput;
+    use aws_sdk_rds::types::DescribeDbLogFilesDetails;
+    use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
+    use aws_sdk_s3::operation::put_object::PutObjectOutput;
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::error::NoSuchKey;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use lambda_common::metrics::Metrics;
+
+    use super::*;
+    use crate::Config;
+
+    /// One batch of `db1` (one 14-byte file) shipped under `deadline`: the batch's answer, the
+    /// RDS client's limit after it, and the checkpoint bodies written.
+    async fn batch(deadline: Deadline) -> (BatchSummary, (f64, f64), Vec<String>) {
+        let config = Config::from_lookup(|k| match k {
+            "LOG_BUCKET" => Some("archive".into()),
+            "RDS_REQUESTS_PER_SECOND" => Some("12".into()),
+            "RDS_BURST" => Some("300".into()),
+            _ => None,
+        })
+        .unwrap();
+        let manifest = mock!(aws_sdk_s3::Client::get_object)
+            .match_requests(|r| r.key() == Some("rds-logs/_fleet/r1/instances.json"))
+            .then_output(|| {
+                GetObjectOutput::builder()
+                    .body(ByteStream::from_static(br#"[{"instance": "db1"}]"#))
+                    .build()
+            });
+        let no_checkpoint = mock!(aws_sdk_s3::Client::get_object)
+            .then_error(|| GetObjectError::NoSuchKey(NoSuchKey::builder().build()));
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let seen = written.clone();
+        let puts = mock!(aws_sdk_s3::Client::put_object)
+            .match_requests(move |r| {
+                if r.key().is_some_and(|k| k.ends_with("checkpoint.json")) {
+                    let body = r.body().bytes().map(|b| String::from_utf8_lossy(b).into_owned());
+                    seen.lock().unwrap().extend(body);
+                }
+                true
+            })
+            .then_output(|| PutObjectOutput::builder().e_tag("\"e1\"").build());
+        let listing = mock!(aws_sdk_rds::Client::describe_db_log_files).then_output(|| {
+            DescribeDbLogFilesOutput::builder()
+                .describe_db_log_files(
+                    DescribeDbLogFilesDetails::builder()
+                        .log_file_name("error/postgresql.log")
+                        .size(14)
+                        .last_written(1_000)
+                        .build(),
+                )
+                .build()
+        });
+        let portion = mock!(aws_sdk_rds::Client::download_db_log_file_portion).then_output(|| {
+            DownloadDbLogFilePortionOutput::builder()
+                .log_file_data("line 1\nline 2\n")
+                .marker("1:14")
+                .additional_data_pending(false)
+                .build()
+        });
+        let s = Shipper::new(
+            mock_client!(aws_sdk_rds, RuleMode::MatchAny, [&listing, &portion]),
+            mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&manifest, &no_checkpoint, &puts]),
+            config,
+        );
+        let input = BatchInput {
+            manifest: Location {
+                bucket: "archive".into(),
+                key: "rds-logs/_fleet/r1/instances.json".into(),
+            },
+            requests_per_second: 3.0,
+            burst: 5.0,
+            deadline_ms: now_ms() + 60_000,
+        };
+        let mut metrics = Metrics::new("Ns", report::SERVICE);
+        let batch = s
+            .ship_batch(&["db1".to_owned()], &input, deadline, &mut metrics)
+            .await
+            .unwrap();
+        let limit = s.rds.limit().await;
+        let written = written.lock().unwrap().clone();
+        (batch, limit, written)
+    }
+
+    #[tokio::test]
+    async fn a_batch_s_share_of_the_budget_ends_with_the_batch() {
+        let (batch, limit, _) = batch(Deadline::default()).await;
+        assert_eq!(
+            (batch.instances, batch.complete, batch.bytes),
+            (1, 1, 14),
+            "{batch:?}"
+        );
+        assert_eq!(
+            limit,
+            (12.0, 300.0),
+            "a warm container's next request pages at the configured budget, not the batch's share"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_ahead_chunk_expires_after_the_invocation_not_at_the_child_s_stop() {
+        // A 15-minute invocation: the child stops working within Express's 5 minutes, but a
+        // chunk it recorded may still be uploading until the invocation ends.
+        let hard = Instant::now() + Duration::from_secs(900);
+        let (batch, _, written) = batch(Deadline::new(Some(hard))).await;
+        assert_eq!(batch.complete, 1, "{batch:?}");
+        let pending: Vec<i64> = written
+            .iter()
+            .filter_map(|body| serde_json::from_str::<serde_json::Value>(body).ok())
+            .filter_map(|cp| cp["files"]["error/postgresql.log"]["pending"]["until"].as_i64())
+            .collect();
+        assert_eq!(pending.len(), 1, "one write-ahead record: {written:?}");
+        assert!(
+            pending[0] >= now_ms() + 890_000,
+            "the expiry outlasts the invocation (900 s), not the child's stop (290 s): {}",
+            pending[0] - now_ms()
+        );
     }
 }

@@ -10,6 +10,15 @@ pub fn is_truncated(data: &str) -> bool {
     data.trim_end_matches(['\n', '\r']).ends_with(TRUNCATION_SUFFIX)
 }
 
+/// What a resumed read at `offset` would return, cut from `data`, a portion read from the
+/// file's beginning that held all of it (nothing pending): the bytes past those shipped. `None`
+/// when it cannot stand in for that read: it is shorter than what was shipped (the file
+/// shrank: the resumed read decides), or `offset` falls inside a character (it is not where a
+/// portion ended).
+pub fn rest_of_whole(data: &str, offset: u64) -> Option<&str> {
+    data.get(usize::try_from(offset).ok()?..)
+}
+
 /// The newlines in `data`: the complete lines it holds.
 fn newlines(data: &str) -> u32 {
     u32::try_from(data.bytes().filter(|b| *b == b'\n').count()).unwrap_or(u32::MAX)
@@ -465,5 +474,18 @@ mod tests {
         assert_eq!(next(true, 1000, 1000, 10, 0), Next::Continue);
         assert_eq!(next(false, 500, 1000, 0, 3), Next::Stalled);
         assert_eq!(next(false, 500, 1000, 0, 1), Next::Continue);
+    }
+
+    #[test]
+    fn a_whole_file_read_from_its_beginning_stands_in_for_the_resumed_read() {
+        assert_eq!(
+            rest_of_whole("line 1\nline 2\nline 3\n", 7),
+            Some("line 2\nline 3\n")
+        );
+        assert_eq!(rest_of_whole("line 1\n", 7), Some(""), "nothing new");
+        assert_eq!(rest_of_whole("line 1\n", 0), Some("line 1\n"));
+        assert_eq!(rest_of_whole("short", 9), None, "shorter than what was shipped");
+        assert_eq!(rest_of_whole("é\n", 1), None, "inside a character");
+        assert_eq!(rest_of_whole("x", u64::MAX), None);
     }
 }

@@ -24,6 +24,11 @@ impl TokenBucket {
         }
     }
 
+    /// The limit: (requests per second sustained, burst).
+    pub fn limit(&self) -> (f64, f64) {
+        (self.per_second, self.capacity)
+    }
+
     /// Takes a token, or says how long to wait for one.
     pub fn take(&mut self, now: f64) -> Result<(), Duration> {
         let elapsed = (now - self.last).max(0.0);

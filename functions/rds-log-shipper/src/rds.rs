@@ -104,6 +104,19 @@ pub struct Portion {
     pub pending: bool,
 }
 
+/// Files listed at most this size are asked for whole when their beginning is read (one RDS
+/// portion holds up to 1 MB).
+pub const WHOLE_BEGINNING_BYTES: u64 = 1_000_000;
+
+/// A file's beginning, read from marker "0" (see [`Rds::read_beginning`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Beginning {
+    /// Its first bytes (at least `HEAD_BYTES` of them, or all).
+    pub text: String,
+    /// The whole file, when one portion held all of it: the portion, end marker included.
+    pub whole: Option<Portion>,
+}
+
 /// What a portion request found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PortionRead {
@@ -179,6 +192,11 @@ impl Rds {
     pub async fn set_rate(&self, requests_per_second: f64, burst: f64) {
         *self.limiter.lock().await =
             TokenBucket::new(requests_per_second, burst, self.epoch.elapsed().as_secs_f64());
+    }
+
+    /// The client-side limit in force: (requests per second, burst).
+    pub async fn limit(&self) -> (f64, f64) {
+        self.limiter.lock().await.limit()
     }
 
     /// Throttling answers received so far (every attempt), by this client.
@@ -372,32 +390,61 @@ impl Rds {
     /// The first bytes of a file (from marker "0", up to `HEAD_BYTES` or its listed size), to
     /// check which file it is. RDS may answer with a short portion: a few more requests follow
     /// the marker. `None` if it is gone or unreadable this way (the read that follows says so).
+    ///
+    /// With `whole_if_small`, a file listed at most [`WHOLE_BEGINNING_BYTES`] is asked for whole
+    /// (`MAX_LINES` lines): when RDS answers it in one portion with nothing pending and at least
+    /// the listed size, that portion is kept ([`Beginning::whole`]) and holds every byte a
+    /// resumed read would ask for, so a small file that grew costs one portion request a
+    /// period, not two. Any other answer is read on as a beginning.
     pub async fn read_beginning(
         &self,
         instance: &str,
         file: &str,
         size: u64,
-    ) -> Result<Option<String>, ShipError> {
+        whole_if_small: bool,
+    ) -> Result<Option<Beginning>, ShipError> {
         let want = usize::try_from(size)
             .unwrap_or(usize::MAX)
             .min(checkpoint::HEAD_BYTES);
         let mut beginning = String::new();
         let mut marker = "0".to_owned();
-        for _ in 0..4 {
-            let out = match self.download(instance, file, &marker, 64).await {
+        let mut lines = if whole_if_small && size <= WHOLE_BEGINNING_BYTES {
+            crate::portion::MAX_LINES
+        } else {
+            64
+        };
+        for attempt in 0..4 {
+            let out = match self.download(instance, file, &marker, lines).await {
                 Ok(out) => out,
                 Err(e) if is_log_file_not_found(&e) => return Ok(None),
                 Err(e) if e.code() == Some("InvalidParameterValue") => return Ok(None),
                 Err(e) => return Err(ShipError::aws("RDS DownloadDBLogFilePortion", e)),
             };
             let data = out.log_file_data().unwrap_or_default();
+            let next = out.marker().filter(|m| !m.is_empty());
+            let pending = out.additional_data_pending().unwrap_or(false);
+            let all_listed = u64::try_from(data.len()).unwrap_or(u64::MAX) >= size;
+            if attempt == 0 && lines == crate::portion::MAX_LINES && !pending && all_listed {
+                return Ok(Some(Beginning {
+                    text: data.to_owned(),
+                    whole: next.map(|m| Portion {
+                        data: data.to_owned(),
+                        marker: Some(m.to_owned()),
+                        pending: false,
+                    }),
+                }));
+            }
+            lines = 64;
             beginning.push_str(data);
-            match out.marker().filter(|m| !m.is_empty()) {
+            match next {
                 Some(m) if !data.is_empty() && beginning.len() < want => marker = m.to_owned(),
                 _ => break,
             }
         }
-        Ok(Some(beginning))
+        Ok(Some(Beginning {
+            text: beginning,
+            whole: None,
+        }))
     }
 }
 

@@ -20,7 +20,7 @@ use crate::error::ShipError;
 use crate::fleet_store::FleetStore;
 use crate::keys;
 use crate::loss;
-use crate::rds::Rds;
+use crate::rds::{Beginning, Portion, Rds};
 use crate::report;
 use crate::request::Request;
 use crate::rotation::{self, Rotation};
@@ -47,9 +47,42 @@ pub struct Shipper {
     pub(crate) part_buffer: tokio::sync::Mutex<BytesMut>,
 }
 
-/// True when the Lambda deadline is less than `margin` away.
-pub(crate) fn near(deadline: Option<Instant>, margin: Duration) -> bool {
-    clock::remaining(deadline).is_some_and(|left| left <= margin)
+/// When an invocation stops. `stop`: no new work after it (a Distributed Map child's end,
+/// inside Express's 5 minutes, or the Lambda deadline). `hard`: the Lambda's own deadline,
+/// which a write-ahead chunk's expiry must outlast, as the invocation finishes the work it
+/// started before `stop`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Deadline {
+    hard: Option<Instant>,
+    stop: Option<Instant>,
+}
+
+impl Deadline {
+    /// The Lambda deadline, both to stop work and to end the invocation.
+    pub(crate) fn new(hard: Option<Instant>) -> Self {
+        Self { hard, stop: hard }
+    }
+
+    /// Also stops starting work at `at` (whichever comes first).
+    pub(crate) fn stopping_at(self, at: Instant) -> Self {
+        let stop = Some(self.stop.map_or(at, |s| s.min(at)));
+        Self { stop, ..self }
+    }
+
+    /// Time left to work.
+    pub(crate) fn remaining(self) -> Option<Duration> {
+        clock::remaining(self.stop)
+    }
+
+    /// Time left before the invocation itself ends (`None`: no deadline known).
+    pub(crate) fn hard_remaining(self) -> Option<Duration> {
+        clock::remaining(self.hard)
+    }
+
+    /// True when less than `margin` is left to work.
+    pub(crate) fn near(self, margin: Duration) -> bool {
+        self.remaining().is_some_and(|left| left <= margin)
+    }
 }
 
 /// Epoch milliseconds, as the checkpoint keeps them.
@@ -80,6 +113,7 @@ impl Shipper {
         deadline: Option<Instant>,
         metrics: &mut Metrics,
     ) -> Result<Value, ShipError> {
+        let deadline = Deadline::new(deadline);
         let throttled_before = self.rds.throttled();
         let answer = match request {
             Request::Select { run } => self.select_fleet(&run).await.and_then(|a| to_json(&a)),
@@ -114,11 +148,11 @@ impl Shipper {
     async fn ship_one(
         &self,
         instance: &str,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         metrics: &mut Metrics,
     ) -> Result<InstanceSummary, ShipError> {
         let mut s = InstanceSummary::new(instance);
-        if near(deadline, self.config.reserve) {
+        if deadline.near(self.config.reserve) {
             return Ok(s);
         }
         let shipped = self.ship_instance(instance, deadline, &mut s).await;
@@ -131,7 +165,7 @@ impl Shipper {
     /// The configured selection, most lag first (`fairness`), one instance after another; one
     /// failing instance does not stop the others (its error is in its summary). The lags
     /// measured go to the lag index for the next run's order.
-    async fn run(&self, deadline: Option<Instant>) -> Result<Summary, ShipError> {
+    async fn run(&self, deadline: Deadline) -> Result<Summary, ShipError> {
         let mut summary = Summary::default();
         let selected = self.rds.select(&self.config.selection).await?;
         let index = self.fleet.read_lag_index().await?;
@@ -160,10 +194,10 @@ impl Shipper {
     pub(crate) async fn ship_counted(
         &self,
         instance: &str,
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> (InstanceSummary, Option<bool>) {
         let mut s = InstanceSummary::new(instance);
-        if near(deadline, self.config.reserve) {
+        if deadline.near(self.config.reserve) {
             return (s, None);
         }
         let out_of_time = match self.ship_instance(instance, deadline, &mut s).await {
@@ -184,7 +218,7 @@ impl Shipper {
     async fn ship_instance(
         &self,
         instance: &str,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         s: &mut InstanceSummary,
     ) -> Result<bool, ShipError> {
         let mut st = self.checkpoints.read(instance).await?;
@@ -208,7 +242,7 @@ impl Shipper {
         st: &mut Stored,
         listing: &[ListedFile],
         complete: bool,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         s: &mut InstanceSummary,
     ) -> Result<bool, ShipError> {
         let today = keys::date_from_epoch_ms(now_ms());
@@ -217,12 +251,12 @@ impl Shipper {
         let (mut out_of_time, mut deferred) = (false, false);
         let mut waited = BTreeSet::new();
         for work in plan.work {
-            if near(deadline, self.config.reserve) {
+            if deadline.near(self.config.reserve) {
                 out_of_time = true;
                 break;
             }
-            let work = match self.prepare(instance, st, work, &today, s).await? {
-                Prepared::Ship(work) => work,
+            let (work, first) = match self.prepare(instance, st, work, &today, s).await? {
+                Prepared::Ship(work, first) => (work, first),
                 Prepared::Leave(waits_for) => {
                     deferred = true;
                     waited.extend(waits_for);
@@ -230,7 +264,7 @@ impl Shipper {
                 }
             };
             s.files += 1;
-            if self.ship_chunks(instance, st, work, deadline, s).await? {
+            if self.ship_chunks(instance, st, work, first, deadline, s).await? {
                 out_of_time = true;
                 break;
             }
@@ -351,14 +385,28 @@ impl Shipper {
         };
         let (mut work, beginning) = self.check_replaced(instance, &st.cp, work, today, s).await?;
         if work.offset == 0 && work.skip == 0 {
-            let waits_for = self
-                .continue_rotated(instance, &st.cp, &mut work, beginning)
-                .await?;
+            let text = beginning.map(|b| b.text);
+            let waits_for = self.continue_rotated(instance, &st.cp, &mut work, text).await?;
             if waits_for.is_some() {
                 return Ok(Prepared::Leave(waits_for));
             }
+            return Ok(Prepared::Ship(work, None));
         }
-        Ok(Prepared::Ship(work))
+        // A small file's beginning read whole holds the bytes a resumed read would ask for.
+        // Not after a whole download: its marker is no RDS marker, and the rest is downloaded.
+        let resumable = work.skip == 0 && work.marker != checkpoint::UNMARKED;
+        let first = beginning
+            .and_then(|b| b.whole)
+            .filter(|_| resumable)
+            .and_then(|whole| {
+                let rest = crate::portion::rest_of_whole(&whole.data, work.offset)?;
+                Some(Portion {
+                    data: rest.to_owned(),
+                    marker: whole.marker,
+                    pending: false,
+                })
+            });
+        Ok(Prepared::Ship(work, first))
     }
 
     /// Ships a file chunk after chunk: a file larger than one chunk continues where the last one
@@ -368,12 +416,15 @@ impl Shipper {
         instance: &str,
         st: &mut Stored,
         mut work: Work,
-        deadline: Option<Instant>,
+        mut first: Option<Portion>,
+        deadline: Deadline,
         s: &mut InstanceSummary,
     ) -> Result<bool, ShipError> {
         let mut shipped_any = false;
         loop {
-            let outcome = self.ship_file(instance, st, &work, deadline, s).await?;
+            let outcome = self
+                .ship_file(instance, st, &work, first.take(), deadline, s)
+                .await?;
             if outcome.bytes > 0 && !shipped_any {
                 shipped_any = true;
                 s.files_shipped += 1;
@@ -456,7 +507,7 @@ impl Shipper {
         work: Work,
         today: &str,
         s: &mut InstanceSummary,
-    ) -> Result<(Work, Option<String>), ShipError> {
+    ) -> Result<(Work, Option<Beginning>), ShipError> {
         let recorded = cp.files.get(&work.name);
         let Some(head) = recorded.and_then(|f| f.head.as_deref()) else {
             return Ok((work, None));
@@ -464,10 +515,13 @@ impl Shipper {
         if work.restarted || work.offset == 0 {
             return Ok((work, None));
         }
-        let beginning = self.rds.read_beginning(instance, &work.name, work.size).await?;
+        let beginning = self
+            .rds
+            .read_beginning(instance, &work.name, work.size, true)
+            .await?;
         if beginning
-            .as_deref()
-            .is_some_and(|b| !checkpoint::same_file(head, b))
+            .as_ref()
+            .is_some_and(|b| !checkpoint::same_file(head, &b.text))
         {
             s.anomaly(
                 kind::FILE_REPLACED,
@@ -501,8 +555,9 @@ impl Shipper {
             Some(b) => b,
             None => self
                 .rds
-                .read_beginning(instance, &work.name, work.size)
+                .read_beginning(instance, &work.name, work.size, false)
                 .await?
+                .map(|b| b.text)
                 .unwrap_or_default(),
         };
         match rotation::rotation_source(cp, &work.name, &beginning) {
@@ -522,8 +577,10 @@ impl Shipper {
 }
 
 /// What `prepare` makes of a work item.
+#[allow(clippy::large_enum_variant)] // one a file, moved once: boxing would buy nothing
 enum Prepared {
-    Ship(Work),
+    /// Ship it; with the first portion when the file's beginning already read holds it.
+    Ship(Work, Option<Portion>),
     /// Leave the file for now; `Some(source)`: it is a renamed copy that waits for the chunk in
     /// flight of the file `source`, which it continues.
     Leave(Option<String>),
@@ -535,4 +592,30 @@ fn log_shipped(s: &InstanceSummary) {
 
 fn to_json(summary: &impl Serialize) -> Result<Value, ShipError> {
     serde_json::to_value(summary).map_err(|e| ShipError::json("the summary", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_stops_at_the_earlier_deadline_and_the_invocation_ends_at_its_own() {
+        let now = Instant::now();
+        let hard = Deadline::new(Some(now + Duration::from_secs(900)));
+        let child = hard.stopping_at(now + Duration::from_secs(290));
+        assert!(child.remaining().unwrap() <= Duration::from_secs(290));
+        assert!(child.hard_remaining().unwrap() > Duration::from_secs(800));
+        assert!(!child.near(Duration::from_secs(20)));
+        assert!(
+            child.near(Duration::from_secs(300)),
+            "near the stop, not the hard deadline"
+        );
+        // A later stop never extends the work past the Lambda deadline.
+        let late = hard.stopping_at(now + Duration::from_secs(3_600));
+        assert!(late.remaining().unwrap() <= Duration::from_secs(900));
+        // No Lambda deadline (a local run): the stop alone; the expiry falls back to its default.
+        let local = Deadline::new(None).stopping_at(now + Duration::from_secs(290));
+        assert!(local.remaining().is_some() && local.hard_remaining().is_none());
+        assert!(!Deadline::default().near(Duration::from_secs(3_600)));
+    }
 }

@@ -8,11 +8,10 @@
 //! failure mid-stream aborts the chunk's multipart upload and records nothing, so the chunk is
 //! redone. A crash anywhere is resumed by the checkpoint's write-ahead record as for portions.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_smithy_types::byte_stream::ByteStream;
 use bytes::Bytes;
-use lambda_common::clock;
 use tracing::info;
 
 use crate::catchup::Stream;
@@ -22,7 +21,7 @@ use crate::error::{DownloadError, ShipError};
 use crate::file::FileOutcome;
 use crate::keys;
 use crate::rds::WholeRead;
-use crate::run::{Shipper, near, now_ms};
+use crate::run::{Deadline, Shipper, now_ms};
 use crate::store::Stored;
 use crate::summary::{InstanceSummary, kind};
 use crate::upload::ChunkWriter;
@@ -55,7 +54,7 @@ impl Shipper {
         instance: &str,
         st: &mut Stored,
         work: &Work,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         s: &mut InstanceSummary,
     ) -> Result<FileOutcome, ShipError> {
         let mut body = match self.rds.download_whole(instance, &work.name).await? {
@@ -129,15 +128,15 @@ impl Shipper {
         carry: &mut Bytes,
         stream: &mut Stream,
         writer: &mut ChunkWriter<'_>,
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> Result<Ended, ShipError> {
         let margin = self.config.reserve / 2;
         loop {
             if carry.is_empty() {
-                if near(deadline, margin) {
+                if deadline.near(margin) {
                     return Ok(Ended::OutOfTime);
                 }
-                let left = clock::remaining(deadline).map(|l| l.saturating_sub(margin));
+                let left = deadline.remaining().map(|l| l.saturating_sub(margin));
                 let wait = left.map_or(FRAME_TIMEOUT, |l| l.min(FRAME_TIMEOUT));
                 match tokio::time::timeout(wait, body.next()).await {
                     Err(_) if wait < FRAME_TIMEOUT => return Ok(Ended::OutOfTime),

@@ -482,6 +482,44 @@ async fn a_file_replaced_under_its_name_is_shipped_again_from_its_beginning() {
     );
 }
 
+/// A file resumed at byte 6 whose recorded beginning is "day 1\n", now `file`: the requests RDS
+/// served (marker, lines) and the run's answer.
+async fn resumed(file: Vec<u8>) -> (Vec<(String, i32)>, Value) {
+    let cp = checkpoint_with(
+        r#"{"version":1,"instance":"db1","fullListingAt":0,"files":{"error/postgresql.log":
+            {"marker":"1:6","shipped":6,"size":6,"lastWritten":500,"generation":0,"date":"2026-11-22",
+             "head":"day 1\n"}}}"#,
+    );
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let rds = rds_serving(file.clone(), asked.clone());
+    let (list, put) = (listing(file.len() as i64), puts());
+    let s = shipper(&[&list, &rds], &[&cp, &put]);
+    let out = run(&s).await;
+    let asked = asked.lock().unwrap().clone();
+    (asked, out)
+}
+
+#[tokio::test]
+async fn a_small_file_that_grew_costs_one_portion_request_its_beginning_read_whole() {
+    // At most 1 MB: its beginning, asked whole, holds the new bytes too; no resumed read.
+    let (asked, out) = resumed(b"day 1\nday 1, later\n".to_vec()).await;
+    assert_eq!(asked, [("0".to_owned(), 10_000)], "{out}");
+    assert_eq!(
+        (out["bytes"].as_u64(), out["complete"].as_bool()),
+        (Some(13), Some(true)),
+        "{out}"
+    );
+    // Over 1 MB: the beginning is a few lines, then the file is resumed from its marker.
+    let mut big = b"day 1\n".to_vec();
+    for i in 0..11_000 {
+        big.extend_from_slice(format!("{i:>99}\n").as_bytes());
+    }
+    let (asked, out) = resumed(big.clone()).await;
+    assert_eq!(asked[0], ("0".to_owned(), 64), "{out}");
+    assert_eq!(asked[1].0, "1:6", "resumed where it was shipped to: {asked:?}");
+    assert_eq!(out["bytes"].as_u64(), Some(big.len() as u64 - 6), "{out}");
+}
+
 #[tokio::test]
 async fn a_throttled_call_fails_the_step_as_throttled_and_others_as_aws_errors() {
     use aws_sdk_rds::operation::describe_db_log_files::DescribeDBLogFilesError;

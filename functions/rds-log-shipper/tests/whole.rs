@@ -464,6 +464,51 @@ async fn the_rest_of_a_whole_download_is_downloaded_whole_past_what_was_shipped(
 }
 
 #[tokio::test]
+async fn with_whole_downloads_off_the_rest_is_read_past_from_the_beginning_not_from_its_head_read() {
+    // Begun by a whole download (no RDS marker), then COMPLETE_DOWNLOADS=false: the portions
+    // read from "0" past the 2,000 bytes shipped. The file is small: the head read from "0"
+    // returns all of it, which must not stand in for that read (it starts at byte 0, the
+    // resumed work at the beginning with 2,000 bytes to read past).
+    let file = log_text(5_000);
+    let head = String::from_utf8_lossy(&file[..1024]).into_owned();
+    let cp = checkpoint_with(format!(
+        r#"{{"version":1,"instance":"db1","fullListingAt":0,"files":{{"{ROTATED}":
+            {{"marker":"","shipped":2000,"size":{},"lastWritten":1000,"generation":0,"date":"2026-11-22","head":{}}}}}}}"#,
+        file.len(),
+        serde_json::to_string(&head).unwrap()
+    ));
+    let whole = String::from_utf8_lossy(&file).into_owned();
+    let end = format!("1:{}", file.len());
+    let from_start = mock!(aws_sdk_rds::Client::download_db_log_file_portion)
+        .match_requests(|r| r.marker() == Some("0"))
+        .then_output(move || {
+            DownloadDbLogFilePortionOutput::builder()
+                .log_file_data(whole.clone())
+                .marker(end.clone())
+                .additional_data_pending(false)
+                .build()
+        });
+    let fake = FakeRds::new(&file, &[]);
+    let captured = Puts::default();
+    let (list, put) = (listing(file.len(), 0), puts(&captured));
+    let off = config(&[("COMPLETE_DOWNLOADS", "false")]);
+    let s = shipper(&fake, &[&list, &from_start], &[&cp, &put], off);
+    let out = ship(&s, None).await.0.unwrap();
+    assert_eq!(out["bytes"].as_u64(), Some(file.len() as u64 - 2000), "{out}");
+    assert!(fake.requests().is_empty(), "no whole download");
+    let (chunks, checkpoints) = written(&captured);
+    assert_eq!(chunks.len(), 1);
+    assert!(chunks[0].1 == file[2000..], "exactly the bytes not shipped yet");
+    let last = checkpoints.last().unwrap();
+    assert_eq!(last["files"][ROTATED]["shipped"], file.len() as u64, "{last}");
+    assert_eq!(
+        last["files"][ROTATED]["head"],
+        serde_json::json!(head),
+        "its first bytes stay its own"
+    );
+}
+
+#[tokio::test]
 async fn a_deadline_mid_stream_commits_what_was_streamed() {
     let file = log_text(1_000_000);
     let fake = FakeRds::new(&file, &[Reply::StallAfter(300_000)]);

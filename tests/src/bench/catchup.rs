@@ -82,17 +82,14 @@ async fn ship(
     (name, id, whole): (&'static str, &str, bool),
 ) -> anyhow::Result<Side> {
     let function = format!("shipper-{id}");
-    let env = [
+    let env = e2e::env(&[
         ("LOG_BUCKET", BUCKET),
         ("INSTANCES", id),
         ("RDS_REQUESTS_PER_SECOND", "12"),
         ("RDS_BURST", "300"),
         ("FULL_LISTING_MINUTES", "0"),
         ("COMPLETE_DOWNLOADS", if whole { "true" } else { "false" }),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
+    ]);
     let options = FunctionOptions {
         env,
         timeout: Duration::from_secs(900),

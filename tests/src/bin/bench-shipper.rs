@@ -8,8 +8,11 @@
 //! `--catch-up HOURS,MB` runs the backlog catch-up comparison instead (`bench/catchup.rs`):
 //! `HOURS` hourly files of `MB` megabytes shipped by portions only, then with whole downloads.
 //!
+//! `--fleet N[:K],... [--periods K]` runs the fleet benchmark instead (`bench/fleet.rs`): the
+//! real shipping state machine in moto over a fleet of each size N, K schedule periods each (3).
+//!
 //! Usage: bench-shipper --shipper PATH [--sizes 10,100,1000,2000] [--long-lines N]
-//! [--catch-up HOURS,MB] [--out BENCHMARKS.md]
+//! [--catch-up HOURS,MB] [--fleet N[:K],... [--periods K]] [--out BENCHMARKS.md]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,6 +26,8 @@ use e2e::{FunctionOptions, LocalStack};
 
 #[path = "../bench/catchup.rs"]
 mod catchup;
+#[path = "../bench/fleet.rs"]
+mod fleet;
 
 const BUCKET: &str = "bench-rds-logs";
 
@@ -73,7 +78,7 @@ struct Row {
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut shipper, mut sizes, mut out) = (None, vec![10u64, 100, 1000, 2000], None);
-    let (mut long_lines, mut catch_up) = (None, None);
+    let (mut long_lines, mut catch_up, mut fleet_sizes, mut periods) = (None, None, None, 3);
     while let Some(flag) = args.next() {
         let v = args.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
@@ -82,10 +87,17 @@ async fn main() -> anyhow::Result<()> {
             "--out" => out = Some(PathBuf::from(v)),
             "--long-lines" => long_lines = Some(v.parse::<u32>().context("--long-lines N")?),
             "--catch-up" => catch_up = Some(catchup::parse(&v)?),
+            "--fleet" => fleet_sizes = Some(v),
+            "--periods" => periods = v.parse::<usize>().context("--periods K")?,
             other => bail!("unknown argument {other}"),
         }
     }
     let shipper = shipper.context("--shipper PATH is required")?;
+    if let Some(sizes) = fleet_sizes {
+        // Each fleet on a local stack of its own.
+        let runs = fleet::run(&shipper, &fleet::parse(&sizes, periods)?).await?;
+        return fleet::record(&runs, out.as_deref());
+    }
     let stack = LocalStack::start().await?;
     if let Some((hours, mb)) = catch_up {
         let result = catchup::run(&stack, &shipper, hours, mb).await;
@@ -202,14 +214,11 @@ mod long_lines {
             let path = dir.join("error/postgresql.log.2026-11-22-00");
             std::fs::create_dir_all(path.parent().context("parent")?)?;
             let function = format!("shipper-{id}");
-            let env = [
+            let env = e2e::env(&[
                 ("LOG_BUCKET", BUCKET),
                 ("INSTANCES", id.as_str()),
                 ("FULL_LISTING_MINUTES", "0"),
-            ]
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+            ]);
             let options = FunctionOptions {
                 env,
                 timeout: Duration::from_secs(900),
@@ -342,17 +351,14 @@ async fn run(stack: &LocalStack, shipper: &Path, sizes: &[u64]) -> anyhow::Resul
         rds.set_throttle(throttle.then(Throttle::default));
         let function = format!("shipper-{id}");
         let part_mb = part_mb.to_string();
-        let env = [
+        let env = e2e::env(&[
             ("LOG_BUCKET", BUCKET),
             ("INSTANCES", id.as_str()),
             ("RDS_REQUESTS_PER_SECOND", "12"),
             ("RDS_BURST", "300"),
             ("FULL_LISTING_MINUTES", "0"),
             ("PART_SIZE_MB", part_mb.as_str()),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
+        ]);
         stack
             .add_function_binary(
                 &function,

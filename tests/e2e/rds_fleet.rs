@@ -206,6 +206,13 @@ async fn the_distributed_map_ships_a_fleet_exactly_once() {
         .unwrap();
 
     let out = fleet.execute(&arn, "scheduled-1").await;
+    // The 4 children ran at once, each in an instance of its own (the select's instance took
+    // one): the local Lambda starts an instance for every invocation no idle one takes.
+    let instances = fleet.stack.function("rds-log-shipper").unwrap().pids().len();
+    assert!(
+        instances >= 4,
+        "{instances} shipper instances for 4 concurrent children"
+    );
     let selected = &out["selected"];
     assert_eq!(selected["instances"], 210, "{out}");
     assert_eq!(selected["skippedUnknownEngine"], 1, "{out}");

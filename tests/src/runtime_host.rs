@@ -76,6 +76,8 @@ struct FunctionState {
     /// Instance ids handed out.
     next_instance: AtomicUsize,
     idle: AtomicUsize,
+    /// Invocations sent to the queue and not yet taken by an instance.
+    queued: AtomicUsize,
     instances: Mutex<Vec<Instance>>,
     timings: Mutex<Vec<InstanceTiming>>,
     /// When an instance first asked for work: the end of the first instance's init.
@@ -151,6 +153,7 @@ impl HostedFunction {
             in_flight: Mutex::new(HashMap::new()),
             next_instance: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
             instances: Mutex::new(Vec::new()),
             timings: Mutex::new(Vec::new()),
             first_poll: Mutex::new(None),
@@ -205,7 +208,11 @@ impl HostedFunction {
         let request_id = uuid::Uuid::new_v4().to_string();
         let deadline_ms = epoch_ms() + state.spec.timeout.as_millis() as u64;
         let (reply, answer) = oneshot::channel();
-        if state.idle.load(Ordering::SeqCst) == 0 {
+        // A new instance when the invocations waiting outnumber the idle instances, as Lambda
+        // starts a sandbox for every invocation no free one takes (comparing with idle == 0
+        // alone, invocations arriving together all saw one idle instance and queued behind it).
+        let waiting = state.queued.fetch_add(1, Ordering::SeqCst) + 1;
+        if waiting > state.idle.load(Ordering::SeqCst) {
             self.spawn_instance_if_allowed()?;
         }
         state
@@ -432,6 +439,7 @@ fn instance_exited(state: &FunctionState, tag: &InstanceTag, status: Option<std:
     if let Ok(mut rx) = state.queue_rx.try_lock()
         && let Ok(pending) = rx.try_recv()
     {
+        state.queued.fetch_sub(1, Ordering::SeqCst);
         fail(&pending.request_id, pending.reply);
     }
 }
@@ -479,6 +487,7 @@ async fn next(State(state): State<Arc<FunctionState>>, Extension(tag): Extension
     let Some(pending) = pending else {
         return StatusCode::GONE.into_response();
     };
+    state.queued.fetch_sub(1, Ordering::SeqCst);
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
@@ -541,6 +550,7 @@ async fn init_error(
     // serve them instead.)
     if let Ok(mut rx) = state.queue_rx.try_lock() {
         while let Ok(pending) = rx.try_recv() {
+            state.queued.fetch_sub(1, Ordering::SeqCst);
             let _ = pending.reply.send(Outcome::Error(body.clone()));
         }
     }

@@ -177,18 +177,19 @@ def make_batches(items: list, batcher: dict, state_input) -> list:
     return batches
 
 
-def items_of(record: dict) -> int:
-    """The items a child execution ran: its batch's (ItemBatcher), or its one item."""
+def items_of(record: dict, batched: bool) -> int:
+    """The items a child execution ran: its batch's (an ItemBatcher's `Items`), or its one item."""
     child_input = record.get("input")
-    if isinstance(child_input, dict) and isinstance(child_input.get("Items"), list):
+    if batched and isinstance(child_input, dict) and isinstance(child_input.get("Items"), list):
         return len(child_input["Items"])
     return 1
 
 
-def failed_items(records: list) -> tuple[int, int]:
-    """(failed items, all items) of a Map run's child records."""
-    failed = sum(items_of(r) for r in records if r["status"] != "SUCCEEDED")
-    return failed, sum(items_of(r) for r in records)
+def failed_items(records: list, batched: bool) -> tuple[int, int]:
+    """(failed items, all items) of a Map run's child records (`batched`: the Map has an
+    ItemBatcher)."""
+    failed = sum(items_of(r, batched) for r in records if r["status"] != "SUCCEEDED")
+    return failed, sum(items_of(r, batched) for r in records)
 
 
 def exceeds_tolerance(failed: int, total: int, keys: set, count, percentage) -> bool:
@@ -290,7 +291,7 @@ def install() -> None:
             env.stack.append(batches)
         original_map_run(self, env, eval_input)
         records = record._ext_records
-        failed, total = failed_items(records)
+        failed, total = failed_items(records, batcher is not None)
         keys = _TOLERANCE_KEYS.get(eval_input.state_name, set())
         if exceeds_tolerance(failed, total, keys, eval_input.tolerated_failure_count, eval_input.tolerated_failure_percentage):
             fail(env, "StatesExceedToleratedFailureThreshold", f"The specified tolerated failure threshold was exceeded: {failed} of {total} items failed")

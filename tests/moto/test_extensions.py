@@ -70,13 +70,14 @@ class Tolerance(unittest.TestCase):
             return {"status": status, "input": {"BatchInput": {}, "Items": list(range(n))} if n else {"x": 1}}
         # Batches of 5, 5, 1: the small one failed is 1 item of 11 (9%), not 1 child of 3 (33%).
         records = [child("SUCCEEDED", 5), child("SUCCEEDED", 5), child("FAILED", 1)]
-        self.assertEqual(ext.failed_items(records), (1, 11))
+        self.assertEqual(ext.failed_items(records, True), (1, 11))
         pct = {"ToleratedFailurePercentage"}
-        self.assertFalse(ext.exceeds_tolerance(*ext.failed_items(records), pct, 0, 10.0))
+        self.assertFalse(ext.exceeds_tolerance(*ext.failed_items(records, True), pct, 0, 10.0))
         records = [child("FAILED", 5), child("SUCCEEDED", 5), child("SUCCEEDED", 1)]
-        self.assertTrue(ext.exceeds_tolerance(*ext.failed_items(records), pct, 0, 10.0), "5 of 11 items")
-        # Unbatched children are one item each.
-        self.assertEqual(ext.failed_items([child("FAILED"), child("SUCCEEDED"), child("TIMED_OUT")]), (2, 3))
+        self.assertTrue(ext.exceeds_tolerance(*ext.failed_items(records, True), pct, 0, 10.0), "5 of 11 items")
+        # Without an ItemBatcher a child is one item, even one whose item holds an `Items` list.
+        self.assertEqual(ext.failed_items([child("FAILED"), child("SUCCEEDED"), child("TIMED_OUT")], False), (2, 3))
+        self.assertEqual(ext.failed_items([child("FAILED", 5), child("SUCCEEDED", 5)], False), (1, 2))
 
 
 class ResultFiles(unittest.TestCase):

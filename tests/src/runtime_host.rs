@@ -5,7 +5,7 @@
 //! (`AWS_LAMBDA_RUNTIME_API`) on a loopback port, so the host knows which instance holds which
 //! invocation. A function's instances share one queue of invocations: an instance takes the next
 //! one with `GET /2018-06-01/runtime/invocation/next` and answers with `.../response` or
-//! `.../error`, as on Lambda. When an invocation arrives and no instance is idle, another
+//! `.../error`, as on Lambda. When the invocations waiting outnumber the idle instances, another
 //! instance is started, up to the function's concurrency. Instances' stdout and stderr go to one
 //! log file per function.
 //!
@@ -212,18 +212,26 @@ impl HostedFunction {
         // starts a sandbox for every invocation no free one takes (comparing with idle == 0
         // alone, invocations arriving together all saw one idle instance and queued behind it).
         let waiting = state.queued.fetch_add(1, Ordering::SeqCst) + 1;
-        if waiting > state.idle.load(Ordering::SeqCst) {
-            self.spawn_instance_if_allowed()?;
+        let sent = if waiting > state.idle.load(Ordering::SeqCst) {
+            self.spawn_instance_if_allowed()
+        } else {
+            Ok(())
         }
-        state
-            .queue_tx
-            .send(Pending {
+        .and_then(|()| {
+            let pending = Pending {
                 request_id: request_id.clone(),
                 payload,
                 deadline_ms,
                 reply,
-            })
-            .map_err(|_| anyhow::anyhow!("function {} is stopped", state.spec.name))?;
+            };
+            let stopped = |_| anyhow::anyhow!("function {} is stopped", state.spec.name);
+            state.queue_tx.send(pending).map_err(stopped)
+        });
+        if let Err(e) = sent {
+            // Never queued: not waiting either.
+            state.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(e);
+        }
         match tokio::time::timeout(state.spec.timeout, answer).await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(_)) => Ok(Outcome::Error(error_body(

@@ -89,9 +89,11 @@ impl Shipper {
             .check_location("BatchInput.manifest", &input.manifest)?;
         let manifest = self.fleet.read_manifest(&input.manifest).await?;
         fleet::check_batch(instances, &manifest, &input.manifest.key)?;
-        // Express ends a child after 5 minutes: from its start, no file is started and no
-        // portion read past `CHILD_WORK_MS` (less the reserve), whatever the backlog, and the
-        // chunk in progress is finished before it ends.
+        // Express ends a child after 5 minutes: from here, no file is started and no portion
+        // read past `CHILD_WORK_MS` (less the reserve), whatever the backlog, and the chunk in
+        // progress is finished before it ends. Counted from this invocation's start: the
+        // child's cold start and its Task's retries (on Lambda service errors, which end an
+        // attempt at once) come out of the 10 s left of Express's 300.
         let deadline = deadline.stopping_at(Instant::now() + Duration::from_millis(fleet::CHILD_WORK_MS));
         self.rds.set_rate(input.requests_per_second, input.burst).await;
         // The batch's deadline only stops new instances from starting. A write-ahead chunk's
@@ -104,8 +106,8 @@ impl Shipper {
         let batch_deadline = Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(0));
         let mut batch = BatchSummary::default();
         for instance in instances {
-            // The batch deadline already leaves the period's margin (and Express's): no reserve
-            // on top. The reserve is the hard deadline's, which the shipping below keeps.
+            // The batch deadline already leaves the period's margin: no reserve on top (the
+            // child's own stop, with its reserve, is checked when each instance starts).
             if Instant::now() >= batch_deadline {
                 let s = crate::summary::InstanceSummary::new(instance);
                 batch.add(&s, false);

@@ -425,9 +425,9 @@ async fn a_file_gone_is_an_anomaly_and_a_missing_instance_an_error() {
     assert_eq!(fake.requests().len(), 1, "a missing instance is not retried");
 }
 
-#[tokio::test]
-async fn the_rest_of_a_whole_download_is_downloaded_whole_past_what_was_shipped() {
-    let file = log_text(5_000);
+/// The checkpoint of `ROTATED` (`file`) shipped to byte 2,000 by a whole download (no RDS
+/// marker), with its first bytes recorded; and those bytes.
+fn shipped_whole_to_2000(file: &[u8]) -> (Rule, String) {
     let head = String::from_utf8_lossy(&file[..1024]).into_owned();
     let cp = checkpoint_with(format!(
         r#"{{"version":1,"instance":"db1","fullListingAt":0,"files":{{"{ROTATED}":
@@ -435,8 +435,15 @@ async fn the_rest_of_a_whole_download_is_downloaded_whole_past_what_was_shipped(
         file.len(),
         serde_json::to_string(&head).unwrap()
     ));
+    (cp, head)
+}
+
+#[tokio::test]
+async fn the_rest_of_a_whole_download_is_downloaded_whole_past_what_was_shipped() {
+    let file = log_text(5_000);
+    let (cp, head) = shipped_whole_to_2000(&file);
     // Replaced under its name? Its beginning, read in one portion from "0", says no.
-    let beginning = String::from_utf8_lossy(&file[..1024]).into_owned();
+    let beginning = head;
     let first = mock!(aws_sdk_rds::Client::download_db_log_file_portion)
         .match_requests(|r| r.marker() == Some("0"))
         .then_output(move || {
@@ -470,13 +477,7 @@ async fn with_whole_downloads_off_the_rest_is_read_past_from_the_beginning_not_f
     // returns all of it, which must not stand in for that read (it starts at byte 0, the
     // resumed work at the beginning with 2,000 bytes to read past).
     let file = log_text(5_000);
-    let head = String::from_utf8_lossy(&file[..1024]).into_owned();
-    let cp = checkpoint_with(format!(
-        r#"{{"version":1,"instance":"db1","fullListingAt":0,"files":{{"{ROTATED}":
-            {{"marker":"","shipped":2000,"size":{},"lastWritten":1000,"generation":0,"date":"2026-11-22","head":{}}}}}}}"#,
-        file.len(),
-        serde_json::to_string(&head).unwrap()
-    ));
+    let (cp, head) = shipped_whole_to_2000(&file);
     let whole = String::from_utf8_lossy(&file).into_owned();
     let end = format!("1:{}", file.len());
     let from_start = mock!(aws_sdk_rds::Client::download_db_log_file_portion)

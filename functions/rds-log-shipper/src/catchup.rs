@@ -265,6 +265,7 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::tests::listed;
     use crate::checkpoint::{self, Checkpoint};
 
     const HOUR: i64 = 3_600_000;
@@ -273,14 +274,6 @@ mod tests {
         enabled: true,
         quiet_ms: HOUR,
     };
-
-    fn listed(name: &str, size: u64, last_written: i64) -> ListedFile {
-        ListedFile {
-            name: name.into(),
-            size,
-            last_written,
-        }
-    }
 
     #[test]
     fn a_rotated_file_is_superseded_by_a_later_one_of_its_family() {

@@ -586,7 +586,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::rotation::{Rotation, rotation_source};
 
-    fn listed(name: &str, size: u64, last_written: i64) -> ListedFile {
+    /// A file as a listing shows it.
+    pub(crate) fn listed(name: &str, size: u64, last_written: i64) -> ListedFile {
         ListedFile {
             name: name.into(),
             size,

@@ -111,18 +111,10 @@ pub fn max_lag(lags: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::tests::state;
+    use crate::checkpoint::tests::{listed, state};
     use crate::checkpoint::{Pending, Seen};
     use crate::summary::{Lost, kind};
     use serde_json::Value;
-
-    fn listed(name: &str, size: u64, last_written: i64) -> ListedFile {
-        ListedFile {
-            name: name.into(),
-            size,
-            last_written,
-        }
-    }
 
     #[test]
     fn the_lag_is_the_age_of_the_oldest_listed_file_with_bytes_not_shipped() {

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use axum::body::Bytes;
+use e2e::LocalStack;
 use e2e::rds::{DbInstance, RdsEmulator, Throttle};
 use e2e::runtime_host::{Outcome, peak_rss_kib};
-use e2e::{FunctionOptions, LocalStack};
 
 use super::{BUCKET, append_log, record_section};
 
@@ -90,16 +90,7 @@ async fn ship(
         ("FULL_LISTING_MINUTES", "0"),
         ("COMPLETE_DOWNLOADS", if whole { "true" } else { "false" }),
     ]);
-    let options = FunctionOptions {
-        env,
-        timeout: Duration::from_secs(900),
-        max_instances: 1,
-        rust_log: "warn".into(),
-    };
-    stack
-        .add_function_binary(&function, shipper.to_path_buf(), options)
-        .await?;
-    let f = stack.function(&function).context("function")?;
+    let f = super::serve_shipper(stack, &function, shipper, env, 1).await?;
     // Each side starts with full token buckets, as after a quiet spell.
     rds.set_throttle(Some(Throttle::default()));
     rds.set_complete_throttle(Some(Throttle::default()));

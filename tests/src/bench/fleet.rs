@@ -21,9 +21,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use e2e::LocalStack;
 use e2e::rds::{DbInstance, RdsEmulator, Throttle};
 use e2e::runtime_host::peak_rss_kib;
-use e2e::{FunctionOptions, LocalStack};
 use futures_util::{StreamExt, stream};
 use serde_json::Value;
 
@@ -223,15 +223,7 @@ async fn run_size(stack: &LocalStack, shipper: &Path, n: usize, periods: usize) 
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let options = FunctionOptions {
-        env,
-        timeout: Duration::from_secs(900),
-        max_instances: CHILDREN + 2,
-        rust_log: "warn".into(),
-    };
-    stack
-        .add_function_binary(FUNCTION, shipper.to_path_buf(), options)
-        .await?;
+    let f = super::serve_shipper(stack, FUNCTION, shipper, env, CHILDREN + 2).await?;
     let definition =
         std::fs::read_to_string(e2e::stack::repo_root().join("statemachines/rds-log-shipping.asl.json"))?
             .replace(
@@ -239,7 +231,6 @@ async fn run_size(stack: &LocalStack, shipper: &Path, n: usize, periods: usize) 
                 &format!("arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}"),
             );
     let arn = e2e::seed::create_state_machine(stack, "rds-log-shipping", definition).await?;
-    let f = stack.function(FUNCTION).context("function")?;
     let bound = bound_periods(n, 2.0);
     let mut out = Vec::new();
     for p in 0..periods {

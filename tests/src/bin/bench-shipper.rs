@@ -152,6 +152,27 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serves the shipper binary `shipper` as function `name` with `env` (15-minute timeout, up to
+/// `instances` instances, warnings logged only), as the benchmarks run it.
+async fn serve_shipper(
+    stack: &LocalStack,
+    name: &str,
+    shipper: &Path,
+    env: Vec<(String, String)>,
+    instances: usize,
+) -> anyhow::Result<std::sync::Arc<e2e::runtime_host::HostedFunction>> {
+    let options = FunctionOptions {
+        env,
+        timeout: Duration::from_secs(900),
+        max_instances: instances,
+        rust_log: "warn".into(),
+    };
+    stack
+        .add_function_binary(name, shipper.to_path_buf(), options)
+        .await?;
+    stack.function(name).context("function")
+}
+
 /// Writes `report` into `out` between the markers of section `name` (appended if absent).
 /// A PostgreSQL instance `id` served by the emulator; its log directory.
 fn postgres_instance(rds: &e2e::rds::RdsEmulator, id: &str) -> anyhow::Result<std::path::PathBuf> {
@@ -219,16 +240,7 @@ mod long_lines {
                 ("INSTANCES", id.as_str()),
                 ("FULL_LISTING_MINUTES", "0"),
             ]);
-            let options = FunctionOptions {
-                env,
-                timeout: Duration::from_secs(900),
-                max_instances: 1,
-                rust_log: "warn".into(),
-            };
-            stack
-                .add_function_binary(&function, shipper.to_path_buf(), options)
-                .await?;
-            let f = stack.function(&function).context("function")?;
+            let f = serve_shipper(stack, &function, shipper, env, 1).await?;
             let (calls_before, _) = rds.calls();
             let bytes_before = rds.portion_bytes();
             let (mut shipped, mut lost, mut line) = (0u64, 0u64, 0u64);
@@ -359,21 +371,9 @@ async fn run(stack: &LocalStack, shipper: &Path, sizes: &[u64]) -> anyhow::Resul
             ("FULL_LISTING_MINUTES", "0"),
             ("PART_SIZE_MB", part_mb.as_str()),
         ]);
-        stack
-            .add_function_binary(
-                &function,
-                shipper.to_path_buf(),
-                FunctionOptions {
-                    env,
-                    timeout: Duration::from_secs(900),
-                    max_instances: 1,
-                    rust_log: "warn".into(),
-                },
-            )
-            .await?;
+        let f = serve_shipper(stack, &function, shipper, env, 1).await?;
         let (calls_before, throttled_before) = rds.calls();
         let before: u64 = calls_before.values().sum();
-        let f = stack.function(&function).context("function")?;
         let started = Instant::now();
         let outcome = f
             .invoke(Bytes::from(format!(
